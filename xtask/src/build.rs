@@ -1,0 +1,425 @@
+//! `cargo xtask build`: wasm → wasm-bindgen → snippet flattening → wasm-opt → pkg/.
+
+use crate::setup::find_tool;
+use crate::toolchain::{self, TARGET};
+use crate::util::{self, crate_version, gzip_size, kb, lock_version, root, Args, Result};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const CRATE: &str = "b24-crm-item";
+pub const LIB: &str = "b24_crm_item";
+
+pub fn run(args: &[String]) -> Result {
+    let mut a = Args::new(args);
+    let dev = a.flag("--dev");
+    a.finish()?;
+    build(dev)?;
+    print_sizes(&root().join("pkg"))?;
+    Ok(())
+}
+
+pub fn wasm_opt_path() -> PathBuf {
+    root().join("tests/node_modules/.bin/wasm-opt")
+}
+
+/// Build `pkg/`. `dev`: debug profile and no wasm-opt.
+pub fn build(dev: bool) -> Result {
+    let root = root();
+    let tc = toolchain::detect_or_err()?;
+    println!("build: wasm toolchain: {}", tc.describe());
+
+    // 1. The wasm.
+    let mut cmd = tc.cargo("build", !dev);
+    cmd.args(["--package", CRATE, "--lib"]);
+    if !dev {
+        cmd.arg("--release");
+    }
+    util::run(&mut cmd)?;
+    let profile = if dev { "debug" } else { "release" };
+    let wasm = root.join(format!("target/wasm/{TARGET}/{profile}/{LIB}.wasm"));
+    if !wasm.exists() {
+        return Err(format!("{} was not produced", wasm.display()));
+    }
+
+    // 2. wasm-bindgen, at exactly the crate's version.
+    let want = lock_version("wasm-bindgen")?;
+    let bindgen =
+        find_tool("wasm-bindgen").ok_or("wasm-bindgen not found: run `cargo xtask setup`")?;
+    let have = util::capture(Command::new(&bindgen).arg("--version")).unwrap_or_default();
+    if have.split_whitespace().nth(1) != Some(want.as_str()) {
+        return Err(format!(
+            "`{}` says `{have}` but Cargo.lock has wasm-bindgen {want}: run `cargo xtask setup`",
+            bindgen.display()
+        ));
+    }
+    let pkg = root.join("pkg");
+    if pkg.exists() {
+        fs::remove_dir_all(&pkg).map_err(|e| format!("cannot clear pkg/: {e}"))?;
+    }
+    let mut cmd = Command::new(&bindgen);
+    cmd.args(["--target", "web", "--out-dir"])
+        .arg(&pkg)
+        .args(["--out-name", LIB, "--no-typescript"])
+        .arg(&wasm);
+    if dev {
+        cmd.arg("--debug");
+    }
+    util::run(&mut cmd)?;
+
+    // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
+    flatten_snippets(&pkg)?;
+
+    // 4. wasm-opt -Oz.
+    let bg = pkg.join(format!("{LIB}_bg.wasm"));
+    if dev {
+        println!("build: --dev: skipping wasm-opt");
+    } else {
+        wasm_opt(&bg)?;
+    }
+
+    // 5. The package files.
+    copy_template(&root.join("pkg-template"), &pkg)?;
+    if !pkg.join("index.js").exists() {
+        println!(
+            "build: NOTE: pkg-template/index.js does not exist yet; the package has no entry point"
+        );
+    }
+    println!("build: package ready in {}", pkg.display());
+    Ok(())
+}
+
+/// Rewrite the glue's imports of `./snippets/<crate>-<hash>/pkg-template/X` to `./X` and
+/// delete `pkg/snippets/`. Any other snippet (inline_js, modules outside pkg-template/) is an
+/// error: the package would need files we don't ship.
+pub fn flatten_snippets(pkg: &Path) -> Result {
+    let snippets = pkg.join("snippets");
+    if !snippets.exists() {
+        println!("build: no JS snippets");
+        return Ok(());
+    }
+    let mut files = Vec::new();
+    walk(&snippets, &mut files)?;
+    let glue_path = pkg.join(format!("{LIB}.js"));
+    let mut glue =
+        fs::read_to_string(&glue_path).map_err(|e| format!("{}: {e}", glue_path.display()))?;
+    let mut rewritten = BTreeSet::new();
+    for f in &files {
+        let rel = f
+            .strip_prefix(pkg)
+            .expect("under pkg")
+            .to_string_lossy()
+            .replace('\\', "/");
+        // rel = "snippets/<crate>-<hash>/<path inside the crate>"
+        let inner = rel
+            .splitn(3, '/')
+            .nth(2)
+            .ok_or_else(|| format!("unexpected snippet layout: pkg/{rel}"))?;
+        let Some(name) = inner.strip_prefix("pkg-template/") else {
+            return Err(format!(
+                "pkg/{rel}: a JS snippet that is not under pkg-template/ (inline_js or another \
+                 module path); the package only ships pkg-template/ files. Move the module to \
+                 pkg-template/ and import it with #[wasm_bindgen(module = \"/pkg-template/...\")]"
+            ));
+        };
+        if !root().join("pkg-template").join(name).exists() {
+            return Err(format!("pkg/{rel}: pkg-template/{name} does not exist"));
+        }
+        let from = format!("./{rel}");
+        if !glue.contains(&from) {
+            return Err(format!(
+                "the glue does not import {from}; wasm-bindgen's layout changed?"
+            ));
+        }
+        glue = glue.replace(&from, &format!("./{name}"));
+        rewritten.insert(name.to_string());
+    }
+    if glue.contains("snippets/") {
+        return Err(format!(
+            "{} still refers to snippets/ after rewriting",
+            glue_path.display()
+        ));
+    }
+    fs::write(&glue_path, glue).map_err(|e| e.to_string())?;
+    fs::remove_dir_all(&snippets).map_err(|e| e.to_string())?;
+    for n in &rewritten {
+        println!("build: snippet pkg-template/{n} → ./{n}");
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result {
+    for e in fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let p = e.map_err(|e| e.to_string())?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(())
+}
+
+/// The wasm features rustc's default wasm32 CPU may emit (Rust ≥ 1.82 / LLVM ≥ 19); telling
+/// wasm-opt about them lets it read the input, and allows nothing the input couldn't already use.
+const WASM_FEATURES: &[&str] = &[
+    "--enable-mutable-globals",
+    "--enable-sign-ext",
+    "--enable-nontrapping-float-to-int",
+    "--enable-bulk-memory",
+    "--enable-bulk-memory-opt",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
+fn wasm_opt(wasm: &Path) -> Result {
+    let exe = wasm_opt_path();
+    if !exe.exists() {
+        return Err(format!(
+            "{} not found (npm `binaryen`): run `cargo xtask setup`",
+            exe.display()
+        ));
+    }
+    let before = fs::metadata(wasm).map_err(|e| e.to_string())?.len();
+    let out = wasm.with_extension("opt.wasm");
+    util::run(
+        Command::new(&exe)
+            .arg("-Oz")
+            .args(WASM_FEATURES)
+            .arg(wasm)
+            .arg("-o")
+            .arg(&out),
+    )?;
+    let after = fs::metadata(&out).map_err(|e| e.to_string())?.len();
+    if after == 0 {
+        return Err("wasm-opt wrote an empty file".into());
+    }
+    if after >= before {
+        println!("build: WARNING: wasm-opt did not shrink the wasm ({before} → {after} bytes); keeping the input");
+        fs::remove_file(&out).map_err(|e| e.to_string())?;
+    } else {
+        fs::rename(&out, wasm).map_err(|e| e.to_string())?;
+        println!(
+            "build: wasm-opt -Oz: {before} → {after} bytes ({:.1}% smaller)",
+            100.0 * (before - after) as f64 / before as f64
+        );
+    }
+    Ok(())
+}
+
+/// Copy every file of pkg-template/ into pkg/; package.json gets the crate's version.
+fn copy_template(template: &Path, pkg: &Path) -> Result {
+    if !template.exists() {
+        return Err("pkg-template/ is missing".into());
+    }
+    let version = crate_version()?;
+    let mut files = Vec::new();
+    walk(template, &mut files)?;
+    for f in files {
+        let rel = f.strip_prefix(template).expect("under template");
+        let dest = pkg.join(rel);
+        if let Some(d) = dest.parent() {
+            fs::create_dir_all(d).map_err(|e| e.to_string())?;
+        }
+        if rel == Path::new("package.json") {
+            let text = fs::read_to_string(&f).map_err(|e| e.to_string())?;
+            fs::write(&dest, set_json_version(&text, &version)?).map_err(|e| e.to_string())?;
+        } else {
+            fs::copy(&f, &dest).map_err(|e| format!("copy {}: {e}", f.display()))?;
+        }
+    }
+    println!("build: copied pkg-template/ into pkg/ (version {version})");
+    Ok(())
+}
+
+/// Replace the top-level `"version": "..."` of a package.json (the first one, by convention
+/// placed right after `"name"`), without a JSON library.
+fn set_json_version(text: &str, version: &str) -> Result<String> {
+    let key = "\"version\"";
+    let start = text
+        .find(key)
+        .ok_or("pkg-template/package.json has no \"version\"")?;
+    let after_key = start + key.len();
+    let colon = after_key + text[after_key..].find(':').ok_or("malformed \"version\"")?;
+    let q1 = colon + text[colon..].find('"').ok_or("malformed \"version\"")?;
+    let q2 = q1 + 1 + text[q1 + 1..].find('"').ok_or("malformed \"version\"")?;
+    Ok(format!("{}\"{version}\"{}", &text[..q1], &text[q2 + 1..]))
+}
+
+/// The JS files the entry loads: `index.js` and every relative module it imports, statically or
+/// with `import()`, transitively. Falls back to the wasm-bindgen glue when there is no index.js.
+pub fn entry_files(pkg: &Path) -> Vec<PathBuf> {
+    let start = if pkg.join("index.js").exists() {
+        "index.js".to_string()
+    } else {
+        format!("{LIB}.js")
+    };
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start];
+    while let Some(f) = todo.pop() {
+        if !seen.insert(f.clone()) {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(pkg.join(&f)) else {
+            continue;
+        };
+        let base = Path::new(&f)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        for spec in relative_imports(&text) {
+            let joined = normalize(&base.join(spec));
+            if pkg.join(&joined).exists() {
+                todo.push(joined);
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|f| pkg.join(f))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+fn normalize(p: &Path) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            c => parts.push(c.as_os_str().to_string_lossy().into_owned()),
+        }
+    }
+    parts.join("/")
+}
+
+/// `./x.js` / `../x.js` specifiers right after `from`, `import` or `import(` (comments and
+/// other strings are ignored because only a keyword directly before the quote counts).
+fn relative_imports(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for kw in ["from", "import"] {
+        let mut i = 0;
+        while let Some(off) = src[i..].find(kw) {
+            let at = i + off;
+            i = at + kw.len();
+            let word_start = at == 0 || {
+                let c = src.as_bytes()[at - 1];
+                !(c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.')
+            };
+            if !word_start {
+                continue;
+            }
+            let rest = src[i..].trim_start();
+            let rest = rest.strip_prefix('(').map(str::trim_start).unwrap_or(rest);
+            let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                continue;
+            };
+            let Some(len) = rest[1..].find(quote) else {
+                continue;
+            };
+            let lit = &rest[1..1 + len];
+            if (lit.starts_with("./") || lit.starts_with("../")) && lit.ends_with(".js") {
+                out.push(lit.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub struct Sizes {
+    pub rows: Vec<(String, u64, u64)>, // name, raw, gzip
+    pub total_gzip: u64,
+    pub total_files: Vec<String>,
+}
+
+pub fn measure(pkg: &Path) -> Result<Sizes> {
+    let wasm = pkg.join(format!("{LIB}_bg.wasm"));
+    if !wasm.exists() {
+        return Err(format!(
+            "{} missing: run `cargo xtask build`",
+            wasm.display()
+        ));
+    }
+    let mut rows = Vec::new();
+    let mut all = vec![wasm.clone()];
+    let mut js: Vec<PathBuf> = fs::read_dir(pkg)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "js"))
+        .collect();
+    js.sort();
+    all.extend(js);
+    for p in &all {
+        let raw = fs::metadata(p).map_err(|e| e.to_string())?.len();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        rows.push((name, raw, gzip_size(p)?));
+    }
+    let mut loaded = entry_files(pkg);
+    loaded.push(wasm);
+    let mut total_gzip = 0;
+    let mut total_files = Vec::new();
+    for p in &loaded {
+        total_gzip += gzip_size(p)?;
+        total_files.push(p.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    Ok(Sizes {
+        rows,
+        total_gzip,
+        total_files,
+    })
+}
+
+pub fn print_sizes(pkg: &Path) -> Result<Sizes> {
+    let s = measure(pkg)?;
+    println!("\nsizes (gzip -9):");
+    for (name, raw, gz) in &s.rows {
+        println!("  {name:<28} {:>10} raw  {:>10} gzip", kb(*raw), kb(*gz));
+    }
+    println!(
+        "  {:<28} {:>10} gzip  ({} bytes: {})",
+        "total the entry loads",
+        kb(s.total_gzip),
+        s.total_gzip,
+        s.total_files.join(" + ")
+    );
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_replaced() {
+        let t = "{\n  \"name\": \"x\",\n  \"version\": \"0.0.0\",\n  \"dependencies\": {\"version\": \"1\"}\n}";
+        let r = set_json_version(t, "1.2.3").unwrap();
+        assert!(r.contains("\"version\": \"1.2.3\""));
+        assert!(r.contains("{\"version\": \"1\"}"));
+    }
+
+    #[test]
+    fn imports_are_found() {
+        let src = r#"import { a } from './a.js';
+import init from "./b24_crm_item.js";
+export * from './c.js';
+const m = await import('./lazy.js');
+import './side.js';
+import x from 'playwright-core';
+const s = "./not-an-import.js";"#;
+        assert_eq!(
+            relative_imports(src),
+            [
+                "./a.js",
+                "./b24_crm_item.js",
+                "./c.js",
+                "./lazy.js",
+                "./side.js"
+            ]
+        );
+    }
+}

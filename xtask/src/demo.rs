@@ -1,0 +1,87 @@
+//! `cargo xtask demo [--check] [--port N]`: the demo page served by the emulator.
+
+use crate::emulator::{self, Emulator};
+use crate::util::{self, root, Args, Result};
+use std::process::Command;
+
+pub fn run(args: &[String]) -> Result {
+    let mut a = Args::new(args);
+    let check = a.flag("--check");
+    let port: u16 = match a.value("--port")? {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("--port: not a port number: {p}"))?,
+        None => 0,
+    };
+    a.finish()?;
+    crate::build::build(false)?;
+    emulator::build()?;
+    if check {
+        check_page(port)
+    } else {
+        serve(port)
+    }
+}
+
+fn static_flags() -> Vec<String> {
+    let root = root();
+    vec![
+        "--control".into(),
+        "--static".into(),
+        format!("/={}", root.join("www").display()),
+        "--static".into(),
+        format!("/pkg={}", root.join("pkg").display()),
+    ]
+}
+
+/// The page is opened on `localhost` while the API answers on `127.0.0.1`: a cross-origin
+/// page→portal setup, as in real life.
+fn page_url(emu: &Emulator) -> String {
+    format!("http://localhost:{}/", emu.port())
+}
+
+fn serve(port: u16) -> Result {
+    let emu = Emulator::start(port, &static_flags(), true)?;
+    let url = page_url(&emu);
+    println!();
+    println!("  demo page:  {url}");
+    println!("  webhook:    {}", emu.webhook);
+    println!("  prefilled:  {url}?webhook={}", encode(&emu.webhook));
+    println!();
+    println!(
+        "The emulator is seeded with items of a smart process (entityTypeId 1268) and deals (2)."
+    );
+    println!("Press Ctrl-C to stop.");
+    emu.wait()
+}
+
+/// Drive the page in headless Chromium (tests/js/demo-check.mjs); exit status decides.
+pub fn check_page(port: u16) -> Result {
+    let emu = Emulator::start(port, &static_flags(), false)?;
+    let url = page_url(&emu);
+    let script = root().join("tests/js/demo-check.mjs");
+    util::run(
+        Command::new("node")
+            .arg(&script)
+            .arg(&url)
+            .arg(&emu.webhook)
+            .current_dir(root()),
+    )
+    .map_err(|e| format!("demo check failed: {e}"))?;
+    drop(emu);
+    println!("demo --check: ok");
+    Ok(())
+}
+
+/// Percent-encode a URL for use as a query parameter value.
+fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

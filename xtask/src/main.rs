@@ -1,0 +1,70 @@
+//! Developer tasks for b24-crm-item, run as `cargo xtask <command>`.
+//!
+//! Std only on purpose: this crate compiles in a couple of seconds and shells
+//! out to the real tools (cargo, wasm-bindgen, wasm-opt, node, apt-get, npm).
+
+mod bench;
+mod build;
+mod demo;
+mod emulator;
+mod setup;
+mod test;
+mod toolchain;
+mod util;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  setup              Install what the build and the tests need (idempotent; a fast
+                     no-op when everything is present): the wasm32 standard library
+                     (rustup target, else Debian rustc-web + build-std), lld,
+                     Chromium + chromedriver, wasm-bindgen-cli at the exact version
+                     in Cargo.lock, and the npm dev dependencies of tests/ (and www/).
+  build [--dev]      Release wasm build (size profile), wasm-bindgen, wasm-opt -Oz,
+                     and the npm package assembled in pkg/ from pkg-template/.
+                     --dev: debug wasm, no wasm-opt (faster, much bigger).
+                     Prints the gzip -9 sizes.
+  test [--quick]     setup (if needed), fmt --check, clippy -D warnings, native
+                     tests, build, wasm tests in headless Chromium against the
+                     emulator, JS package tests, demo --check. Runs every step,
+                     prints a summary, exits non-zero if any step failed.
+                     --quick: skip the wasm, JS and demo steps (inner loop only).
+  demo [--check] [--port N]
+                     Build, serve www/ and pkg/ from the emulator and print the
+                     demo URL and webhook; runs until Ctrl-C.
+                     --check: drive the page in headless Chromium instead
+                     (tests/js/demo-check.mjs), screenshot to target/demo-check.png.
+  bench              Size of what the package entry loads (gzip -9), checked
+                     against the 20 KB budget; non-zero exit above it.
+  help               This text.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match cmd {
+        "setup" => setup::run(rest),
+        "build" => build::run(rest),
+        "test" => test::run(rest),
+        "demo" => demo::run(rest),
+        "bench" => bench::run(rest),
+        "help" | "-h" | "--help" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

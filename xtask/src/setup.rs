@@ -1,0 +1,232 @@
+//! `cargo xtask setup`: install what is missing, say what is done, fast when nothing is.
+
+use crate::toolchain::{self, TARGET};
+use crate::util::{
+    self, capture, cargo_home_bin, is_root, lock_version, root, which, Args, Result,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+const APT_BROWSER: &[&str] = &["chromium", "chromium-driver"];
+const APT_WASM: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "lld-19"];
+
+pub fn run(args: &[String]) -> Result {
+    Args::new(args).finish()?;
+    ensure()
+}
+
+/// The whole setup; each piece checks a marker first and only installs when it is missing.
+pub fn ensure() -> Result {
+    let mut not_root_missing: Vec<(String, String)> = Vec::new();
+    let root_ok = is_root();
+
+    check_node()?;
+
+    // 1. A wasm32 standard library.
+    let mut apt_wanted: Vec<&str> = APT_BROWSER.to_vec();
+    if toolchain::rustup_has_wasm32() {
+        println!("setup: wasm32 std: rustup target {TARGET} is installed");
+    } else if toolchain::debian_build_std_present() {
+        println!("setup: wasm32 std: Debian rustc-web + rust-web-src (build-std) is installed");
+        apt_wanted.extend(APT_WASM);
+    } else if try_rustup_target_add() {
+        println!("setup: wasm32 std: installed the rustup target {TARGET}");
+    } else {
+        println!("setup: wasm32 std: rustup cannot provide {TARGET}; using Debian's rustc-web with build-std");
+        apt_wanted.extend(APT_WASM);
+    }
+
+    // 2. Debian packages: Chromium + chromedriver (+ the build-std toolchain when needed).
+    let missing = apt_missing(&apt_wanted);
+    if missing.is_empty() {
+        println!("setup: apt packages present: {}", apt_wanted.join(" "));
+    } else if root_ok {
+        println!("setup: installing apt packages: {}", missing.join(" "));
+        util::run(
+            Command::new("apt-get")
+                .arg("update")
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        util::run(
+            Command::new("apt-get")
+                .args(["install", "-y"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+        let still = apt_missing(&apt_wanted);
+        if !still.is_empty() {
+            return Err(format!(
+                "apt packages still missing after install: {}",
+                still.join(" ")
+            ));
+        }
+    } else {
+        not_root_missing.push((
+            format!("Debian packages {}", missing.join(", ")),
+            format!(
+                "sudo apt-get update && sudo apt-get install -y {}",
+                missing.join(" ")
+            ),
+        ));
+    }
+    if toolchain::detect().is_none() && not_root_missing.is_empty() {
+        return Err("no wasm32 toolchain after setup (see the messages above)".into());
+    }
+
+    // 3. wasm-bindgen-cli at exactly the version of the wasm-bindgen crate in Cargo.lock.
+    let want = lock_version("wasm-bindgen")?;
+    let have = wasm_bindgen_versions();
+    if have.iter().all(|v| v.as_deref() == Some(want.as_str())) {
+        println!("setup: wasm-bindgen-cli {want} present");
+    } else {
+        println!(
+            "setup: wasm-bindgen-cli {want} needed (found wasm-bindgen: {}, wasm-bindgen-test-runner: {}); installing",
+            have[0].as_deref().unwrap_or("none"),
+            have[1].as_deref().unwrap_or("none")
+        );
+        util::run(
+            Command::new("cargo")
+                .args(["install", "wasm-bindgen-cli", "--version", &want])
+                .current_dir(std::env::temp_dir()),
+        )?;
+        let have = wasm_bindgen_versions();
+        if !have.iter().all(|v| v.as_deref() == Some(want.as_str())) {
+            return Err(format!(
+                "wasm-bindgen {want} was installed to {} but another version comes first on PATH",
+                cargo_home_bin().display()
+            ));
+        }
+    }
+
+    // 4. npm dev dependencies (playwright-core, binaryen's wasm-opt) of tests/ and www/.
+    for dir in ["tests", "www"] {
+        let dir = root().join(dir);
+        if dir.join("package.json").exists() {
+            npm_ci(&dir)?;
+        }
+    }
+
+    if !not_root_missing.is_empty() {
+        let mut msg = String::from("setup cannot install these without root:\n");
+        for (what, how) in &not_root_missing {
+            msg.push_str(&format!("  - {what}: {how}\n"));
+        }
+        msg.push_str("then run `cargo xtask setup` again");
+        return Err(msg);
+    }
+    println!("setup: ok");
+    Ok(())
+}
+
+fn check_node() -> Result {
+    let v = capture(Command::new("node").arg("--version")).ok_or(
+        "Node.js >= 20 is needed (node not found): install it, e.g. `apt-get install -y nodejs npm` \
+         on a distribution that ships Node 20+, or from nodejs.org",
+    )?;
+    let major: u32 = v
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    if major < 20 {
+        return Err(format!("Node.js >= 20 is needed, found {v}"));
+    }
+    if which("npm").is_none() {
+        return Err("npm is needed (it comes with Node.js)".into());
+    }
+    println!("setup: node {v} present");
+    Ok(())
+}
+
+/// `rustup target add wasm32-unknown-unknown`, bounded in time (it needs the network).
+fn try_rustup_target_add() -> bool {
+    if which("rustup").is_none() {
+        return false;
+    }
+    println!("setup: trying `rustup target add {TARGET}`");
+    let ok = Command::new("timeout")
+        .args(["180", "rustup", "target", "add", TARGET])
+        .current_dir(root())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok && toolchain::rustup_has_wasm32()
+}
+
+fn apt_missing(pkgs: &[&str]) -> Vec<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Package} ${Status}\\n"])
+        .args(pkgs)
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    pkgs.iter()
+        .filter(|p| {
+            !text
+                .lines()
+                .any(|l| l.starts_with(&format!("{p} ")) && l.ends_with("install ok installed"))
+        })
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// Versions reported by `wasm-bindgen --version` and `wasm-bindgen-test-runner --version`.
+fn wasm_bindgen_versions() -> [Option<String>; 2] {
+    ["wasm-bindgen", "wasm-bindgen-test-runner"].map(|tool| {
+        let exe = find_tool(tool)?;
+        let out = capture(Command::new(exe).arg("--version"))?;
+        // "wasm-bindgen 0.2.130" (possibly followed by a commit hash)
+        out.split_whitespace().nth(1).map(str::to_string)
+    })
+}
+
+/// A cargo-installed tool: PATH first, then `~/.cargo/bin`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    which(name).or_else(|| {
+        let p = cargo_home_bin().join(name);
+        util::is_executable(&p).then_some(p)
+    })
+}
+
+fn mtime(p: &Path) -> Option<SystemTime> {
+    p.metadata().and_then(|m| m.modified()).ok()
+}
+
+/// `npm ci` unless node_modules is already at least as new as the lockfile.
+fn npm_ci(dir: &Path) -> Result {
+    let lock = dir.join("package-lock.json");
+    let marker = dir.join("node_modules/.package-lock.json");
+    let rel = dir
+        .strip_prefix(root())
+        .unwrap_or(dir)
+        .display()
+        .to_string();
+    if !lock.exists() {
+        return Err(format!(
+            "{rel}/package-lock.json is missing (run `npm install` in {rel} and commit it)"
+        ));
+    }
+    let fresh = match (
+        mtime(&marker),
+        mtime(&lock),
+        mtime(&dir.join("package.json")),
+    ) {
+        (Some(m), Some(l), Some(p)) => m >= l && m >= p,
+        _ => false,
+    };
+    if fresh {
+        println!("setup: {rel}/node_modules up to date");
+        return Ok(());
+    }
+    println!("setup: installing the npm dev dependencies of {rel}/");
+    util::run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            // Never let a package fetch a browser of its own: tests use Debian's Chromium.
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
+    )
+}

@@ -1,0 +1,112 @@
+//! Which Rust toolchain can build for wasm32-unknown-unknown on this machine.
+//!
+//! Detected, never assumed:
+//! 1. rustup with the `wasm32-unknown-unknown` target installed: plain `cargo --target ...`;
+//! 2. otherwise Debian's `rustc-web`/`cargo-web`/`rust-web-src` (in /usr/bin) with `-Zbuild-std`
+//!    and LLVM 19's `wasm-ld`: std is compiled from source for the target.
+//!
+//! Both build into `target/wasm` so they never fight with the native build over `target/`.
+
+use crate::util::{capture, root, which};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TARGET: &str = "wasm32-unknown-unknown";
+pub const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+pub const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+pub const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+pub const WASM_LD: &str = "/usr/lib/llvm-19/bin/wasm-ld";
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Wasm {
+    /// rustup's cargo, wasm32 std installed as a rustup target.
+    Rustup,
+    /// Debian's cargo/rustc (1.9x, from `rustc-web`) building std from source.
+    BuildStd,
+}
+
+/// Whether rustup is here and has the wasm32 target installed for the active toolchain.
+pub fn rustup_has_wasm32() -> bool {
+    which("rustup").is_some()
+        && capture(
+            Command::new("rustup")
+                .args(["target", "list", "--installed"])
+                .current_dir(root()),
+        )
+        .map(|s| s.lines().any(|l| l.trim() == TARGET))
+        .unwrap_or(false)
+}
+
+/// Whether Debian's build-std toolchain is complete.
+pub fn debian_build_std_present() -> bool {
+    Path::new(DEBIAN_CARGO).exists()
+        && Path::new(DEBIAN_RUSTC).exists()
+        && Path::new(DEBIAN_RUST_SRC).join("std").exists()
+        && Path::new(WASM_LD).exists()
+}
+
+pub fn detect() -> Option<Wasm> {
+    if rustup_has_wasm32() {
+        Some(Wasm::Rustup)
+    } else if debian_build_std_present() {
+        Some(Wasm::BuildStd)
+    } else {
+        None
+    }
+}
+
+pub fn detect_or_err() -> Result<Wasm, String> {
+    detect().ok_or_else(|| {
+        "no Rust toolchain can build for wasm32-unknown-unknown here: run `cargo xtask setup` \
+         (it installs `rustup target add wasm32-unknown-unknown` where rustup can download it, \
+         else Debian's `apt-get install -y rustc-web cargo-web rust-web-src lld-19`)"
+            .to_string()
+    })
+}
+
+impl Wasm {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Wasm::Rustup => "rustup cargo with the wasm32-unknown-unknown target",
+            Wasm::BuildStd => "Debian rustc-web (/usr/bin/cargo) with -Zbuild-std and wasm-ld 19",
+        }
+    }
+
+    /// `cargo <sub> --target wasm32-unknown-unknown --target-dir target/wasm [...]` with the
+    /// environment this toolchain needs. `size` turns on the release-only size flags.
+    pub fn cargo(&self, sub: &str, size: bool) -> Command {
+        let root = root();
+        let mut cmd;
+        match self {
+            Wasm::Rustup => {
+                cmd = Command::new("cargo");
+                cmd.arg(sub);
+            }
+            Wasm::BuildStd => {
+                cmd = Command::new(DEBIAN_CARGO);
+                let path = std::env::var_os("PATH").unwrap_or_default();
+                let mut dirs = vec![PathBuf::from("/usr/bin")];
+                dirs.extend(std::env::split_paths(&path));
+                cmd.env("PATH", std::env::join_paths(dirs).expect("valid PATH"))
+                    .env("RUSTC", DEBIAN_RUSTC)
+                    .env("RUSTDOC", "/usr/bin/rustdoc")
+                    .env_remove("RUSTUP_TOOLCHAIN")
+                    .env_remove("RUSTC_WRAPPER")
+                    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+                    .env("RUSTC_BOOTSTRAP", "1")
+                    .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", WASM_LD);
+                cmd.arg(sub).arg("-Zbuild-std=std,panic_abort");
+                if size {
+                    // Aborts without formatting panic messages: a large size win.
+                    cmd.env("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort");
+                } else {
+                    cmd.env_remove("RUSTFLAGS");
+                }
+            }
+        }
+        cmd.args(["--target", TARGET, "--target-dir"])
+            .arg(root.join("target/wasm"))
+            .current_dir(&root);
+        cmd
+    }
+}
