@@ -1,0 +1,603 @@
+//! The call pipeline: pace, build, send, read, decide, repeat — within one deadline.
+//!
+//! Everything platform-specific (the clock, timers, the HTTP transport, the token callback) sits
+//! behind [`Env`], so the pipeline runs natively under `cargo test` with a fake clock and a
+//! scripted transport, and in the browser with `fetch` or BX24.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use crate::config::{Config, Endpoint};
+use crate::envelope::{self, Auth, HttpRequest};
+use crate::error::Error;
+use crate::policy::{self, Attempt, Bucket, Decision};
+use crate::response::{self, Deleted, Failure, RequestTime};
+use crate::secret::Secret;
+
+/// An HTTP answer as the transport got it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The body as text (empty when there was none).
+    pub body: String,
+}
+
+/// What a call needs from its platform. One `Env` serves one call (it carries the call's abort
+/// signal), so every wait and request it runs ends at once with `Aborted` when that fires.
+#[allow(async_fn_in_trait)]
+pub trait Env {
+    /// Now, in Unix milliseconds.
+    fn now_ms(&self) -> f64;
+    /// A random number in `[0, 1)`.
+    fn random(&self) -> f64;
+    /// Waits `ms` milliseconds; `Err(Aborted)` if the call is aborted first.
+    async fn sleep(&self, ms: f64) -> Result<(), Error>;
+    /// Sends one request and reads the whole body; gives up after `timeout_ms` with `Timeout`.
+    /// Fails with `Network` below HTTP and `Aborted` when the call is aborted.
+    async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error>;
+    /// Asks the user's `onTokenExpired` for a fresh access token.
+    async fn refresh_token(&self) -> Result<Secret, Error>;
+}
+
+/// Why a call failed, after how many requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallError {
+    /// The last error.
+    pub error: Error,
+    /// Requests sent (0 when the call failed before sending).
+    pub attempts: u32,
+}
+
+impl From<Error> for CallError {
+    fn from(error: Error) -> Self {
+        CallError { error, attempts: 0 }
+    }
+}
+
+/// State shared by every call of one client: the pacing bucket, the OAuth token and the latest
+/// operating-limit reset time per method.
+#[derive(Debug)]
+pub struct Client {
+    config: Config,
+    bucket: RefCell<Option<Bucket>>,
+    token: RefCell<TokenState>,
+    operating_reset_at: RefCell<Vec<(&'static str, f64)>>,
+}
+
+#[derive(Debug, Default)]
+struct TokenState {
+    token: Option<Secret>,
+    /// Bumped by every successful refresh.
+    generation: u32,
+    refreshing: bool,
+    waiters: Vec<Waker>,
+}
+
+/// Per-call options.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CallOptions {
+    /// Overrides the client's `timeoutMs` for this call.
+    pub timeout_ms: Option<u32>,
+}
+
+impl Client {
+    /// A client for a checked configuration. Frame and auto endpoints are resolved by the binding
+    /// layer before it builds a `Client`; here they yield `NOT_CONFIGURED`.
+    pub fn new(config: Config) -> Client {
+        let token = match &config.endpoint {
+            Endpoint::OAuth { token, .. } => Some(token.clone()),
+            _ => None,
+        };
+        Client {
+            bucket: RefCell::new(config.rate_limit.map(Bucket::new)),
+            token: RefCell::new(TokenState { token, ..TokenState::default() }),
+            operating_reset_at: RefCell::new(Vec::new()),
+            config,
+        }
+    }
+
+    /// The checked configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Deletes one item: `crm.item.delete` with pacing, retries and token refresh.
+    pub async fn delete_item(&self, env: &impl Env, entity_type_id: u64, id: u64, options: CallOptions) -> Result<Deleted, CallError> {
+        let deadline = env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
+        self.run(env, deadline, |auth| envelope::delete_item(auth, entity_type_id, id), response::read_delete).await
+    }
+
+    /// Runs one REST request to completion: the retry loop every call shares. `build` makes the
+    /// request for the current auth, `read` reads an answer. After an attempt whose outcome is
+    /// unknown, a later `NOT_FOUND` means an earlier attempt did the delete, and `read`'s
+    /// success is reported (`Deleted` with no time).
+    pub async fn run<T: Default>(
+        &self,
+        env: &impl Env,
+        deadline: f64,
+        build: impl Fn(Auth<'_>) -> HttpRequest,
+        read: impl Fn(u16, &str) -> Result<T, Failure>,
+    ) -> Result<T, CallError> {
+        let mut attempts = 0;
+        let mut retries = 0;
+        let mut refreshed = false;
+        let mut outcome_unknown = false;
+        loop {
+            self.pace(env, deadline).await.map_err(|error| CallError { error, attempts })?;
+            let (request, generation) = {
+                let state = self.token.borrow();
+                let auth = self.auth(state.token.as_ref()).map_err(|error| CallError { error, attempts })?;
+                (build(auth), state.generation)
+            };
+            attempts += 1;
+            let remaining = deadline - env.now_ms();
+            let answer = env.send(&request, policy::attempt_timeout_ms(remaining, self.config.max_retries - retries)).await;
+            let failure = match answer {
+                Ok(raw) => match read(raw.status, &raw.body) {
+                    Ok(value) => return Ok(value),
+                    Err(failure) => failure,
+                },
+                Err(error) => Failure::from(error),
+            };
+            if let Some(time) = &failure.time {
+                self.note_time(request.method, time);
+            }
+            if outcome_unknown && failure.error.code() == "NOT_FOUND" && request.method == envelope::DELETE {
+                // An earlier attempt deleted it; its answer was lost.
+                return Ok(T::default());
+            }
+            outcome_unknown |= failure.error.outcome_unknown();
+            let remaining = deadline - env.now_ms();
+            let decision = policy::decide(
+                &failure.error,
+                Attempt {
+                    retries,
+                    max_retries: self.config.max_retries,
+                    remaining_ms: remaining,
+                    now_unix_ms: env.now_ms(),
+                    operating_reset_at: self.reset_at(request.method),
+                    can_refresh: !refreshed && matches!(self.config.endpoint, Endpoint::OAuth { refreshable: true, .. }),
+                    random: env.random(),
+                },
+            );
+            match decision {
+                Decision::Fail => {
+                    // A timeout of the last attempt that used the whole budget is the call's timeout.
+                    return Err(CallError { error: failure.error, attempts });
+                }
+                Decision::RetryAfter(ms) => {
+                    retries += 1;
+                    env.sleep(ms).await.map_err(|error| CallError { error, attempts })?;
+                }
+                Decision::RefreshToken => {
+                    refreshed = true;
+                    if !self.refresh(env, generation).await {
+                        return Err(CallError { error: failure.error, attempts });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The request auth for the configured endpoint.
+    fn auth<'a>(&'a self, token: Option<&'a Secret>) -> Result<Auth<'a>, Error> {
+        match (&self.config.endpoint, token) {
+            (Endpoint::Webhook { base, redacted }, _) => Ok(Auth::Webhook { base, redacted }),
+            (Endpoint::OAuth { rest_base, .. }, Some(token)) => Ok(Auth::OAuth { rest_base, token }),
+            _ => Err(Error::NotConfigured),
+        }
+    }
+
+    /// Waits for this request's slot in the client's bucket. A slot past the deadline fails at
+    /// once with `TIMEOUT`; an aborted wait gives its slot back.
+    async fn pace(&self, env: &impl Env, deadline: f64) -> Result<(), Error> {
+        let now = env.now_ms();
+        let Some(send_at) = self.bucket.borrow_mut().as_mut().map(|b| b.reserve(now)) else {
+            return Ok(());
+        };
+        if send_at >= deadline {
+            self.release(send_at);
+            return Err(Error::Timeout);
+        }
+        if send_at > now {
+            if let Err(error) = env.sleep(send_at - now).await {
+                self.release(send_at);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    fn release(&self, send_at: f64) {
+        if let Some(bucket) = self.bucket.borrow_mut().as_mut() {
+            bucket.release(send_at);
+        }
+    }
+
+    fn note_time(&self, method: &'static str, time: &RequestTime) {
+        if let Some(reset_at) = time.operating_reset_at {
+            let mut resets = self.operating_reset_at.borrow_mut();
+            match resets.iter_mut().find(|(m, _)| *m == method) {
+                Some(entry) => entry.1 = reset_at,
+                None => resets.push((method, reset_at)),
+            }
+        }
+    }
+
+    fn reset_at(&self, method: &str) -> Option<f64> {
+        self.operating_reset_at.borrow().iter().find(|(m, _)| *m == method).map(|&(_, at)| at)
+    }
+
+    /// Makes sure the token is newer than `used_generation`: joins a refresh in flight, or runs
+    /// one. Returns whether a newer token is now there. Concurrent calls share one refresh.
+    async fn refresh(&self, env: &impl Env, used_generation: u32) -> bool {
+        loop {
+            {
+                let state = self.token.borrow();
+                if state.generation != used_generation {
+                    return true;
+                }
+                if !state.refreshing {
+                    break;
+                }
+            }
+            RefreshDone { client: self, registered: false }.await;
+            if self.token.borrow().generation == used_generation {
+                return false; // the shared refresh failed
+            }
+        }
+        self.token.borrow_mut().refreshing = true;
+        let result = env.refresh_token().await;
+        let mut state = self.token.borrow_mut();
+        state.refreshing = false;
+        let ok = result.is_ok();
+        if let Ok(token) = result {
+            state.token = Some(token);
+            state.generation = state.generation.wrapping_add(1);
+        }
+        for waker in state.waiters.drain(..) {
+            waker.wake();
+        }
+        ok
+    }
+
+    /// The current token's generation (bumped by each refresh).
+    pub fn token_generation(&self) -> u32 {
+        self.token.borrow().generation
+    }
+}
+
+/// Resolves when the refresh in flight ends.
+struct RefreshDone<'a> {
+    client: &'a Client,
+    registered: bool,
+}
+
+impl Future for RefreshDone<'_> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.client.token.borrow_mut();
+        if !state.refreshing && self.registered {
+            return Poll::Ready(());
+        }
+        if !state.refreshing {
+            return Poll::Ready(());
+        }
+        state.waiters.push(cx.waker().clone());
+        drop(state);
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+/// Counts calls in tests.
+#[doc(hidden)]
+pub struct Counter(pub Cell<u32>);
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{ConfigInput, RateLimitInput};
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    /// A scripted portal and a fake clock: sleeping advances time at once.
+    pub struct FakeEnv {
+        pub now: Cell<f64>,
+        pub answers: RefCell<VecDeque<Result<RawResponse, Error>>>,
+        pub sent: RefCell<Vec<(f64, String, String)>>,
+        pub refreshes: Cell<u32>,
+        pub new_token: RefCell<Result<Secret, Error>>,
+        /// How long each request takes, in fake milliseconds.
+        pub latency_ms: f64,
+    }
+
+    impl FakeEnv {
+        pub fn new(answers: Vec<Result<RawResponse, Error>>) -> FakeEnv {
+            FakeEnv {
+                now: Cell::new(1_700_000_000_000.0),
+                answers: RefCell::new(answers.into()),
+                sent: RefCell::new(Vec::new()),
+                refreshes: Cell::new(0),
+                new_token: RefCell::new(Ok(Secret::new("fresh".into()))),
+                latency_ms: 10.0,
+            }
+        }
+    }
+
+    pub fn ok(body: &str) -> Result<RawResponse, Error> {
+        Ok(RawResponse { status: 200, body: body.into() })
+    }
+
+    pub fn answer(status: u16, body: &str) -> Result<RawResponse, Error> {
+        Ok(RawResponse { status, body: body.into() })
+    }
+
+    pub fn api_error(status: u16, code: &str) -> Result<RawResponse, Error> {
+        Ok(RawResponse { status, body: ["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat() })
+    }
+
+    impl Env for FakeEnv {
+        fn now_ms(&self) -> f64 {
+            self.now.get()
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+        async fn sleep(&self, ms: f64) -> Result<(), Error> {
+            self.now.set(self.now.get() + ms);
+            Ok(())
+        }
+        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+            self.sent.borrow_mut().push((self.now.get(), request.url.expose().to_owned(), request.body.expose().to_owned()));
+            let answer = self.answers.borrow_mut().pop_front().unwrap_or(Err(Error::Timeout));
+            let took = if matches!(answer, Err(Error::Timeout)) { timeout_ms } else { self.latency_ms.min(timeout_ms) };
+            self.now.set(self.now.get() + took);
+            answer
+        }
+        async fn refresh_token(&self) -> Result<Secret, Error> {
+            self.refreshes.set(self.refreshes.get() + 1);
+            self.new_token.borrow().clone()
+        }
+    }
+
+    pub fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(value) => value,
+            Poll::Pending => panic!("the fake environment never pends"),
+        }
+    }
+
+    pub fn webhook_client(max_retries: f64, rate_limit: RateLimitInput) -> Client {
+        Client::new(
+            Config::parse(ConfigInput {
+                webhook_url: Some("https://a.b/rest/1/s3cr3t/".into()),
+                max_retries: Some(max_retries),
+                rate_limit,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    const SUCCESS: &str = r#"{"result":[],"time":{"operating":0}}"#;
+
+    #[test]
+    fn success_on_first_attempt() {
+        let env = FakeEnv::new(vec![ok(SUCCESS)]);
+        let client = webhook_client(3.0, RateLimitInput::Default);
+        let deleted = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap();
+        assert_eq!(deleted.time.unwrap().raw, r#"{"operating":0}"#);
+        let sent = env.sent.borrow();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].1, "https://a.b/rest/1/s3cr3t/crm.item.delete");
+        assert_eq!(sent[0].2, r#"{"entityTypeId":1268,"id":1}"#);
+    }
+
+    #[test]
+    fn non_retryable_errors_fail_after_one_request() {
+        for code in ["NOT_FOUND", "ACCESS_DENIED", "insufficient_scope", "NO_AUTH_FOUND", "expired_token"] {
+            let env = FakeEnv::new(vec![api_error(400, code), ok(SUCCESS)]);
+            let client = webhook_client(3.0, RateLimitInput::Off);
+            let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+            assert_eq!((error.error.code(), error.attempts), (code, 1));
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_retried_with_backoff() {
+        let env = FakeEnv::new(vec![
+            api_error(503, "QUERY_LIMIT_EXCEEDED"),
+            answer(502, "<html>Bad Gateway</html>"),
+            api_error(500, "INTERNAL_SERVER_ERROR"),
+            ok(SUCCESS),
+        ]);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).is_ok());
+        let times: Vec<f64> = env.sent.borrow().iter().map(|s| s.0 - 1_700_000_000_000.0).collect();
+        // 10 ms latency, then 1 s, 2 s, 4 s backoff (jitter fixed at the middle).
+        assert_eq!(times, vec![0.0, 1010.0, 3020.0, 7030.0]);
+    }
+
+    #[test]
+    fn retries_run_out_with_the_last_error_and_count() {
+        let env = FakeEnv::new(vec![api_error(503, "QUERY_LIMIT_EXCEEDED"); 5]);
+        let client = webhook_client(2.0, RateLimitInput::Off);
+        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error.code(), error.attempts), ("QUERY_LIMIT_EXCEEDED", 3));
+    }
+
+    #[test]
+    fn not_found_after_an_unknown_outcome_is_deleted() {
+        for lost in [Err(Error::Network), Err(Error::Timeout), ok(r#"{"result":["#), answer(200, "")] {
+            let env = FakeEnv::new(vec![lost.clone(), api_error(400, "NOT_FOUND")]);
+            let client = webhook_client(3.0, RateLimitInput::Off);
+            let result = block_on(client.delete_item(&env, 1268, 1, CallOptions::default()));
+            assert_eq!(result, Ok(Deleted::default()), "{lost:?}");
+        }
+        // Without an unknown outcome before it, NOT_FOUND is NOT_FOUND.
+        let env = FakeEnv::new(vec![api_error(503, "QUERY_LIMIT_EXCEEDED"), api_error(400, "NOT_FOUND")]);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        assert_eq!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err().error.code(), "NOT_FOUND");
+    }
+
+    #[test]
+    fn the_deadline_bounds_everything() {
+        // Every attempt hangs: attempts get 15 s, 10 s, then the rest; the call ends at 30 s.
+        let env = FakeEnv::new(vec![]);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        let start = env.now_ms();
+        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!(error.error, Error::Timeout);
+        assert!(env.now_ms() - start <= 30_000.0, "{}", env.now_ms() - start);
+        assert!(error.attempts >= 2);
+    }
+
+    #[test]
+    fn operating_limit_uses_the_reset_time() {
+        let near = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating":500,"operating_reset_at":1700000003}}"#;
+        let env = FakeEnv::new(vec![answer(429, near), ok(SUCCESS)]);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).is_ok());
+        let second = env.sent.borrow()[1].0;
+        assert_eq!(second, 1_700_000_003_250.0);
+        let far = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating_reset_at":1700000600}}"#;
+        let env = FakeEnv::new(vec![answer(429, far), ok(SUCCESS)]);
+        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error.code(), error.attempts), ("OPERATION_TIME_LIMIT", 1));
+    }
+
+    fn oauth_client(refreshable: bool) -> Client {
+        Client::new(
+            Config::parse(ConfigInput {
+                portal: Some("https://a.b".into()),
+                access_token: Some(Secret::new("old".into())),
+                has_token_callback: refreshable,
+                rate_limit: RateLimitInput::Off,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn expired_token_is_refreshed_once() {
+        let env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
+        let client = oauth_client(true);
+        assert!(block_on(client.delete_item(&env, 2, 5, CallOptions::default())).is_ok());
+        assert_eq!(env.refreshes.get(), 1);
+        let sent = env.sent.borrow();
+        assert!(sent[0].2.ends_with(r#""auth":"old"}"#));
+        assert!(sent[1].2.ends_with(r#""auth":"fresh"}"#));
+        // No refresh loop: a second expiry fails.
+        let env = FakeEnv::new(vec![api_error(401, "expired_token"), api_error(401, "expired_token")]);
+        let error = block_on(client.delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error.code(), error.attempts, env.refreshes.get()), ("expired_token", 2, 1));
+    }
+
+    #[test]
+    fn failed_refresh_rejects_with_expired_token() {
+        let env = FakeEnv::new(vec![api_error(401, "expired_token")]);
+        *env.new_token.borrow_mut() = Err(Error::InvalidConfig("callback threw"));
+        let error = block_on(oauth_client(true).delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
+        assert_eq!(error.error.code(), "expired_token");
+        let env = FakeEnv::new(vec![api_error(401, "expired_token")]);
+        let error = block_on(oauth_client(false).delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error.code(), env.refreshes.get()), ("expired_token", 0));
+    }
+
+    /// An environment whose refresh pends until released, to test coalescing.
+    struct SlowRefresh {
+        inner: FakeEnv,
+        gate: Rc<Cell<bool>>,
+    }
+
+    impl Env for SlowRefresh {
+        fn now_ms(&self) -> f64 {
+            self.inner.now_ms()
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+        async fn sleep(&self, ms: f64) -> Result<(), Error> {
+            self.inner.sleep(ms).await
+        }
+        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+            let expired = !request.body.expose().contains("fresh");
+            self.inner.sent.borrow_mut().push((0.0, String::new(), request.body.expose().to_owned()));
+            let _ = timeout_ms;
+            if expired {
+                api_error(401, "expired_token")
+            } else {
+                ok(SUCCESS)
+            }
+        }
+        async fn refresh_token(&self) -> Result<Secret, Error> {
+            self.inner.refreshes.set(self.inner.refreshes.get() + 1);
+            let gate = self.gate.clone();
+            std::future::poll_fn(move |cx| {
+                if gate.get() {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+            Ok(Secret::new("fresh".into()))
+        }
+    }
+
+    #[test]
+    fn concurrent_expiries_share_one_refresh() {
+        let client = oauth_client(true);
+        let gate = Rc::new(Cell::new(false));
+        let env = SlowRefresh { inner: FakeEnv::new(vec![]), gate: gate.clone() };
+        let mut calls: Vec<_> = (1..=20).map(|id| Box::pin(client.delete_item(&env, 2, id, CallOptions::default()))).collect();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut done = vec![None; calls.len()];
+        for round in 0..10 {
+            if round == 3 {
+                gate.set(true);
+            }
+            for (i, call) in calls.iter_mut().enumerate() {
+                if done[i].is_none() {
+                    if let Poll::Ready(result) = call.as_mut().poll(&mut cx) {
+                        done[i] = Some(result.is_ok());
+                    }
+                }
+            }
+        }
+        assert_eq!(done, vec![Some(true); 20]);
+        assert_eq!(env.inner.refreshes.get(), 1);
+        // 20 expired attempts + 20 repeats with the new token.
+        assert_eq!(env.inner.sent.borrow().len(), 40);
+    }
+
+    #[test]
+    fn pacing_spreads_a_burst() {
+        let client = webhook_client(0.0, RateLimitInput::Custom { burst: 2.0, per_second: 2.0 });
+        let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        for id in 1..=4 {
+            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
+        }
+        let times: Vec<f64> = env.sent.borrow().iter().map(|s| s.0 - 1_700_000_000_000.0).collect();
+        // Two at once (10 ms apart, the fake latency), then one per 500 ms.
+        assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
+    }
+
+    #[test]
+    fn a_slot_past_the_deadline_times_out_without_sending() {
+        let client = webhook_client(0.0, RateLimitInput::Custom { burst: 1.0, per_second: 0.1 });
+        let env = FakeEnv::new(vec![ok(SUCCESS); 2]);
+        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions { timeout_ms: Some(1000) })).is_ok());
+        let error = block_on(client.delete_item(&env, 1268, 2, CallOptions { timeout_ms: Some(1000) })).unwrap_err();
+        assert_eq!((error.error, error.attempts), (Error::Timeout, 0));
+        assert_eq!(env.sent.borrow().len(), 1);
+    }
+}

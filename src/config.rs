@@ -1,0 +1,384 @@
+//! Client configuration: which portal to reach and how, checked before any request.
+//!
+//! Exactly one way to reach the portal: a webhook URL, a portal URL with an OAuth access token, or
+//! the enclosing Bitrix24 frame (auto-detected when nothing else is given). URLs must be `https:`,
+//! except for loopback hosts, so a local emulator works. No message here ever echoes the input:
+//! a malformed webhook URL may still contain its secret.
+
+use crate::error::Error;
+use crate::secret::Secret;
+
+/// Default whole-call deadline.
+pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
+/// Default number of retries after the first attempt.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// The portal's default request-intensity limit (Enterprise: 250 / 5).
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit { burst: 50, per_second: 2.0 };
+/// `setTimeout` cannot wait longer than this.
+const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
+
+/// The configuration as given by the caller (the binding layer has checked the JS types).
+#[derive(Debug, Default, Clone)]
+pub struct ConfigInput {
+    /// `webhookUrl`
+    pub webhook_url: Option<String>,
+    /// `portal`
+    pub portal: Option<String>,
+    /// `accessToken`
+    pub access_token: Option<Secret>,
+    /// Whether `onTokenExpired` was given.
+    pub has_token_callback: bool,
+    /// `frame`
+    pub frame: Option<bool>,
+    /// `timeoutMs`
+    pub timeout_ms: Option<f64>,
+    /// `maxRetries`
+    pub max_retries: Option<f64>,
+    /// `rateLimit`
+    pub rate_limit: RateLimitInput,
+}
+
+/// `rateLimit` as given.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub enum RateLimitInput {
+    /// Not given: the portal's default.
+    #[default]
+    Default,
+    /// `false`: no client-side pacing.
+    Off,
+    /// `{ burst, perSecond }`
+    Custom {
+        /// Requests allowed at once.
+        burst: f64,
+        /// Requests drained per second.
+        per_second: f64,
+    },
+}
+
+/// A leaky bucket's parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    /// Requests allowed at once.
+    pub burst: u32,
+    /// Requests drained per second.
+    pub per_second: f64,
+}
+
+/// How requests reach the portal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Endpoint {
+    /// `POST {base}METHOD`, where `base` is `https://host/rest/USER/SECRET/`.
+    Webhook {
+        /// The full base URL, secret included.
+        base: Secret,
+        /// The base URL with the secret masked, for logs.
+        redacted: String,
+    },
+    /// `POST {rest_base}METHOD` with `auth` in the body; `rest_base` is `https://host/rest/`.
+    OAuth {
+        /// `https://host/rest/`
+        rest_base: String,
+        /// The access token given in the configuration.
+        token: Secret,
+        /// Whether `onTokenExpired` can supply a new token.
+        refreshable: bool,
+    },
+    /// Through the enclosing Bitrix24 frame.
+    Frame,
+    /// Nothing given: the frame if the page is inside one, else `NOT_CONFIGURED`.
+    Auto,
+}
+
+/// A checked configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// How requests reach the portal.
+    pub endpoint: Endpoint,
+    /// Whole-call deadline in milliseconds.
+    pub timeout_ms: u32,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Client-side pacing, if any.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Config {
+    /// Checks a configuration.
+    pub fn parse(input: ConfigInput) -> Result<Config, Error> {
+        let oauth = input.portal.is_some() || input.access_token.is_some();
+        let ways = usize::from(input.webhook_url.is_some()) + usize::from(oauth) + usize::from(input.frame == Some(true));
+        if ways > 1 {
+            return Err(Error::InvalidConfig("give exactly one of: webhookUrl, portal + accessToken, or frame: true"));
+        }
+        let endpoint = if let Some(url) = input.webhook_url {
+            parse_webhook(&url)?
+        } else if oauth {
+            let (Some(portal), Some(token)) = (input.portal, input.access_token) else {
+                return Err(Error::InvalidConfig("OAuth needs both portal and accessToken"));
+            };
+            if token.expose().is_empty() || token.expose().chars().any(|c| c.is_control() || c == ' ') {
+                return Err(Error::InvalidConfig("accessToken must be a non-empty token without spaces"));
+            }
+            Endpoint::OAuth { rest_base: parse_portal(&portal)?, token, refreshable: input.has_token_callback }
+        } else {
+            match input.frame {
+                Some(true) => Endpoint::Frame,
+                Some(false) => {
+                    return Err(Error::InvalidConfig("frame: false needs a webhookUrl or portal + accessToken"))
+                }
+                None => Endpoint::Auto,
+            }
+        };
+        if input.has_token_callback && !matches!(endpoint, Endpoint::OAuth { .. }) {
+            return Err(Error::InvalidConfig("onTokenExpired is for OAuth (portal + accessToken) only"));
+        }
+        Ok(Config {
+            endpoint,
+            timeout_ms: parse_timeout(input.timeout_ms)?.unwrap_or(DEFAULT_TIMEOUT_MS),
+            max_retries: match input.max_retries {
+                None => DEFAULT_MAX_RETRIES,
+                Some(n) if n.is_finite() && n >= 0.0 && n <= 100.0 && n.fract() == 0.0 => n as u32,
+                Some(_) => return Err(Error::InvalidConfig("maxRetries must be an integer from 0 to 100")),
+            },
+            rate_limit: match input.rate_limit {
+                RateLimitInput::Default => Some(DEFAULT_RATE_LIMIT),
+                RateLimitInput::Off => None,
+                RateLimitInput::Custom { burst, per_second } => {
+                    let burst_ok = burst.is_finite() && burst >= 1.0 && burst <= 100_000.0 && burst.fract() == 0.0;
+                    if !burst_ok || !(per_second.is_finite() && per_second > 0.0 && per_second <= 100_000.0) {
+                        return Err(Error::InvalidConfig(
+                            "rateLimit must be false or { burst: integer >= 1, perSecond: number > 0 }",
+                        ));
+                    }
+                    Some(RateLimit { burst: burst as u32, per_second })
+                }
+            },
+        })
+    }
+}
+
+/// Checks a per-call or client `timeoutMs`: a positive number of milliseconds.
+pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
+    match timeout_ms {
+        None => Ok(None),
+        Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= MAX_TIMEOUT_MS => Ok(Some(ms as u32)),
+        Some(_) => Err(Error::InvalidArgument("timeoutMs must be a number of milliseconds from 1 to 2147483647")),
+    }
+}
+
+const WEBHOOK_SHAPE: &str = "webhookUrl must look like https://PORTAL/rest/USER_ID/SECRET/";
+
+fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
+    let (origin, path) = split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(WEBHOOK_SHAPE)))?;
+    let rest = path.strip_prefix("/rest/").ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (user, secret) = rest.split_once('/').ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let user_ok = !user.is_empty() && user.len() <= 16 && user.bytes().all(|b| b.is_ascii_digit());
+    let secret_ok = !secret.is_empty()
+        && secret.len() <= 128
+        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !user_ok || !secret_ok {
+        return Err(Error::InvalidConfig(WEBHOOK_SHAPE));
+    }
+    let mut base = String::with_capacity(origin.len() + rest.len() + 8);
+    base.push_str(&origin);
+    base.push_str("/rest/");
+    let redacted = [base.as_str(), user, "/***/"].concat();
+    base.push_str(user);
+    base.push('/');
+    base.push_str(secret);
+    base.push('/');
+    Ok(Endpoint::Webhook { base: Secret::new(base), redacted })
+}
+
+const PORTAL_SHAPE: &str = "portal must look like https://PORTAL (or https://PORTAL/rest/)";
+
+fn parse_portal(url: &str) -> Result<String, Error> {
+    let (origin, path) = split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(PORTAL_SHAPE)))?;
+    if !matches!(path, "" | "/" | "/rest" | "/rest/") {
+        return Err(Error::InvalidConfig(PORTAL_SHAPE));
+    }
+    Ok(origin + "/rest/")
+}
+
+/// Splits `scheme://host[:port]` (lower-cased) from the path. Refuses user info, queries,
+/// fragments, spaces, and `http:` for anything but a loopback host. The error is `Some` when a
+/// more precise message than the shape applies.
+fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') || url.contains(['?', '#']) {
+        return Err(None);
+    }
+    let (https, rest) = if url.len() > 8 && url[..8].eq_ignore_ascii_case("https://") {
+        (true, &url[8..])
+    } else if url.len() > 7 && url[..7].eq_ignore_ascii_case("http://") {
+        (false, &url[7..])
+    } else {
+        return Err(None);
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    // `[v6]:port` or `host:port`: the port follows the last colon after any bracket.
+    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
+    let (host, port) = match authority[host_end..].find(':') {
+        Some(i) => (&authority[..host_end + i], Some(&authority[host_end + i + 1..])),
+        None => (authority, None),
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
+        None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+    };
+    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n <= 65_535));
+    if !host_ok || !port_ok {
+        return Err(None);
+    }
+    let host = host.to_ascii_lowercase();
+    if !https && !is_loopback(&host) {
+        return Err(Some("the portal URL must be https: (http: is allowed only for localhost, 127.0.0.0/8 and [::1])"));
+    }
+    let mut origin = String::from(if https { "https://" } else { "http://" });
+    origin.push_str(&host);
+    if let Some(port) = port {
+        origin.push(':');
+        origin.push_str(port);
+    }
+    Ok((origin, path))
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`.
+fn is_loopback(host: &str) -> bool {
+    if host == "localhost" || host == "[::1]" {
+        return true;
+    }
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets.iter().all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()) && o.parse::<u16>().is_ok_and(|n| n <= 255))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(url: &str) -> Result<Config, Error> {
+        Config::parse(ConfigInput { webhook_url: Some(url.into()), ..Default::default() })
+    }
+
+    fn oauth(portal: &str) -> Result<Config, Error> {
+        Config::parse(ConfigInput {
+            portal: Some(portal.into()),
+            access_token: Some(Secret::new("tok".into())),
+            ..Default::default()
+        })
+    }
+
+    fn base(config: Config) -> String {
+        match config.endpoint {
+            Endpoint::Webhook { base, .. } => base.expose().to_owned(),
+            Endpoint::OAuth { rest_base, .. } => rest_base,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn webhook_urls() {
+        for (url, expected) in [
+            ("https://acme.bitrix24.com/rest/1/s3cr3t/", "https://acme.bitrix24.com/rest/1/s3cr3t/"),
+            ("https://acme.bitrix24.com/rest/1/s3cr3t", "https://acme.bitrix24.com/rest/1/s3cr3t/"),
+            ("HTTPS://ACME.Bitrix24.com:8443/rest/12/abc_DEF-9/", "https://acme.bitrix24.com:8443/rest/12/abc_DEF-9/"),
+            ("http://127.0.0.1:8080/rest/1/x/", "http://127.0.0.1:8080/rest/1/x/"),
+            ("http://localhost/rest/1/x/", "http://localhost/rest/1/x/"),
+            ("http://[::1]:9/rest/1/x/", "http://[::1]:9/rest/1/x/"),
+        ] {
+            assert_eq!(base(webhook(url).unwrap()), expected, "{url}");
+        }
+        let Endpoint::Webhook { redacted, .. } = webhook("https://a.b/rest/7/s3cr3t/").unwrap().endpoint else {
+            unreachable!()
+        };
+        assert_eq!(redacted, "https://a.b/rest/7/***/");
+    }
+
+    #[test]
+    fn bad_webhook_urls_are_refused_without_echoing_the_secret() {
+        for url in [
+            "http://acme.bitrix24.com/rest/1/s3cr3t/",
+            "http://127.0.0.1.evil.com/rest/1/s3cr3t/",
+            "http://128.0.0.1/rest/1/s3cr3t/",
+            "https://acme.bitrix24.com/rest/s3cr3t/",
+            "https://acme.bitrix24.com/rest/1/s3cr3t/crm.item.delete",
+            "https://acme.bitrix24.com/rest/1/s3cr3t/?x=1",
+            "https://acme.bitrix24.com/rest/1/s3cr3t/#x",
+            "https://user:s3cr3t@acme.bitrix24.com/rest/1/s3cr3t/",
+            "https://acme bitrix24.com/rest/1/s3cr3t/",
+            "ftp://acme.bitrix24.com/rest/1/s3cr3t/",
+            "acme.bitrix24.com/rest/1/s3cr3t/",
+            "https:///rest/1/s3cr3t/",
+            "https://acme.bitrix24.com:99999/rest/1/s3cr3t/",
+            "https://acme.bitrix24.com/rest/1/s3cr3t!/",
+            "",
+        ] {
+            let error = webhook(url).unwrap_err();
+            assert_eq!(error.code(), "INVALID_ARGUMENT", "{url}");
+            assert!(!format!("{error} {error:?}").contains("s3cr3t"), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn oauth_portals() {
+        assert_eq!(base(oauth("https://acme.bitrix24.com").unwrap()), "https://acme.bitrix24.com/rest/");
+        assert_eq!(base(oauth("https://acme.bitrix24.com/").unwrap()), "https://acme.bitrix24.com/rest/");
+        assert_eq!(base(oauth("https://acme.bitrix24.com/rest/").unwrap()), "https://acme.bitrix24.com/rest/");
+        assert_eq!(base(oauth("http://127.0.0.1:5000").unwrap()), "http://127.0.0.1:5000/rest/");
+        assert!(oauth("http://acme.bitrix24.com").is_err());
+        assert!(oauth("https://acme.bitrix24.com/crm/").is_err());
+        let no_token = Config::parse(ConfigInput { portal: Some("https://a.b".into()), ..Default::default() });
+        assert_eq!(no_token.unwrap_err().code(), "INVALID_ARGUMENT");
+        let empty_token = Config::parse(ConfigInput {
+            portal: Some("https://a.b".into()),
+            access_token: Some(Secret::new(String::new())),
+            ..Default::default()
+        });
+        assert!(empty_token.is_err());
+    }
+
+    #[test]
+    fn exactly_one_way() {
+        let both = ConfigInput {
+            webhook_url: Some("https://a.b/rest/1/x/".into()),
+            portal: Some("https://a.b".into()),
+            access_token: Some(Secret::new("t".into())),
+            ..Default::default()
+        };
+        assert!(Config::parse(both).is_err());
+        let hook_and_frame =
+            ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), frame: Some(true), ..Default::default() };
+        assert!(Config::parse(hook_and_frame).is_err());
+        assert_eq!(Config::parse(ConfigInput::default()).unwrap().endpoint, Endpoint::Auto);
+        assert_eq!(Config::parse(ConfigInput { frame: Some(true), ..Default::default() }).unwrap().endpoint, Endpoint::Frame);
+        assert!(Config::parse(ConfigInput { frame: Some(false), ..Default::default() }).is_err());
+        let callback_without_oauth =
+            ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), has_token_callback: true, ..Default::default() };
+        assert!(Config::parse(callback_without_oauth).is_err());
+    }
+
+    #[test]
+    fn numbers_and_defaults() {
+        let config = webhook("https://a.b/rest/1/x/").unwrap();
+        assert_eq!((config.timeout_ms, config.max_retries, config.rate_limit), (30_000, 3, Some(DEFAULT_RATE_LIMIT)));
+        let with = |f: fn(&mut ConfigInput)| {
+            let mut input = ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), ..Default::default() };
+            f(&mut input);
+            Config::parse(input)
+        };
+        assert_eq!(with(|i| i.timeout_ms = Some(1500.0)).unwrap().timeout_ms, 1500);
+        assert!(with(|i| i.timeout_ms = Some(0.0)).is_err());
+        assert!(with(|i| i.timeout_ms = Some(f64::NAN)).is_err());
+        assert_eq!(with(|i| i.max_retries = Some(0.0)).unwrap().max_retries, 0);
+        assert!(with(|i| i.max_retries = Some(1.5)).is_err());
+        assert!(with(|i| i.max_retries = Some(-1.0)).is_err());
+        assert_eq!(with(|i| i.rate_limit = RateLimitInput::Off).unwrap().rate_limit, None);
+        let custom = with(|i| i.rate_limit = RateLimitInput::Custom { burst: 250.0, per_second: 5.0 }).unwrap();
+        assert_eq!(custom.rate_limit, Some(RateLimit { burst: 250, per_second: 5.0 }));
+        assert!(with(|i| i.rate_limit = RateLimitInput::Custom { burst: 0.0, per_second: 5.0 }).is_err());
+        assert!(with(|i| i.rate_limit = RateLimitInput::Custom { burst: 5.0, per_second: 0.0 }).is_err());
+    }
+}

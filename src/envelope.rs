@@ -1,0 +1,202 @@
+//! Request envelopes: the URL and JSON body of each REST call, as the docs show them.
+//!
+//! Webhook: `POST https://host/rest/USER/SECRET/crm.item.delete` with `{"entityTypeId":1268,"id":1}`.
+//! OAuth: `POST https://host/rest/crm.item.delete` with `{"entityTypeId":1268,"id":1,"auth":"TOKEN"}`.
+//! Batch: `POST {base}batch` with `{"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=1"}}`.
+//! Both headers are `Content-Type: application/json` and `Accept: application/json` (see
+//! [`HEADERS`]). The method URL is constant per method, so a browser caches one CORS preflight.
+
+use crate::secret::Secret;
+
+/// `crm.item.delete`
+pub const DELETE: &str = "crm.item.delete";
+/// `batch`
+pub const BATCH: &str = "batch";
+/// Most commands one `batch` request may carry.
+pub const BATCH_LIMIT: usize = 50;
+/// The request headers of every call.
+pub const HEADERS: [(&str, &str); 2] = [("Content-Type", "application/json"), ("Accept", "application/json")];
+
+/// Where and how a request is authenticated.
+#[derive(Debug, Clone, Copy)]
+pub enum Auth<'a> {
+    /// A webhook base URL (`https://host/rest/USER/SECRET/`) and its masked form.
+    Webhook {
+        /// The base URL, secret included.
+        base: &'a Secret,
+        /// The base URL with the secret masked.
+        redacted: &'a str,
+    },
+    /// An OAuth REST base (`https://host/rest/`) and the current access token.
+    OAuth {
+        /// `https://host/rest/`
+        rest_base: &'a str,
+        /// The access token.
+        token: &'a Secret,
+    },
+}
+
+/// A ready `POST` request. URL and body may hold a secret, so both are [`Secret`]s; `log` is the
+/// same request with secrets masked.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The REST method.
+    pub method: &'static str,
+    /// The full URL.
+    pub url: Secret,
+    /// The JSON body.
+    pub body: Secret,
+    /// `POST <url> <body>` with the webhook secret and the token masked.
+    pub log: String,
+}
+
+/// The `crm.item.delete` request for one item.
+pub fn delete_item(auth: Auth<'_>, entity_type_id: u64, id: u64) -> HttpRequest {
+    let mut params = String::with_capacity(48);
+    params.push_str("{\"entityTypeId\":");
+    push_u64(&mut params, entity_type_id);
+    params.push_str(",\"id\":");
+    push_u64(&mut params, id);
+    build(auth, DELETE, params)
+}
+
+/// The `batch` request deleting `ids` (at most [`BATCH_LIMIT`]); command `k{i}` deletes `ids[i]`.
+pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool) -> HttpRequest {
+    debug_assert!(ids.len() <= BATCH_LIMIT);
+    let mut params = String::with_capacity(32 + ids.len() * 56);
+    params.push_str(if halt { "{\"halt\":1,\"cmd\":{" } else { "{\"halt\":0,\"cmd\":{" });
+    for (i, &id) in ids.iter().enumerate() {
+        if i > 0 {
+            params.push(',');
+        }
+        params.push_str("\"k");
+        push_u64(&mut params, i as u64);
+        params.push_str("\":\"crm.item.delete?entityTypeId=");
+        push_u64(&mut params, entity_type_id);
+        params.push_str("&id=");
+        push_u64(&mut params, id);
+        params.push('"');
+    }
+    params.push('}');
+    build(auth, BATCH, params)
+}
+
+/// The key of command `i` in a batch built by [`delete_batch`].
+pub fn batch_key_index(key: &str) -> Option<usize> {
+    let digits = key.strip_prefix('k')?;
+    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Completes `params` (an open JSON object) with the auth and builds the request.
+fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
+    match auth {
+        Auth::Webhook { base, redacted } => {
+            params.push('}');
+            let log = ["POST ", redacted, method, " ", &params].concat();
+            HttpRequest { method, url: Secret::new([base.expose(), method].concat()), body: Secret::new(params), log }
+        }
+        Auth::OAuth { rest_base, token } => {
+            let url = [rest_base, method].concat();
+            let log = ["POST ", &url, " ", &params, ",\"auth\":\"***\"}"].concat();
+            params.push_str(",\"auth\":");
+            push_json_string(&mut params, token.expose());
+            params.push('}');
+            HttpRequest { method, url: Secret::new(url), body: Secret::new(params), log }
+        }
+    }
+}
+
+/// Appends a decimal number (no `format!`: it costs wasm bytes).
+pub fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.push_str("\\u00");
+                out.push(char::from(b"0123456789abcdef"[(c as usize) >> 4]));
+                out.push(char::from(b"0123456789abcdef"[(c as usize) & 15]));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook() -> (Secret, String) {
+        (Secret::new("https://acme.bitrix24.com/rest/1/s3cr3t/".into()), "https://acme.bitrix24.com/rest/1/***/".into())
+    }
+
+    #[test]
+    fn webhook_delete() {
+        let (base, redacted) = hook();
+        let request = delete_item(Auth::Webhook { base: &base, redacted: &redacted }, 1268, 1);
+        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/1/s3cr3t/crm.item.delete");
+        assert_eq!(request.body.expose(), r#"{"entityTypeId":1268,"id":1}"#);
+        assert_eq!(request.log, r#"POST https://acme.bitrix24.com/rest/1/***/crm.item.delete {"entityTypeId":1268,"id":1}"#);
+        assert!(!format!("{request:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn oauth_delete() {
+        let token = Secret::new("tok\"en".into());
+        let request = delete_item(Auth::OAuth { rest_base: "https://acme.bitrix24.com/rest/", token: &token }, 2, 9007199254740991);
+        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/crm.item.delete");
+        assert_eq!(request.body.expose(), r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#);
+        assert_eq!(request.log, r#"POST https://acme.bitrix24.com/rest/crm.item.delete {"entityTypeId":2,"id":9007199254740991,"auth":"***"}"#);
+        assert!(crate::json::parse(request.body.expose()).is_some());
+        assert!(!format!("{request:?}").contains("tok"));
+    }
+
+    #[test]
+    fn batch() {
+        let (base, redacted) = hook();
+        let request = delete_batch(Auth::Webhook { base: &base, redacted: &redacted }, 1268, &[5, 7], false);
+        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/1/s3cr3t/batch");
+        assert_eq!(
+            request.body.expose(),
+            r#"{"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=5","k1":"crm.item.delete?entityTypeId=1268&id=7"}}"#
+        );
+        let token = Secret::new("t".into());
+        let request = delete_batch(Auth::OAuth { rest_base: "https://a.b/rest/", token: &token }, 2, &[1], true);
+        assert_eq!(request.body.expose(), r#"{"halt":1,"cmd":{"k0":"crm.item.delete?entityTypeId=2&id=1"},"auth":"t"}"#);
+        assert_eq!(batch_key_index("k0"), Some(0));
+        assert_eq!(batch_key_index("k49"), Some(49));
+        assert_eq!(batch_key_index("x1"), None);
+        assert_eq!(batch_key_index("k"), None);
+    }
+
+    #[test]
+    fn numbers() {
+        for n in [0, 1, 9, 10, 1268, u64::MAX] {
+            let mut s = String::new();
+            push_u64(&mut s, n);
+            assert_eq!(s, n.to_string());
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Delete Bitrix24 CRM items (`crm.item.delete`) from the browser.
+//!
+//! The crate is a JS-free core plus a thin WebAssembly binding:
+//!
+//! - [`id`] validates ids, [`config`] checks the client configuration (https rule included),
+//! - [`envelope`] builds each request, [`response`] reads each answer, [`json`] parses it,
+//! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
+//! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Transport`],
+//! - `bindings` (wasm only) exposes it all to JS and holds the fetch and BX24 transports.
+
+pub mod call;
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod id;
+pub mod json;
+pub mod policy;
+pub mod response;
+pub mod secret;
+
+#[cfg(target_arch = "wasm32")]
+mod bindings;
+
+pub use error::{Error, Kind};

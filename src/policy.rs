@@ -1,0 +1,281 @@
+//! Retry, wait and pacing decisions. Pure functions of the error, the attempt count and the
+//! clock; the call pipeline ([`crate::call`]) carries them out.
+
+use crate::config::RateLimit;
+use crate::error::Error;
+
+/// First wait after `QUERY_LIMIT_EXCEEDED` or a 5xx/network failure; doubles each time.
+pub const BACKOFF_BASE_MS: f64 = 1_000.0;
+/// Longest single backoff wait.
+pub const BACKOFF_CAP_MS: f64 = 15_000.0;
+/// Wait on `OPERATION_TIME_LIMIT` when no `operating_reset_at` is known (the official SDK's figure).
+pub const OPERATING_FALLBACK_MS: f64 = 10_000.0;
+/// An attempt is given at least this long (or all that is left) while retries remain.
+pub const MIN_ATTEMPT_MS: f64 = 10_000.0;
+
+/// What to do after a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Give up with the error.
+    Fail,
+    /// Send again after waiting this many milliseconds.
+    RetryAfter(f64),
+    /// Ask `onTokenExpired` for a new token, then send again at once.
+    RefreshToken,
+}
+
+/// The facts a decision needs beyond the error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attempt {
+    /// Retries already made (0 after the first attempt).
+    pub retries: u32,
+    /// The configured `maxRetries`.
+    pub max_retries: u32,
+    /// Milliseconds left before the call's deadline.
+    pub remaining_ms: f64,
+    /// Now, as Unix milliseconds (to compare with `operating_reset_at`).
+    pub now_unix_ms: f64,
+    /// The method's latest known `operating_reset_at` (Unix seconds).
+    pub operating_reset_at: Option<f64>,
+    /// Whether the client can refresh its token and has not yet done so for this call.
+    pub can_refresh: bool,
+    /// A random number in `[0, 1)` for jitter.
+    pub random: f64,
+}
+
+/// Decides what follows a failed attempt.
+pub fn decide(error: &Error, attempt: Attempt) -> Decision {
+    if let Error::Api { code, .. } = error {
+        if code == "expired_token" || code == "invalid_token" {
+            return if attempt.can_refresh { Decision::RefreshToken } else { Decision::Fail };
+        }
+    }
+    if !error.retryable() || attempt.retries >= attempt.max_retries {
+        return Decision::Fail;
+    }
+    let wait = match error.code() {
+        "OPERATION_TIME_LIMIT" => match attempt.operating_reset_at {
+            // Wait for the oldest basket to drop out, plus a little for clock skew.
+            Some(reset_at) => (reset_at * 1000.0 - attempt.now_unix_ms).max(0.0) + 250.0,
+            None => OPERATING_FALLBACK_MS,
+        },
+        _ => backoff_ms(attempt.retries, attempt.random),
+    };
+    // A wait that cannot end before the deadline fails now, with the real reason.
+    if wait >= attempt.remaining_ms {
+        Decision::Fail
+    } else {
+        Decision::RetryAfter(wait)
+    }
+}
+
+/// Exponential backoff with ±25 % jitter: about 1 s, 2 s, 4 s, ... capped at 15 s.
+pub fn backoff_ms(retries: u32, random: f64) -> f64 {
+    let base = (BACKOFF_BASE_MS * f64::from(1u32 << retries.min(10))).min(BACKOFF_CAP_MS);
+    base * (0.75 + 0.5 * random.clamp(0.0, 1.0))
+}
+
+/// How long one attempt may take: everything left on the last try; otherwise half of what is
+/// left, but at least [`MIN_ATTEMPT_MS`], so a hung request leaves time for another try.
+pub fn attempt_timeout_ms(remaining_ms: f64, retries_left: u32) -> f64 {
+    if retries_left == 0 {
+        remaining_ms
+    } else {
+        (remaining_ms / 2.0).max(MIN_ATTEMPT_MS.min(remaining_ms))
+    }
+}
+
+/// A client-side leaky bucket in the portal's terms: `burst` requests at once, draining
+/// `per_second`. Implemented as a virtual schedule (GCRA): each reservation takes the next free
+/// slot, so waiting calls go out first-come, first-served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    interval_ms: f64,
+    tolerance_ms: f64,
+    /// When the bucket would be empty if no one else came (the theoretical arrival time).
+    empty_at_ms: f64,
+}
+
+impl Bucket {
+    /// A bucket for `limit`.
+    pub fn new(limit: RateLimit) -> Bucket {
+        let interval_ms = 1000.0 / limit.per_second;
+        Bucket { interval_ms, tolerance_ms: f64::from(limit.burst.saturating_sub(1)) * interval_ms, empty_at_ms: 0.0 }
+    }
+
+    /// Reserves the next slot and returns when it is (`now_ms` or later).
+    pub fn reserve(&mut self, now_ms: f64) -> f64 {
+        let empty_at = self.empty_at_ms.max(now_ms);
+        let send_at = (empty_at - self.tolerance_ms).max(now_ms);
+        self.empty_at_ms = empty_at + self.interval_ms;
+        send_at
+    }
+
+    /// When a reservation made now would be served, without reserving it.
+    pub fn next_slot(&self, now_ms: f64) -> f64 {
+        (self.empty_at_ms.max(now_ms) - self.tolerance_ms).max(now_ms)
+    }
+
+    /// Gives back a slot reserved at `send_at` that was never used (an aborted or timed-out
+    /// wait), when it is still the latest one.
+    pub fn release(&mut self, send_at_ms: f64) {
+        if (self.empty_at_ms - self.interval_ms - (send_at_ms + self.tolerance_ms)).abs() < 1e-6 {
+            self.empty_at_ms -= self.interval_ms;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt() -> Attempt {
+        Attempt {
+            retries: 0,
+            max_retries: 3,
+            remaining_ms: 30_000.0,
+            now_unix_ms: 1_700_000_000_000.0,
+            operating_reset_at: None,
+            can_refresh: false,
+            random: 0.5,
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let retry = |code: &str, status| decide(&Error::api(code, "", status), attempt());
+        assert_eq!(retry("QUERY_LIMIT_EXCEEDED", 503), Decision::RetryAfter(1000.0));
+        assert_eq!(retry("INTERNAL_SERVER_ERROR", 500), Decision::RetryAfter(1000.0));
+        assert_eq!(retry("ERROR_UNEXPECTED_ANSWER", 500), Decision::RetryAfter(1000.0));
+        assert_eq!(retry("SOMETHING", 502), Decision::RetryAfter(1000.0));
+        for code in [
+            "NOT_FOUND",
+            "ACCESS_DENIED",
+            "allowed_only_intranet_user",
+            "INVALID_CREDENTIALS",
+            "insufficient_scope",
+            "NO_AUTH_FOUND",
+            "user_access_error",
+            "ENTITY_TYPE_NOT_SUPPORTED",
+            "ERROR_METHOD_NOT_FOUND",
+            "INVALID_REQUEST",
+            "OVERLOAD_LIMIT",
+            "PORTAL_DELETED",
+        ] {
+            assert_eq!(retry(code, 400), Decision::Fail, "{code}");
+        }
+        assert_eq!(retry("expired_token", 401), Decision::Fail);
+        assert_eq!(decide(&Error::api("expired_token", "", 401), Attempt { can_refresh: true, ..attempt() }), Decision::RefreshToken);
+        for error in [Error::Network, Error::Timeout, Error::BadResponse { status: 502, reason: "" }, Error::BadResponse { status: 200, reason: "" }] {
+            assert_eq!(decide(&error, attempt()), Decision::RetryAfter(1000.0), "{error:?}");
+        }
+        for error in [Error::Aborted, Error::InvalidArgument(""), Error::NotConfigured, Error::BadResponse { status: 404, reason: "" }] {
+            assert_eq!(decide(&error, attempt()), Decision::Fail, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn retries_run_out() {
+        let error = Error::api("QUERY_LIMIT_EXCEEDED", "", 503);
+        assert_eq!(decide(&error, Attempt { retries: 2, ..attempt() }), Decision::RetryAfter(4000.0));
+        assert_eq!(decide(&error, Attempt { retries: 3, ..attempt() }), Decision::Fail);
+        assert_eq!(decide(&error, Attempt { max_retries: 0, ..attempt() }), Decision::Fail);
+    }
+
+    #[test]
+    fn operating_limit_waits_for_the_reset_when_it_fits() {
+        let error = Error::api("OPERATION_TIME_LIMIT", "", 429);
+        let near = Attempt { operating_reset_at: Some(1_700_000_005.0), ..attempt() };
+        assert_eq!(decide(&error, near), Decision::RetryAfter(5_250.0));
+        let far = Attempt { operating_reset_at: Some(1_700_000_100.0), ..attempt() };
+        assert_eq!(decide(&error, far), Decision::Fail);
+        let past = Attempt { operating_reset_at: Some(1_699_999_000.0), ..attempt() };
+        assert_eq!(decide(&error, past), Decision::RetryAfter(250.0));
+        assert_eq!(decide(&error, attempt()), Decision::RetryAfter(OPERATING_FALLBACK_MS));
+    }
+
+    #[test]
+    fn waits_past_the_deadline_fail_now() {
+        let error = Error::Network;
+        assert_eq!(decide(&error, Attempt { remaining_ms: 900.0, ..attempt() }), Decision::Fail);
+    }
+
+    #[test]
+    fn backoff_grows_with_bounded_jitter() {
+        assert_eq!(backoff_ms(0, 0.0), 750.0);
+        assert_eq!(backoff_ms(0, 1.0), 1250.0);
+        assert_eq!(backoff_ms(1, 0.5), 2000.0);
+        assert_eq!(backoff_ms(2, 0.5), 4000.0);
+        assert_eq!(backoff_ms(9, 0.5), 15_000.0);
+        assert_eq!(backoff_ms(40, 0.5), 15_000.0);
+    }
+
+    #[test]
+    fn attempt_timeouts_leave_room_for_a_retry() {
+        assert_eq!(attempt_timeout_ms(30_000.0, 3), 15_000.0);
+        assert_eq!(attempt_timeout_ms(15_000.0, 2), 10_000.0);
+        assert_eq!(attempt_timeout_ms(4_000.0, 2), 4_000.0);
+        assert_eq!(attempt_timeout_ms(30_000.0, 0), 30_000.0);
+    }
+
+    #[test]
+    fn bucket_allows_a_burst_then_drains() {
+        let mut bucket = Bucket::new(RateLimit { burst: 50, per_second: 2.0 });
+        for _ in 0..50 {
+            assert_eq!(bucket.reserve(0.0), 0.0);
+        }
+        assert_eq!(bucket.reserve(0.0), 500.0);
+        assert_eq!(bucket.reserve(0.0), 1000.0);
+        // After a long pause it is full again.
+        let mut later = bucket.clone();
+        for _ in 0..50 {
+            assert_eq!(later.reserve(1_000_000.0), 1_000_000.0);
+        }
+        assert_eq!(later.next_slot(1_000_000.0), 1_000_500.0);
+        // A released last slot is reused.
+        let slot = bucket.reserve(0.0);
+        bucket.release(slot);
+        assert_eq!(bucket.reserve(0.0), slot);
+    }
+
+    /// The portal's own bucket, as documented: a counter that drains `per_second` and refuses a
+    /// request that would take it past `burst`.
+    fn portal_accepts(times_ms: &[f64], limit: RateLimit) -> usize {
+        let mut level = 0.0;
+        let mut last = 0.0;
+        let mut refused = 0;
+        for &t in times_ms {
+            level = f64::max(0.0, level - (t - last) / 1000.0 * limit.per_second);
+            last = t;
+            if level + 1.0 > f64::from(limit.burst) + 1e-9 {
+                refused += 1;
+            } else {
+                level += 1.0;
+            }
+        }
+        refused
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn paced_requests_are_never_refused_by_a_portal_with_the_same_limits(
+            burst in 1u32..60,
+            per_second in 1u32..20,
+            arrivals in proptest::collection::vec(0u32..20_000, 1..300),
+        ) {
+            let limit = RateLimit { burst, per_second: f64::from(per_second) };
+            let mut arrivals: Vec<f64> = arrivals.into_iter().map(f64::from).collect();
+            arrivals.sort_by(f64::total_cmp);
+            let mut bucket = Bucket::new(limit);
+            let sent: Vec<f64> = arrivals.iter().map(|&t| bucket.reserve(t)).collect();
+            proptest::prop_assert!(sent.windows(2).all(|w| w[0] <= w[1]), "FIFO order");
+            proptest::prop_assert_eq!(portal_accepts(&sent, limit), 0);
+            // And no slower than needed: n requests at once take (n - burst) intervals.
+            let n = arrivals.len() as f64;
+            if arrivals.iter().all(|&t| t == arrivals[0]) && n > f64::from(burst) {
+                let last = sent[sent.len() - 1] - arrivals[0];
+                proptest::prop_assert!((last - (n - f64::from(burst)) * 1000.0 / f64::from(per_second)).abs() < 1e-6);
+            }
+        }
+    }
+}
