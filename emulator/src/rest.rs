@@ -1,0 +1,474 @@
+//! The REST API proper: authentication, the request pipeline, the methods and `batch`.
+//! Transport-free: it takes a parsed request and gives back a status and a JSON body.
+
+use serde_json::{json, Map, Value};
+
+use crate::clock::{iso8601, Clock};
+use crate::params::{int_param, parse_query, truthy, IntParam};
+use crate::portal::{Portal, SPA};
+
+/// An error answer: HTTP status, `error`, `error_description`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: String,
+    pub desc: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &str, desc: &str) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            desc: desc.to_string(),
+        }
+    }
+    fn body(&self) -> Value {
+        json!({"error": self.code, "error_description": self.desc})
+    }
+}
+
+fn no_auth() -> ApiError {
+    ApiError::new(401, "NO_AUTH_FOUND", "Wrong authorization data")
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: u64,
+    pub scopes: Vec<String>,
+    /// Identity for the operating limit: `hook:USER:SECRET` or `app:CLIENT_ID`.
+    pub who: String,
+}
+
+/// A REST request, already parsed from HTTP.
+#[derive(Debug, Clone)]
+pub struct RestRequest {
+    /// Lower-cased method name without `.json`.
+    pub method: String,
+    /// `(user, secret)` from `/rest/USER/SECRET/METHOD`.
+    pub hook: Option<(String, String)>,
+    pub params: Map<String, Value>,
+    pub https: bool,
+}
+
+/// What a method gives back on success.
+#[derive(Debug, Clone)]
+struct Done {
+    result: Value,
+    total: Option<u64>,
+    next: Option<u64>,
+}
+
+impl Done {
+    fn of(result: Value) -> Done {
+        Done {
+            result,
+            total: None,
+            next: None,
+        }
+    }
+}
+
+/// The scope a method needs: `None` if the method does not exist, `Some("")` for none.
+pub fn method_scope(method: &str) -> Option<&'static str> {
+    Some(match method {
+        "crm.item.delete" | "crm.item.add" | "crm.item.get" | "crm.item.list" => "crm",
+        "batch" | "user.current" | "profile" | "scope" | "server.time" | "methods" => "",
+        _ => return None,
+    })
+}
+
+/// Build the `time` object.
+pub fn time_object(start: f64, finish: f64, processing: f64, operating: f64, reset: Option<f64>) -> Value {
+    let mut t = Map::new();
+    t.insert("start".into(), json!(start));
+    t.insert("finish".into(), json!(finish));
+    t.insert("duration".into(), json!(finish - start));
+    t.insert("processing".into(), json!(processing));
+    t.insert("date_start".into(), json!(iso8601(start)));
+    t.insert("date_finish".into(), json!(iso8601(finish)));
+    t.insert("operating".into(), json!(operating));
+    if let Some(r) = reset {
+        t.insert("operating_reset_at".into(), json!(r.ceil() as i64));
+    }
+    Value::Object(t)
+}
+
+/// Handle one REST request against the portal. Returns (HTTP status, JSON body).
+pub fn handle(p: &mut Portal, clock: &dyn Clock, mut req: RestRequest) -> (u16, Value) {
+    let start = clock.now();
+    let finish_err = |p: &mut Portal, e: ApiError| {
+        p.reject(&e.code);
+        let now = clock.now();
+        let mut body = e.body();
+        body["time"] = time_object(start, now, now - start, 0.0, None);
+        (e.status, body)
+    };
+    if p.settings.require_https && !req.https {
+        return finish_err(p, ApiError::new(400, "INVALID_REQUEST", "Https required"));
+    }
+    if let Some(code) = p.settings.portal_error.clone() {
+        let e = match code.as_str() {
+            "OVERLOAD_LIMIT" => ApiError::new(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload"),
+            "ACCESS_DENIED" => ApiError::new(403, "ACCESS_DENIED", "REST API is available only on commercial plans"),
+            "PORTAL_DELETED" => ApiError::new(500, "PORTAL_DELETED", "Portal was deleted"),
+            other => ApiError::new(500, other, "Portal error"),
+        };
+        return finish_err(p, e);
+    }
+    if !p.bucket_admit(start) {
+        return finish_err(p, ApiError::new(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"));
+    }
+    let auth = req.params.remove("auth");
+    let caller = match authenticate(p, req.hook.as_ref(), auth.as_ref(), start) {
+        Ok(c) => c,
+        Err(e) => return finish_err(p, e),
+    };
+    if method_scope(&req.method).is_none() {
+        return finish_err(p, ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"));
+    }
+    if req.method == "batch" {
+        return match batch(p, clock, &caller, &req.params) {
+            Ok(result) => {
+                let now = clock.now();
+                (200, json!({"result": result, "time": time_object(start, now, now - start, 0.0, None)}))
+            }
+            Err(e) => finish_err(p, e),
+        };
+    }
+    let (status, mut body) = call(p, clock, &caller, &req.method, &req.params, start);
+    if let Some(code) = body.get("error").and_then(Value::as_str).map(str::to_string) {
+        p.reject(&code);
+    }
+    let _ = &mut body;
+    (status, body)
+}
+
+/// One method call with its own `time`: (status, body). Used at top level and inside batch.
+fn call(p: &mut Portal, clock: &dyn Clock, caller: &Caller, method: &str, params: &Map<String, Value>, start: f64) -> (u16, Value) {
+    *p.calls_by_method.entry(method.to_string()).or_default() += 1;
+    let outcome = execute(p, caller, method, params, start);
+    let now = clock.now();
+    let cost = p.settings.operating_cost;
+    let (operating, reset) = p.operating(method, &caller.who, now);
+    let processing = if cost > 0.0 { cost } else { now - start };
+    let time = time_object(start, now, processing, operating, reset);
+    match outcome {
+        Ok(done) => {
+            let mut m = Map::new();
+            m.insert("result".into(), done.result);
+            if let Some(n) = done.next {
+                m.insert("next".into(), json!(n));
+            }
+            if let Some(t) = done.total {
+                m.insert("total".into(), json!(t));
+            }
+            m.insert("time".into(), time);
+            (200, Value::Object(m))
+        }
+        Err(e) => {
+            let mut body = e.body();
+            body["time"] = time;
+            (e.status, body)
+        }
+    }
+}
+
+fn authenticate(p: &Portal, hook: Option<&(String, String)>, auth: Option<&Value>, now: f64) -> Result<Caller, ApiError> {
+    if let Some((user, secret)) = hook {
+        let w = p
+            .webhooks
+            .iter()
+            .find(|w| w.user.to_string() == *user && w.secret == *secret)
+            .ok_or_else(no_auth)?;
+        return Ok(Caller {
+            user: w.user,
+            scopes: w.scopes.clone(),
+            who: format!("hook:{}:{}", w.user, w.secret),
+        });
+    }
+    let token = match auth {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        _ => return Err(no_auth()),
+    };
+    let t = p.access.get(token).ok_or_else(no_auth)?;
+    if t.expires_at <= now {
+        return Err(ApiError::new(401, "expired_token", "The access token provided has expired"));
+    }
+    Ok(Caller {
+        user: t.user,
+        scopes: p.app.scopes.clone(),
+        who: format!("app:{}", p.app.client_id),
+    })
+}
+
+/// Scope check, operating-limit check, the method itself, and the operating charge.
+fn execute(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, Value>, now: f64) -> Result<Done, ApiError> {
+    let scope = method_scope(method).ok_or_else(|| ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"))?;
+    if !scope.is_empty() && !caller.scopes.iter().any(|s| s == scope) {
+        return Err(ApiError::new(
+            403,
+            "insufficient_scope",
+            "The request requires higher privileges than provided by the webhook token",
+        ));
+    }
+    let limit = p.settings.operating_limit;
+    if limit > 0.0 {
+        let (used, _) = p.operating(method, &caller.who, now);
+        if used >= limit {
+            return Err(ApiError::new(
+                429,
+                "OPERATION_TIME_LIMIT",
+                &format!("Method is blocked due to operation time limit."),
+            ));
+        }
+    }
+    let r = run_method(p, caller, method, params, now);
+    let cost = p.settings.operating_cost;
+    p.charge(method, &caller.who, cost, now);
+    r
+}
+
+fn arg_missing(name: &str) -> ApiError {
+    ApiError::new(400, "100", &format!("Could not find value for parameter {{{name}}}"))
+}
+
+fn int_arg(params: &Map<String, Value>, name: &str) -> Result<i64, ApiError> {
+    match int_param(params, name) {
+        IntParam::Value(v) => Ok(v),
+        IntParam::Missing => Err(arg_missing(name)),
+        IntParam::Invalid(s) => Err(ApiError::new(
+            400,
+            "100",
+            &format!("Invalid value {s} to match with parameter {{{name}}}. Should be value of type int."),
+        )),
+    }
+}
+
+/// Common checks of crm.item.*: intranet user, supported and existing type.
+fn crm_type(p: &Portal, caller: &Caller, params: &Map<String, Value>) -> Result<i64, ApiError> {
+    let user = p.user(caller.user).ok_or_else(no_auth)?;
+    if !user.intranet {
+        return Err(ApiError::new(403, "allowed_only_intranet_user", "Action is allowed only to intranet users"));
+    }
+    let t = int_arg(params, "entityTypeId")?;
+    if t == 5 {
+        return Err(ApiError::new(400, "ENTITY_TYPE_NOT_SUPPORTED", "Entity type `INVOICE` is not supported"));
+    }
+    if !p.type_exists(t) {
+        return Err(ApiError::new(400, "NOT_FOUND", "SPA not found"));
+    }
+    Ok(t)
+}
+
+fn item_not_found() -> ApiError {
+    ApiError::new(400, "NOT_FOUND", "Item not found")
+}
+
+fn run_method(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, Value>, now: f64) -> Result<Done, ApiError> {
+    match method {
+        "crm.item.delete" => {
+            let t = crm_type(p, caller, params)?;
+            let id = int_arg(params, "id")?;
+            if !p.items.get(&t).is_some_and(|m| m.contains_key(&id)) {
+                return Err(item_not_found());
+            }
+            let user = p.user(caller.user).ok_or_else(no_auth)?;
+            if user.no_delete.contains(&t) || p.denied.contains(&(t, id)) {
+                return Err(ApiError::new(403, "ACCESS_DENIED", "Access denied"));
+            }
+            p.items.get_mut(&t).map(|m| m.remove(&id));
+            p.deleted.push((t, id));
+            Ok(Done::of(json!([])))
+        }
+        "crm.item.get" => {
+            let t = crm_type(p, caller, params)?;
+            let id = int_arg(params, "id")?;
+            let it = p.items.get(&t).and_then(|m| m.get(&id)).ok_or_else(item_not_found)?;
+            Ok(Done::of(json!({"item": Portal::item_json(t, it)})))
+        }
+        "crm.item.add" => {
+            let t = crm_type(p, caller, params)?;
+            let mut fields = match params.get("fields") {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            };
+            let title = match fields.remove("title").or_else(|| fields.remove("TITLE")) {
+                Some(Value::String(s)) => s,
+                Some(v) => v.to_string(),
+                None => String::new(),
+            };
+            let id = p.add_item(t, title, fields, now);
+            let it = &p.items[&t][&id];
+            Ok(Done::of(json!({"item": Portal::item_json(t, it)})))
+        }
+        "crm.item.list" => {
+            let t = crm_type(p, caller, params)?;
+            let start = match int_param(params, "start") {
+                IntParam::Value(v) if v > 0 => v as usize,
+                _ => 0,
+            };
+            let filter = match params.get("filter") {
+                Some(Value::Object(m)) => m.clone(),
+                _ => Map::new(),
+            };
+            let desc = params
+                .get("order")
+                .and_then(|o| o.get("id").or_else(|| o.get("ID")))
+                .and_then(Value::as_str)
+                .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+            let mut all: Vec<&crate::portal::Item> = p.items[&t].values().filter(|it| matches_filter(it, &filter)).collect();
+            if desc {
+                all.reverse();
+            }
+            let total = all.len();
+            let page: Vec<Value> = all.iter().skip(start).take(50).map(|it| Portal::item_json(t, it)).collect();
+            let next = (start + 50 < total).then_some((start + 50) as u64);
+            Ok(Done {
+                result: json!({"items": page}),
+                total: Some(total as u64),
+                next,
+            })
+        }
+        "user.current" | "profile" => {
+            let u = p.user(caller.user).ok_or_else(no_auth)?;
+            Ok(Done::of(json!({
+                "ID": u.id.to_string(),
+                "ADMIN": u.admin,
+                "NAME": u.name,
+                "LAST_NAME": u.last_name,
+                "PERSONAL_GENDER": "",
+                "TIME_ZONE": "",
+                "TIME_ZONE_OFFSET": 0,
+                "IS_EXTRANET": !u.intranet,
+            })))
+        }
+        "scope" => Ok(Done::of(json!(caller.scopes))),
+        "methods" => Ok(Done::of(json!([
+            "batch", "crm.item.add", "crm.item.delete", "crm.item.get", "crm.item.list", "methods", "profile",
+            "scope", "server.time", "user.current"
+        ]))),
+        "server.time" => Ok(Done::of(json!(iso8601(now)))),
+        _ => Err(ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")),
+    }
+}
+
+fn matches_filter(it: &crate::portal::Item, filter: &Map<String, Value>) -> bool {
+    let id_list = |v: &Value| -> Vec<i64> {
+        match v {
+            Value::Array(a) => a.iter().filter_map(num).collect(),
+            Value::Object(m) => m.values().filter_map(num).collect(),
+            other => num(other).into_iter().collect(),
+        }
+    };
+    filter.iter().all(|(k, v)| match k.as_str() {
+        "id" | "=id" | "@id" | "ID" | "=ID" | "@ID" => id_list(v).contains(&it.id),
+        ">id" | ">ID" => num(v).is_some_and(|x| it.id > x),
+        ">=id" | ">=ID" => num(v).is_some_and(|x| it.id >= x),
+        "<id" | "<ID" => num(v).is_some_and(|x| it.id < x),
+        "<=id" | "<=ID" => num(v).is_some_and(|x| it.id <= x),
+        "title" | "=title" => v.as_str() == Some(it.title.as_str()),
+        "%title" => v.as_str().is_some_and(|s| it.title.contains(s)),
+        _ => true,
+    })
+}
+
+fn num(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// JSON of a batch container: `[]` when empty, an array when keyed 0..n-1 from an array `cmd`,
+/// else an object.
+fn container(entries: Vec<(String, Value)>, list_like: bool) -> Value {
+    if entries.is_empty() {
+        return json!([]);
+    }
+    if list_like && entries.iter().enumerate().all(|(i, (k, _))| *k == i.to_string()) {
+        return Value::Array(entries.into_iter().map(|(_, v)| v).collect());
+    }
+    Value::Object(entries.into_iter().collect())
+}
+
+/// `batch`: returns the inner `result` object (`result`, `result_error`, ...).
+fn batch(p: &mut Portal, clock: &dyn Clock, caller: &Caller, params: &Map<String, Value>) -> Result<Value, ApiError> {
+    let halt = truthy(params.get("halt"));
+    let (cmds, list_like): (Vec<(String, Value)>, bool) = match params.get("cmd") {
+        Some(Value::Object(m)) => {
+            let list_like = m.keys().enumerate().all(|(i, k)| *k == i.to_string());
+            (m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), list_like)
+        }
+        Some(Value::Array(a)) => (a.iter().enumerate().map(|(i, v)| (i.to_string(), v.clone())).collect(), true),
+        None | Some(Value::Null) => (vec![], false),
+        Some(Value::String(s)) if s.is_empty() => (vec![], false),
+        Some(_) => return Err(ApiError::new(400, "ERROR_BATCH_CMD", "Invalid cmd: an object or array of method?query strings")),
+    };
+    if cmds.len() > 50 {
+        return Err(ApiError::new(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded"));
+    }
+    let (mut result, mut errors, mut totals, mut nexts, mut times) = (vec![], vec![], vec![], vec![], vec![]);
+    for (key, cmd) in cmds {
+        let start = clock.now();
+        let cmd = match cmd {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let (method, query) = match cmd.find('?') {
+            Some(i) => (&cmd[..i], &cmd[i + 1..]),
+            None => (cmd.as_str(), ""),
+        };
+        let method = method.trim().trim_start_matches('/').to_ascii_lowercase();
+        let method = method.strip_suffix(".json").unwrap_or(&method).to_string();
+        let mut sub = parse_query(query);
+        sub.remove("auth");
+        let (ok, body) = if method == "batch" {
+            let now = clock.now();
+            let e = ApiError::new(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage");
+            let mut b = e.body();
+            b["time"] = time_object(start, now, now - start, 0.0, None);
+            (false, b)
+        } else if method_scope(&method).is_none() {
+            let now = clock.now();
+            let e = ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
+            let mut b = e.body();
+            b["time"] = time_object(start, now, now - start, 0.0, None);
+            (false, b)
+        } else {
+            let (status, body) = call(p, clock, caller, &method, &sub, start);
+            (status < 300, body)
+        };
+        let mut body = body;
+        let time = body.as_object_mut().and_then(|m| m.remove("time")).unwrap_or(Value::Null);
+        times.push((key.clone(), time));
+        if ok {
+            if let Some(t) = body.get("total") {
+                totals.push((key.clone(), t.clone()));
+            }
+            if let Some(n) = body.get("next") {
+                nexts.push((key.clone(), n.clone()));
+            }
+            result.push((key, body.get("result").cloned().unwrap_or(Value::Null)));
+        } else {
+            errors.push((key, body));
+            if halt {
+                break;
+            }
+        }
+    }
+    Ok(json!({
+        "result": container(result, list_like),
+        "result_error": container(errors, list_like),
+        "result_total": container(totals, list_like),
+        "result_next": container(nexts, list_like),
+        "result_time": container(times, list_like),
+    }))
+}
+
+/// Is `t` one of the types seeded as a smart process?
+pub fn is_spa(t: i64) -> bool {
+    t == SPA
+}
