@@ -93,7 +93,10 @@ impl Client {
         };
         Client {
             bucket: RefCell::new(config.rate_limit.map(Bucket::new)),
-            token: RefCell::new(TokenState { token, ..TokenState::default() }),
+            token: RefCell::new(TokenState {
+                token,
+                ..TokenState::default()
+            }),
             operating_reset_at: RefCell::new(Vec::new()),
             config,
         }
@@ -105,9 +108,22 @@ impl Client {
     }
 
     /// Deletes one item: `crm.item.delete` with pacing, retries and token refresh.
-    pub async fn delete_item(&self, env: &impl Env, entity_type_id: u64, id: u64, options: CallOptions) -> Result<Deleted, CallError> {
-        let deadline = env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
-        self.run(env, deadline, |auth| envelope::delete_item(auth, entity_type_id, id), response::read_delete).await
+    pub async fn delete_item(
+        &self,
+        env: &impl Env,
+        entity_type_id: u64,
+        id: u64,
+        options: CallOptions,
+    ) -> Result<Deleted, CallError> {
+        let deadline =
+            env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
+        self.run(
+            env,
+            deadline,
+            |auth| envelope::delete_item(auth, entity_type_id, id),
+            response::read_delete,
+        )
+        .await
     }
 
     /// Runs one REST request to completion: the retry loop every call shares. `build` makes the
@@ -121,20 +137,35 @@ impl Client {
         build: impl Fn(Auth<'_>) -> HttpRequest,
         read: impl Fn(u16, &str) -> Result<T, Failure>,
     ) -> Result<T, CallError> {
+        if !matches!(
+            self.config.endpoint,
+            Endpoint::Webhook { .. } | Endpoint::OAuth { .. }
+        ) {
+            return Err(Error::NotConfigured.into());
+        }
         let mut attempts = 0;
         let mut retries = 0;
         let mut refreshed = false;
         let mut outcome_unknown = false;
         loop {
-            self.pace(env, deadline).await.map_err(|error| CallError { error, attempts })?;
+            self.pace(env, deadline)
+                .await
+                .map_err(|error| CallError { error, attempts })?;
             let (request, generation) = {
                 let state = self.token.borrow();
-                let auth = self.auth(state.token.as_ref()).map_err(|error| CallError { error, attempts })?;
+                let auth = self
+                    .auth(state.token.as_ref())
+                    .map_err(|error| CallError { error, attempts })?;
                 (build(auth), state.generation)
             };
             attempts += 1;
             let remaining = deadline - env.now_ms();
-            let answer = env.send(&request, policy::attempt_timeout_ms(remaining, self.config.max_retries - retries)).await;
+            let answer = env
+                .send(
+                    &request,
+                    policy::attempt_timeout_ms(remaining, self.config.max_retries - retries),
+                )
+                .await;
             let failure = match answer {
                 Ok(raw) => match read(raw.status, &raw.body) {
                     Ok(value) => return Ok(value),
@@ -145,7 +176,10 @@ impl Client {
             if let Some(time) = &failure.time {
                 self.note_time(request.method, time);
             }
-            if outcome_unknown && failure.error.code() == "NOT_FOUND" && request.method == envelope::DELETE {
+            if outcome_unknown
+                && failure.error.code() == "NOT_FOUND"
+                && request.method == envelope::DELETE
+            {
                 // An earlier attempt deleted it; its answer was lost.
                 return Ok(T::default());
             }
@@ -159,23 +193,38 @@ impl Client {
                     remaining_ms: remaining,
                     now_unix_ms: env.now_ms(),
                     operating_reset_at: self.reset_at(request.method),
-                    can_refresh: !refreshed && matches!(self.config.endpoint, Endpoint::OAuth { refreshable: true, .. }),
+                    can_refresh: !refreshed
+                        && matches!(
+                            self.config.endpoint,
+                            Endpoint::OAuth {
+                                refreshable: true,
+                                ..
+                            }
+                        ),
                     random: env.random(),
                 },
             );
             match decision {
                 Decision::Fail => {
                     // A timeout of the last attempt that used the whole budget is the call's timeout.
-                    return Err(CallError { error: failure.error, attempts });
+                    return Err(CallError {
+                        error: failure.error,
+                        attempts,
+                    });
                 }
                 Decision::RetryAfter(ms) => {
                     retries += 1;
-                    env.sleep(ms).await.map_err(|error| CallError { error, attempts })?;
+                    env.sleep(ms)
+                        .await
+                        .map_err(|error| CallError { error, attempts })?;
                 }
                 Decision::RefreshToken => {
                     refreshed = true;
                     if !self.refresh(env, generation).await {
-                        return Err(CallError { error: failure.error, attempts });
+                        return Err(CallError {
+                            error: failure.error,
+                            attempts,
+                        });
                     }
                 }
             }
@@ -186,7 +235,9 @@ impl Client {
     fn auth<'a>(&'a self, token: Option<&'a Secret>) -> Result<Auth<'a>, Error> {
         match (&self.config.endpoint, token) {
             (Endpoint::Webhook { base, redacted }, _) => Ok(Auth::Webhook { base, redacted }),
-            (Endpoint::OAuth { rest_base, .. }, Some(token)) => Ok(Auth::OAuth { rest_base, token }),
+            (Endpoint::OAuth { rest_base, .. }, Some(token)) => {
+                Ok(Auth::OAuth { rest_base, token })
+            }
             _ => Err(Error::NotConfigured),
         }
     }
@@ -228,7 +279,11 @@ impl Client {
     }
 
     fn reset_at(&self, method: &str) -> Option<f64> {
-        self.operating_reset_at.borrow().iter().find(|(m, _)| *m == method).map(|&(_, at)| at)
+        self.operating_reset_at
+            .borrow()
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|&(_, at)| at)
     }
 
     /// Makes sure the token is newer than `used_generation`: joins a refresh in flight, or runs
@@ -244,7 +299,11 @@ impl Client {
                     break;
                 }
             }
-            RefreshDone { client: self, registered: false }.await;
+            RefreshDone {
+                client: self,
+                registered: false,
+            }
+            .await;
             if self.token.borrow().generation == used_generation {
                 return false; // the shared refresh failed
             }
@@ -329,15 +388,24 @@ pub(crate) mod tests {
     }
 
     pub fn ok(body: &str) -> Result<RawResponse, Error> {
-        Ok(RawResponse { status: 200, body: body.into() })
+        Ok(RawResponse {
+            status: 200,
+            body: body.into(),
+        })
     }
 
     pub fn answer(status: u16, body: &str) -> Result<RawResponse, Error> {
-        Ok(RawResponse { status, body: body.into() })
+        Ok(RawResponse {
+            status,
+            body: body.into(),
+        })
     }
 
     pub fn api_error(status: u16, code: &str) -> Result<RawResponse, Error> {
-        Ok(RawResponse { status, body: ["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat() })
+        Ok(RawResponse {
+            status,
+            body: ["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat(),
+        })
     }
 
     impl Env for FakeEnv {
@@ -352,9 +420,21 @@ pub(crate) mod tests {
             Ok(())
         }
         async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
-            self.sent.borrow_mut().push((self.now.get(), request.url.expose().to_owned(), request.body.expose().to_owned()));
-            let answer = self.answers.borrow_mut().pop_front().unwrap_or(Err(Error::Timeout));
-            let took = if matches!(answer, Err(Error::Timeout)) { timeout_ms } else { self.latency_ms.min(timeout_ms) };
+            self.sent.borrow_mut().push((
+                self.now.get(),
+                request.url.expose().to_owned(),
+                request.body.expose().to_owned(),
+            ));
+            let answer = self
+                .answers
+                .borrow_mut()
+                .pop_front()
+                .unwrap_or(Err(Error::Timeout));
+            let took = if matches!(answer, Err(Error::Timeout)) {
+                timeout_ms
+            } else {
+                self.latency_ms.min(timeout_ms)
+            };
             self.now.set(self.now.get() + took);
             answer
         }
@@ -401,10 +481,17 @@ pub(crate) mod tests {
 
     #[test]
     fn non_retryable_errors_fail_after_one_request() {
-        for code in ["NOT_FOUND", "ACCESS_DENIED", "insufficient_scope", "NO_AUTH_FOUND", "expired_token"] {
+        for code in [
+            "NOT_FOUND",
+            "ACCESS_DENIED",
+            "insufficient_scope",
+            "NO_AUTH_FOUND",
+            "expired_token",
+        ] {
             let env = FakeEnv::new(vec![api_error(400, code), ok(SUCCESS)]);
             let client = webhook_client(3.0, RateLimitInput::Off);
-            let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+            let error =
+                block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
             assert_eq!((error.error.code(), error.attempts), (code, 1));
         }
     }
@@ -419,7 +506,12 @@ pub(crate) mod tests {
         ]);
         let client = webhook_client(3.0, RateLimitInput::Off);
         assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).is_ok());
-        let times: Vec<f64> = env.sent.borrow().iter().map(|s| s.0 - 1_700_000_000_000.0).collect();
+        let times: Vec<f64> = env
+            .sent
+            .borrow()
+            .iter()
+            .map(|s| s.0 - 1_700_000_000_000.0)
+            .collect();
         // 10 ms latency, then 1 s, 2 s, 4 s backoff (jitter fixed at the middle).
         assert_eq!(times, vec![0.0, 1010.0, 3020.0, 7030.0]);
     }
@@ -428,22 +520,40 @@ pub(crate) mod tests {
     fn retries_run_out_with_the_last_error_and_count() {
         let env = FakeEnv::new(vec![api_error(503, "QUERY_LIMIT_EXCEEDED"); 5]);
         let client = webhook_client(2.0, RateLimitInput::Off);
-        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
-        assert_eq!((error.error.code(), error.attempts), ("QUERY_LIMIT_EXCEEDED", 3));
+        let error =
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!(
+            (error.error.code(), error.attempts),
+            ("QUERY_LIMIT_EXCEEDED", 3)
+        );
     }
 
     #[test]
     fn not_found_after_an_unknown_outcome_is_deleted() {
-        for lost in [Err(Error::Network), Err(Error::Timeout), ok(r#"{"result":["#), answer(200, "")] {
+        for lost in [
+            Err(Error::Network),
+            Err(Error::Timeout),
+            ok(r#"{"result":["#),
+            answer(200, ""),
+        ] {
             let env = FakeEnv::new(vec![lost.clone(), api_error(400, "NOT_FOUND")]);
             let client = webhook_client(3.0, RateLimitInput::Off);
             let result = block_on(client.delete_item(&env, 1268, 1, CallOptions::default()));
             assert_eq!(result, Ok(Deleted::default()), "{lost:?}");
         }
         // Without an unknown outcome before it, NOT_FOUND is NOT_FOUND.
-        let env = FakeEnv::new(vec![api_error(503, "QUERY_LIMIT_EXCEEDED"), api_error(400, "NOT_FOUND")]);
+        let env = FakeEnv::new(vec![
+            api_error(503, "QUERY_LIMIT_EXCEEDED"),
+            api_error(400, "NOT_FOUND"),
+        ]);
         let client = webhook_client(3.0, RateLimitInput::Off);
-        assert_eq!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err().error.code(), "NOT_FOUND");
+        assert_eq!(
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default()))
+                .unwrap_err()
+                .error
+                .code(),
+            "NOT_FOUND"
+        );
     }
 
     #[test]
@@ -452,7 +562,8 @@ pub(crate) mod tests {
         let env = FakeEnv::new(vec![]);
         let client = webhook_client(3.0, RateLimitInput::Off);
         let start = env.now_ms();
-        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        let error =
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
         assert_eq!(error.error, Error::Timeout);
         assert!(env.now_ms() - start <= 30_000.0, "{}", env.now_ms() - start);
         assert!(error.attempts >= 2);
@@ -468,8 +579,12 @@ pub(crate) mod tests {
         assert_eq!(second, 1_700_000_003_250.0);
         let far = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating_reset_at":1700000600}}"#;
         let env = FakeEnv::new(vec![answer(429, far), ok(SUCCESS)]);
-        let error = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
-        assert_eq!((error.error.code(), error.attempts), ("OPERATION_TIME_LIMIT", 1));
+        let error =
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!(
+            (error.error.code(), error.attempts),
+            ("OPERATION_TIME_LIMIT", 1)
+        );
     }
 
     fn oauth_client(refreshable: bool) -> Client {
@@ -495,20 +610,31 @@ pub(crate) mod tests {
         assert!(sent[0].2.ends_with(r#""auth":"old"}"#));
         assert!(sent[1].2.ends_with(r#""auth":"fresh"}"#));
         // No refresh loop: a second expiry fails.
-        let env = FakeEnv::new(vec![api_error(401, "expired_token"), api_error(401, "expired_token")]);
+        let env = FakeEnv::new(vec![
+            api_error(401, "expired_token"),
+            api_error(401, "expired_token"),
+        ]);
         let error = block_on(client.delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
-        assert_eq!((error.error.code(), error.attempts, env.refreshes.get()), ("expired_token", 2, 1));
+        assert_eq!(
+            (error.error.code(), error.attempts, env.refreshes.get()),
+            ("expired_token", 2, 1)
+        );
     }
 
     #[test]
     fn failed_refresh_rejects_with_expired_token() {
         let env = FakeEnv::new(vec![api_error(401, "expired_token")]);
         *env.new_token.borrow_mut() = Err(Error::InvalidConfig("callback threw"));
-        let error = block_on(oauth_client(true).delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
+        let error = block_on(oauth_client(true).delete_item(&env, 2, 5, CallOptions::default()))
+            .unwrap_err();
         assert_eq!(error.error.code(), "expired_token");
         let env = FakeEnv::new(vec![api_error(401, "expired_token")]);
-        let error = block_on(oauth_client(false).delete_item(&env, 2, 5, CallOptions::default())).unwrap_err();
-        assert_eq!((error.error.code(), env.refreshes.get()), ("expired_token", 0));
+        let error = block_on(oauth_client(false).delete_item(&env, 2, 5, CallOptions::default()))
+            .unwrap_err();
+        assert_eq!(
+            (error.error.code(), env.refreshes.get()),
+            ("expired_token", 0)
+        );
     }
 
     /// An environment whose refresh pends until released, to test coalescing.
@@ -529,7 +655,11 @@ pub(crate) mod tests {
         }
         async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
             let expired = !request.body.expose().contains("fresh");
-            self.inner.sent.borrow_mut().push((0.0, String::new(), request.body.expose().to_owned()));
+            self.inner.sent.borrow_mut().push((
+                0.0,
+                String::new(),
+                request.body.expose().to_owned(),
+            ));
             let _ = timeout_ms;
             if expired {
                 api_error(401, "expired_token")
@@ -557,8 +687,13 @@ pub(crate) mod tests {
     fn concurrent_expiries_share_one_refresh() {
         let client = oauth_client(true);
         let gate = Rc::new(Cell::new(false));
-        let env = SlowRefresh { inner: FakeEnv::new(vec![]), gate: gate.clone() };
-        let mut calls: Vec<_> = (1..=20).map(|id| Box::pin(client.delete_item(&env, 2, id, CallOptions::default()))).collect();
+        let env = SlowRefresh {
+            inner: FakeEnv::new(vec![]),
+            gate: gate.clone(),
+        };
+        let mut calls: Vec<_> = (1..=20)
+            .map(|id| Box::pin(client.delete_item(&env, 2, id, CallOptions::default())))
+            .collect();
         let mut cx = Context::from_waker(Waker::noop());
         let mut done = vec![None; calls.len()];
         for round in 0..10 {
@@ -581,22 +716,55 @@ pub(crate) mod tests {
 
     #[test]
     fn pacing_spreads_a_burst() {
-        let client = webhook_client(0.0, RateLimitInput::Custom { burst: 2.0, per_second: 2.0 });
+        let client = webhook_client(
+            0.0,
+            RateLimitInput::Custom {
+                burst: 2.0,
+                per_second: 2.0,
+            },
+        );
         let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
         for id in 1..=4 {
             assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
         }
-        let times: Vec<f64> = env.sent.borrow().iter().map(|s| s.0 - 1_700_000_000_000.0).collect();
+        let times: Vec<f64> = env
+            .sent
+            .borrow()
+            .iter()
+            .map(|s| s.0 - 1_700_000_000_000.0)
+            .collect();
         // Two at once (10 ms apart, the fake latency), then one per 500 ms.
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
 
     #[test]
     fn a_slot_past_the_deadline_times_out_without_sending() {
-        let client = webhook_client(0.0, RateLimitInput::Custom { burst: 1.0, per_second: 0.1 });
+        let client = webhook_client(
+            0.0,
+            RateLimitInput::Custom {
+                burst: 1.0,
+                per_second: 0.1,
+            },
+        );
         let env = FakeEnv::new(vec![ok(SUCCESS); 2]);
-        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions { timeout_ms: Some(1000) })).is_ok());
-        let error = block_on(client.delete_item(&env, 1268, 2, CallOptions { timeout_ms: Some(1000) })).unwrap_err();
+        assert!(block_on(client.delete_item(
+            &env,
+            1268,
+            1,
+            CallOptions {
+                timeout_ms: Some(1000)
+            }
+        ))
+        .is_ok());
+        let error = block_on(client.delete_item(
+            &env,
+            1268,
+            2,
+            CallOptions {
+                timeout_ms: Some(1000),
+            },
+        ))
+        .unwrap_err();
         assert_eq!((error.error, error.attempts), (Error::Timeout, 0));
         assert_eq!(env.sent.borrow().len(), 1);
     }

@@ -13,7 +13,10 @@ pub const DEFAULT_TIMEOUT_MS: u32 = 30_000;
 /// Default number of retries after the first attempt.
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// The portal's default request-intensity limit (Enterprise: 250 / 5).
-pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit { burst: 50, per_second: 2.0 };
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    burst: 50,
+    per_second: 2.0,
+};
 /// `setTimeout` cannot wait longer than this.
 const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
 
@@ -106,31 +109,49 @@ impl Config {
     /// Checks a configuration.
     pub fn parse(input: ConfigInput) -> Result<Config, Error> {
         let oauth = input.portal.is_some() || input.access_token.is_some();
-        let ways = usize::from(input.webhook_url.is_some()) + usize::from(oauth) + usize::from(input.frame == Some(true));
+        let ways = usize::from(input.webhook_url.is_some())
+            + usize::from(oauth)
+            + usize::from(input.frame == Some(true));
         if ways > 1 {
-            return Err(Error::InvalidConfig("give exactly one of: webhookUrl, portal + accessToken, or frame: true"));
+            return Err(Error::InvalidConfig(
+                "give exactly one of: webhookUrl, portal + accessToken, or frame: true",
+            ));
         }
         let endpoint = if let Some(url) = input.webhook_url {
             parse_webhook(&url)?
         } else if oauth {
             let (Some(portal), Some(token)) = (input.portal, input.access_token) else {
-                return Err(Error::InvalidConfig("OAuth needs both portal and accessToken"));
+                return Err(Error::InvalidConfig(
+                    "OAuth needs both portal and accessToken",
+                ));
             };
-            if token.expose().is_empty() || token.expose().chars().any(|c| c.is_control() || c == ' ') {
-                return Err(Error::InvalidConfig("accessToken must be a non-empty token without spaces"));
+            if token.expose().is_empty()
+                || token.expose().chars().any(|c| c.is_control() || c == ' ')
+            {
+                return Err(Error::InvalidConfig(
+                    "accessToken must be a non-empty token without spaces",
+                ));
             }
-            Endpoint::OAuth { rest_base: parse_portal(&portal)?, token, refreshable: input.has_token_callback }
+            Endpoint::OAuth {
+                rest_base: parse_portal(&portal)?,
+                token,
+                refreshable: input.has_token_callback,
+            }
         } else {
             match input.frame {
                 Some(true) => Endpoint::Frame,
                 Some(false) => {
-                    return Err(Error::InvalidConfig("frame: false needs a webhookUrl or portal + accessToken"))
+                    return Err(Error::InvalidConfig(
+                        "frame: false needs a webhookUrl or portal + accessToken",
+                    ))
                 }
                 None => Endpoint::Auto,
             }
         };
         if input.has_token_callback && !matches!(endpoint, Endpoint::OAuth { .. }) {
-            return Err(Error::InvalidConfig("onTokenExpired is for OAuth (portal + accessToken) only"));
+            return Err(Error::InvalidConfig(
+                "onTokenExpired is for OAuth (portal + accessToken) only",
+            ));
         }
         Ok(Config {
             endpoint,
@@ -138,19 +159,31 @@ impl Config {
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
                 Some(n) if n.is_finite() && n >= 0.0 && n <= 100.0 && n.fract() == 0.0 => n as u32,
-                Some(_) => return Err(Error::InvalidConfig("maxRetries must be an integer from 0 to 100")),
+                Some(_) => {
+                    return Err(Error::InvalidConfig(
+                        "maxRetries must be an integer from 0 to 100",
+                    ))
+                }
             },
             rate_limit: match input.rate_limit {
                 RateLimitInput::Default => Some(DEFAULT_RATE_LIMIT),
                 RateLimitInput::Off => None,
                 RateLimitInput::Custom { burst, per_second } => {
-                    let burst_ok = burst.is_finite() && burst >= 1.0 && burst <= 100_000.0 && burst.fract() == 0.0;
-                    if !burst_ok || !(per_second.is_finite() && per_second > 0.0 && per_second <= 100_000.0) {
+                    let burst_ok = burst.is_finite()
+                        && burst >= 1.0
+                        && burst <= 100_000.0
+                        && burst.fract() == 0.0;
+                    if !burst_ok
+                        || !(per_second.is_finite() && per_second > 0.0 && per_second <= 100_000.0)
+                    {
                         return Err(Error::InvalidConfig(
                             "rateLimit must be false or { burst: integer >= 1, perSecond: number > 0 }",
                         ));
                     }
-                    Some(RateLimit { burst: burst as u32, per_second })
+                    Some(RateLimit {
+                        burst: burst as u32,
+                        per_second,
+                    })
                 }
             },
         })
@@ -162,21 +195,30 @@ pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
     match timeout_ms {
         None => Ok(None),
         Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= MAX_TIMEOUT_MS => Ok(Some(ms as u32)),
-        Some(_) => Err(Error::InvalidArgument("timeoutMs must be a number of milliseconds from 1 to 2147483647")),
+        Some(_) => Err(Error::InvalidArgument(
+            "timeoutMs must be a number of milliseconds from 1 to 2147483647",
+        )),
     }
 }
 
 const WEBHOOK_SHAPE: &str = "webhookUrl must look like https://PORTAL/rest/USER_ID/SECRET/";
 
 fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
-    let (origin, path) = split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(WEBHOOK_SHAPE)))?;
-    let rest = path.strip_prefix("/rest/").ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let (origin, path) =
+        split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(WEBHOOK_SHAPE)))?;
+    let rest = path
+        .strip_prefix("/rest/")
+        .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (user, secret) = rest.split_once('/').ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let (user, secret) = rest
+        .split_once('/')
+        .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
     let user_ok = !user.is_empty() && user.len() <= 16 && user.bytes().all(|b| b.is_ascii_digit());
     let secret_ok = !secret.is_empty()
         && secret.len() <= 128
-        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !user_ok || !secret_ok {
         return Err(Error::InvalidConfig(WEBHOOK_SHAPE));
     }
@@ -188,13 +230,17 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
     base.push('/');
     base.push_str(secret);
     base.push('/');
-    Ok(Endpoint::Webhook { base: Secret::new(base), redacted })
+    Ok(Endpoint::Webhook {
+        base: Secret::new(base),
+        redacted,
+    })
 }
 
 const PORTAL_SHAPE: &str = "portal must look like https://PORTAL (or https://PORTAL/rest/)";
 
 fn parse_portal(url: &str) -> Result<String, Error> {
-    let (origin, path) = split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(PORTAL_SHAPE)))?;
+    let (origin, path) =
+        split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(PORTAL_SHAPE)))?;
     if !matches!(path, "" | "/" | "/rest" | "/rest/") {
         return Err(Error::InvalidConfig(PORTAL_SHAPE));
     }
@@ -220,14 +266,32 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
     // `[v6]:port` or `host:port`: the port follows the last colon after any bracket.
     let host_end = authority.rfind(']').map_or(0, |i| i + 1);
     let (host, port) = match authority[host_end..].find(':') {
-        Some(i) => (&authority[..host_end + i], Some(&authority[host_end + i + 1..])),
+        Some(i) => (
+            &authority[..host_end + i],
+            Some(&authority[host_end + i + 1..]),
+        ),
         None => (authority, None),
     };
     let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        Some(v6) => !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.'),
-        None => !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+        Some(v6) => {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        }
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        }
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u32>().is_ok_and(|n| n <= 65_535));
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+    });
     if !host_ok || !port_ok {
         return Err(None);
     }
@@ -252,7 +316,12 @@ fn is_loopback(host: &str) -> bool {
     let octets: Vec<&str> = host.split('.').collect();
     octets.len() == 4
         && octets[0] == "127"
-        && octets.iter().all(|o| !o.is_empty() && o.len() <= 3 && o.bytes().all(|b| b.is_ascii_digit()) && o.parse::<u16>().is_ok_and(|n| n <= 255))
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && o.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
 }
 
 #[cfg(test)]
@@ -260,7 +329,10 @@ mod tests {
     use super::*;
 
     fn webhook(url: &str) -> Result<Config, Error> {
-        Config::parse(ConfigInput { webhook_url: Some(url.into()), ..Default::default() })
+        Config::parse(ConfigInput {
+            webhook_url: Some(url.into()),
+            ..Default::default()
+        })
     }
 
     fn oauth(portal: &str) -> Result<Config, Error> {
@@ -282,16 +354,30 @@ mod tests {
     #[test]
     fn webhook_urls() {
         for (url, expected) in [
-            ("https://acme.bitrix24.com/rest/1/s3cr3t/", "https://acme.bitrix24.com/rest/1/s3cr3t/"),
-            ("https://acme.bitrix24.com/rest/1/s3cr3t", "https://acme.bitrix24.com/rest/1/s3cr3t/"),
-            ("HTTPS://ACME.Bitrix24.com:8443/rest/12/abc_DEF-9/", "https://acme.bitrix24.com:8443/rest/12/abc_DEF-9/"),
-            ("http://127.0.0.1:8080/rest/1/x/", "http://127.0.0.1:8080/rest/1/x/"),
+            (
+                "https://acme.bitrix24.com/rest/1/s3cr3t/",
+                "https://acme.bitrix24.com/rest/1/s3cr3t/",
+            ),
+            (
+                "https://acme.bitrix24.com/rest/1/s3cr3t",
+                "https://acme.bitrix24.com/rest/1/s3cr3t/",
+            ),
+            (
+                "HTTPS://ACME.Bitrix24.com:8443/rest/12/abc_DEF-9/",
+                "https://acme.bitrix24.com:8443/rest/12/abc_DEF-9/",
+            ),
+            (
+                "http://127.0.0.1:8080/rest/1/x/",
+                "http://127.0.0.1:8080/rest/1/x/",
+            ),
             ("http://localhost/rest/1/x/", "http://localhost/rest/1/x/"),
             ("http://[::1]:9/rest/1/x/", "http://[::1]:9/rest/1/x/"),
         ] {
             assert_eq!(base(webhook(url).unwrap()), expected, "{url}");
         }
-        let Endpoint::Webhook { redacted, .. } = webhook("https://a.b/rest/7/s3cr3t/").unwrap().endpoint else {
+        let Endpoint::Webhook { redacted, .. } =
+            webhook("https://a.b/rest/7/s3cr3t/").unwrap().endpoint
+        else {
             unreachable!()
         };
         assert_eq!(redacted, "https://a.b/rest/7/***/");
@@ -318,19 +404,37 @@ mod tests {
         ] {
             let error = webhook(url).unwrap_err();
             assert_eq!(error.code(), "INVALID_ARGUMENT", "{url}");
-            assert!(!format!("{error} {error:?}").contains("s3cr3t"), "{url}: {error}");
+            assert!(
+                !format!("{error} {error:?}").contains("s3cr3t"),
+                "{url}: {error}"
+            );
         }
     }
 
     #[test]
     fn oauth_portals() {
-        assert_eq!(base(oauth("https://acme.bitrix24.com").unwrap()), "https://acme.bitrix24.com/rest/");
-        assert_eq!(base(oauth("https://acme.bitrix24.com/").unwrap()), "https://acme.bitrix24.com/rest/");
-        assert_eq!(base(oauth("https://acme.bitrix24.com/rest/").unwrap()), "https://acme.bitrix24.com/rest/");
-        assert_eq!(base(oauth("http://127.0.0.1:5000").unwrap()), "http://127.0.0.1:5000/rest/");
+        assert_eq!(
+            base(oauth("https://acme.bitrix24.com").unwrap()),
+            "https://acme.bitrix24.com/rest/"
+        );
+        assert_eq!(
+            base(oauth("https://acme.bitrix24.com/").unwrap()),
+            "https://acme.bitrix24.com/rest/"
+        );
+        assert_eq!(
+            base(oauth("https://acme.bitrix24.com/rest/").unwrap()),
+            "https://acme.bitrix24.com/rest/"
+        );
+        assert_eq!(
+            base(oauth("http://127.0.0.1:5000").unwrap()),
+            "http://127.0.0.1:5000/rest/"
+        );
         assert!(oauth("http://acme.bitrix24.com").is_err());
         assert!(oauth("https://acme.bitrix24.com/crm/").is_err());
-        let no_token = Config::parse(ConfigInput { portal: Some("https://a.b".into()), ..Default::default() });
+        let no_token = Config::parse(ConfigInput {
+            portal: Some("https://a.b".into()),
+            ..Default::default()
+        });
         assert_eq!(no_token.unwrap_err().code(), "INVALID_ARGUMENT");
         let empty_token = Config::parse(ConfigInput {
             portal: Some("https://a.b".into()),
@@ -349,36 +453,91 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::parse(both).is_err());
-        let hook_and_frame =
-            ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), frame: Some(true), ..Default::default() };
+        let hook_and_frame = ConfigInput {
+            webhook_url: Some("https://a.b/rest/1/x/".into()),
+            frame: Some(true),
+            ..Default::default()
+        };
         assert!(Config::parse(hook_and_frame).is_err());
-        assert_eq!(Config::parse(ConfigInput::default()).unwrap().endpoint, Endpoint::Auto);
-        assert_eq!(Config::parse(ConfigInput { frame: Some(true), ..Default::default() }).unwrap().endpoint, Endpoint::Frame);
-        assert!(Config::parse(ConfigInput { frame: Some(false), ..Default::default() }).is_err());
-        let callback_without_oauth =
-            ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), has_token_callback: true, ..Default::default() };
+        assert_eq!(
+            Config::parse(ConfigInput::default()).unwrap().endpoint,
+            Endpoint::Auto
+        );
+        assert_eq!(
+            Config::parse(ConfigInput {
+                frame: Some(true),
+                ..Default::default()
+            })
+            .unwrap()
+            .endpoint,
+            Endpoint::Frame
+        );
+        assert!(Config::parse(ConfigInput {
+            frame: Some(false),
+            ..Default::default()
+        })
+        .is_err());
+        let callback_without_oauth = ConfigInput {
+            webhook_url: Some("https://a.b/rest/1/x/".into()),
+            has_token_callback: true,
+            ..Default::default()
+        };
         assert!(Config::parse(callback_without_oauth).is_err());
     }
 
     #[test]
     fn numbers_and_defaults() {
         let config = webhook("https://a.b/rest/1/x/").unwrap();
-        assert_eq!((config.timeout_ms, config.max_retries, config.rate_limit), (30_000, 3, Some(DEFAULT_RATE_LIMIT)));
+        assert_eq!(
+            (config.timeout_ms, config.max_retries, config.rate_limit),
+            (30_000, 3, Some(DEFAULT_RATE_LIMIT))
+        );
         let with = |f: fn(&mut ConfigInput)| {
-            let mut input = ConfigInput { webhook_url: Some("https://a.b/rest/1/x/".into()), ..Default::default() };
+            let mut input = ConfigInput {
+                webhook_url: Some("https://a.b/rest/1/x/".into()),
+                ..Default::default()
+            };
             f(&mut input);
             Config::parse(input)
         };
-        assert_eq!(with(|i| i.timeout_ms = Some(1500.0)).unwrap().timeout_ms, 1500);
+        assert_eq!(
+            with(|i| i.timeout_ms = Some(1500.0)).unwrap().timeout_ms,
+            1500
+        );
         assert!(with(|i| i.timeout_ms = Some(0.0)).is_err());
         assert!(with(|i| i.timeout_ms = Some(f64::NAN)).is_err());
         assert_eq!(with(|i| i.max_retries = Some(0.0)).unwrap().max_retries, 0);
         assert!(with(|i| i.max_retries = Some(1.5)).is_err());
         assert!(with(|i| i.max_retries = Some(-1.0)).is_err());
-        assert_eq!(with(|i| i.rate_limit = RateLimitInput::Off).unwrap().rate_limit, None);
-        let custom = with(|i| i.rate_limit = RateLimitInput::Custom { burst: 250.0, per_second: 5.0 }).unwrap();
-        assert_eq!(custom.rate_limit, Some(RateLimit { burst: 250, per_second: 5.0 }));
-        assert!(with(|i| i.rate_limit = RateLimitInput::Custom { burst: 0.0, per_second: 5.0 }).is_err());
-        assert!(with(|i| i.rate_limit = RateLimitInput::Custom { burst: 5.0, per_second: 0.0 }).is_err());
+        assert_eq!(
+            with(|i| i.rate_limit = RateLimitInput::Off)
+                .unwrap()
+                .rate_limit,
+            None
+        );
+        let custom = with(|i| {
+            i.rate_limit = RateLimitInput::Custom {
+                burst: 250.0,
+                per_second: 5.0,
+            }
+        })
+        .unwrap();
+        assert_eq!(
+            custom.rate_limit,
+            Some(RateLimit {
+                burst: 250,
+                per_second: 5.0
+            })
+        );
+        assert!(with(|i| i.rate_limit = RateLimitInput::Custom {
+            burst: 0.0,
+            per_second: 5.0
+        })
+        .is_err());
+        assert!(with(|i| i.rate_limit = RateLimitInput::Custom {
+            burst: 5.0,
+            per_second: 0.0
+        })
+        .is_err());
     }
 }

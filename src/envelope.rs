@@ -15,7 +15,10 @@ pub const BATCH: &str = "batch";
 /// Most commands one `batch` request may carry.
 pub const BATCH_LIMIT: usize = 50;
 /// The request headers of every call.
-pub const HEADERS: [(&str, &str); 2] = [("Content-Type", "application/json"), ("Accept", "application/json")];
+pub const HEADERS: [(&str, &str); 2] = [
+    ("Content-Type", "application/json"),
+    ("Accept", "application/json"),
+];
 
 /// Where and how a request is authenticated.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +67,11 @@ pub fn delete_item(auth: Auth<'_>, entity_type_id: u64, id: u64) -> HttpRequest 
 pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool) -> HttpRequest {
     debug_assert!(ids.len() <= BATCH_LIMIT);
     let mut params = String::with_capacity(32 + ids.len() * 56);
-    params.push_str(if halt { "{\"halt\":1,\"cmd\":{" } else { "{\"halt\":0,\"cmd\":{" });
+    params.push_str(if halt {
+        "{\"halt\":1,\"cmd\":{"
+    } else {
+        "{\"halt\":0,\"cmd\":{"
+    });
     for (i, &id) in ids.iter().enumerate() {
         if i > 0 {
             params.push(',');
@@ -96,7 +103,12 @@ fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpReques
         Auth::Webhook { base, redacted } => {
             params.push('}');
             let log = ["POST ", redacted, method, " ", &params].concat();
-            HttpRequest { method, url: Secret::new([base.expose(), method].concat()), body: Secret::new(params), log }
+            HttpRequest {
+                method,
+                url: Secret::new([base.expose(), method].concat()),
+                body: Secret::new(params),
+                log,
+            }
         }
         Auth::OAuth { rest_base, token } => {
             let url = [rest_base, method].concat();
@@ -104,7 +116,12 @@ fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpReques
             params.push_str(",\"auth\":");
             push_json_string(&mut params, token.expose());
             params.push('}');
-            HttpRequest { method, url: Secret::new(url), body: Secret::new(params), log }
+            HttpRequest {
+                method,
+                url: Secret::new(url),
+                body: Secret::new(params),
+                log,
+            }
         }
     }
 }
@@ -149,26 +166,58 @@ mod tests {
     use super::*;
 
     fn hook() -> (Secret, String) {
-        (Secret::new("https://acme.bitrix24.com/rest/1/s3cr3t/".into()), "https://acme.bitrix24.com/rest/1/***/".into())
+        (
+            Secret::new("https://acme.bitrix24.com/rest/1/s3cr3t/".into()),
+            "https://acme.bitrix24.com/rest/1/***/".into(),
+        )
     }
 
     #[test]
     fn webhook_delete() {
         let (base, redacted) = hook();
-        let request = delete_item(Auth::Webhook { base: &base, redacted: &redacted }, 1268, 1);
-        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/1/s3cr3t/crm.item.delete");
+        let request = delete_item(
+            Auth::Webhook {
+                base: &base,
+                redacted: &redacted,
+            },
+            1268,
+            1,
+        );
+        assert_eq!(
+            request.url.expose(),
+            "https://acme.bitrix24.com/rest/1/s3cr3t/crm.item.delete"
+        );
         assert_eq!(request.body.expose(), r#"{"entityTypeId":1268,"id":1}"#);
-        assert_eq!(request.log, r#"POST https://acme.bitrix24.com/rest/1/***/crm.item.delete {"entityTypeId":1268,"id":1}"#);
+        assert_eq!(
+            request.log,
+            r#"POST https://acme.bitrix24.com/rest/1/***/crm.item.delete {"entityTypeId":1268,"id":1}"#
+        );
         assert!(!format!("{request:?}").contains("s3cr3t"));
     }
 
     #[test]
     fn oauth_delete() {
         let token = Secret::new("tok\"en".into());
-        let request = delete_item(Auth::OAuth { rest_base: "https://acme.bitrix24.com/rest/", token: &token }, 2, 9007199254740991);
-        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/crm.item.delete");
-        assert_eq!(request.body.expose(), r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#);
-        assert_eq!(request.log, r#"POST https://acme.bitrix24.com/rest/crm.item.delete {"entityTypeId":2,"id":9007199254740991,"auth":"***"}"#);
+        let request = delete_item(
+            Auth::OAuth {
+                rest_base: "https://acme.bitrix24.com/rest/",
+                token: &token,
+            },
+            2,
+            9007199254740991,
+        );
+        assert_eq!(
+            request.url.expose(),
+            "https://acme.bitrix24.com/rest/crm.item.delete"
+        );
+        assert_eq!(
+            request.body.expose(),
+            r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#
+        );
+        assert_eq!(
+            request.log,
+            r#"POST https://acme.bitrix24.com/rest/crm.item.delete {"entityTypeId":2,"id":9007199254740991,"auth":"***"}"#
+        );
         assert!(crate::json::parse(request.body.expose()).is_some());
         assert!(!format!("{request:?}").contains("tok"));
     }
@@ -176,15 +225,37 @@ mod tests {
     #[test]
     fn batch() {
         let (base, redacted) = hook();
-        let request = delete_batch(Auth::Webhook { base: &base, redacted: &redacted }, 1268, &[5, 7], false);
-        assert_eq!(request.url.expose(), "https://acme.bitrix24.com/rest/1/s3cr3t/batch");
+        let request = delete_batch(
+            Auth::Webhook {
+                base: &base,
+                redacted: &redacted,
+            },
+            1268,
+            &[5, 7],
+            false,
+        );
+        assert_eq!(
+            request.url.expose(),
+            "https://acme.bitrix24.com/rest/1/s3cr3t/batch"
+        );
         assert_eq!(
             request.body.expose(),
             r#"{"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=5","k1":"crm.item.delete?entityTypeId=1268&id=7"}}"#
         );
         let token = Secret::new("t".into());
-        let request = delete_batch(Auth::OAuth { rest_base: "https://a.b/rest/", token: &token }, 2, &[1], true);
-        assert_eq!(request.body.expose(), r#"{"halt":1,"cmd":{"k0":"crm.item.delete?entityTypeId=2&id=1"},"auth":"t"}"#);
+        let request = delete_batch(
+            Auth::OAuth {
+                rest_base: "https://a.b/rest/",
+                token: &token,
+            },
+            2,
+            &[1],
+            true,
+        );
+        assert_eq!(
+            request.body.expose(),
+            r#"{"halt":1,"cmd":{"k0":"crm.item.delete?entityTypeId=2&id=1"},"auth":"t"}"#
+        );
         assert_eq!(batch_key_index("k0"), Some(0));
         assert_eq!(batch_key_index("k49"), Some(49));
         assert_eq!(batch_key_index("x1"), None);

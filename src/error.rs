@@ -76,7 +76,11 @@ pub enum Error {
 impl Error {
     /// Builds an API error from the portal's code and description.
     pub fn api(code: &str, description: &str, status: u16) -> Self {
-        Error::Api { code: code.into(), description: description.into(), status }
+        Error::Api {
+            code: code.into(),
+            description: description.into(),
+            status,
+        }
     }
 
     /// The stable `code`: the portal's `error`, or one of the library's own.
@@ -132,7 +136,10 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Api { code, status, .. } => match code.as_str() {
-                "QUERY_LIMIT_EXCEEDED" | "OPERATION_TIME_LIMIT" | "INTERNAL_SERVER_ERROR" | "ERROR_UNEXPECTED_ANSWER" => true,
+                "QUERY_LIMIT_EXCEEDED"
+                | "OPERATION_TIME_LIMIT"
+                | "INTERNAL_SERVER_ERROR"
+                | "ERROR_UNEXPECTED_ANSWER" => true,
                 // Manual blocks and closed portals do not lift by themselves.
                 "OVERLOAD_LIMIT" | "PORTAL_DELETED" => false,
                 _ => *status >= 500,
@@ -140,14 +147,20 @@ impl Error {
             Error::Network | Error::Timeout => true,
             // A 5xx page or a lost 2xx body: the portal may answer properly next time.
             Error::BadResponse { status, .. } => *status >= 500 || (200..300).contains(status),
-            Error::InvalidArgument(_) | Error::InvalidConfig(_) | Error::NotConfigured | Error::Aborted => false,
+            Error::InvalidArgument(_)
+            | Error::InvalidConfig(_)
+            | Error::NotConfigured
+            | Error::Aborted => false,
         }
     }
 
     /// Whether the request may have been executed although no answer says so (the delete may
     /// have happened): a lost connection, a timeout, or an unreadable answer.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(self, Error::Network | Error::Timeout | Error::BadResponse { .. })
+        matches!(
+            self,
+            Error::Network | Error::Timeout | Error::BadResponse { .. }
+        )
     }
 }
 
@@ -171,7 +184,11 @@ mod tests {
 
     #[test]
     fn retryable_follows_the_contract() {
-        for code in ["QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR"] {
+        for code in [
+            "QUERY_LIMIT_EXCEEDED",
+            "OPERATION_TIME_LIMIT",
+            "INTERNAL_SERVER_ERROR",
+        ] {
             assert!(Error::api(code, "", 503).retryable(), "{code}");
         }
         assert!(Error::api("SOMETHING_NEW", "", 502).retryable());
@@ -191,27 +208,53 @@ mod tests {
         assert!(Error::Timeout.retryable());
         assert!(!Error::Aborted.retryable());
         assert!(!Error::InvalidArgument("x").retryable());
-        assert!(Error::BadResponse { status: 502, reason: "html" }.retryable());
-        assert!(!Error::BadResponse { status: 404, reason: "html" }.retryable());
+        assert!(Error::BadResponse {
+            status: 502,
+            reason: "html"
+        }
+        .retryable());
+        assert!(!Error::BadResponse {
+            status: 404,
+            reason: "html"
+        }
+        .retryable());
     }
 
     #[test]
     fn codes_and_kinds() {
         let cases = [
-            (Error::InvalidArgument("x"), "INVALID_ARGUMENT", Kind::Argument),
+            (
+                Error::InvalidArgument("x"),
+                "INVALID_ARGUMENT",
+                Kind::Argument,
+            ),
             (Error::InvalidConfig("x"), "INVALID_ARGUMENT", Kind::Config),
             (Error::NotConfigured, "NOT_CONFIGURED", Kind::Config),
             (Error::Network, "NETWORK_ERROR", Kind::Network),
             (Error::Timeout, "TIMEOUT", Kind::Timeout),
             (Error::Aborted, "ABORTED", Kind::Aborted),
-            (Error::BadResponse { status: 502, reason: "x" }, "BAD_RESPONSE", Kind::Response),
-            (Error::api("NOT_FOUND", "Item not found", 400), "NOT_FOUND", Kind::Api),
+            (
+                Error::BadResponse {
+                    status: 502,
+                    reason: "x",
+                },
+                "BAD_RESPONSE",
+                Kind::Response,
+            ),
+            (
+                Error::api("NOT_FOUND", "Item not found", 400),
+                "NOT_FOUND",
+                Kind::Api,
+            ),
         ];
         for (error, code, kind) in cases {
             assert_eq!(error.code(), code);
             assert_eq!(error.kind(), kind);
         }
-        assert_eq!(Error::api("NOT_FOUND", "Item not found", 400).to_string(), "NOT_FOUND: Item not found");
+        assert_eq!(
+            Error::api("NOT_FOUND", "Item not found", 400).to_string(),
+            "NOT_FOUND: Item not found"
+        );
         assert_eq!(Error::api("NOT_FOUND", "Item not found", 400).status(), 400);
         assert_eq!(Error::Network.status(), 0);
     }

@@ -57,18 +57,47 @@ mod tests {
     fn accepts_positive_safe_integers() {
         assert_eq!(parse_id(RawId::Number(1.0)), Some(1));
         assert_eq!(parse_id(RawId::Number(1268.0)), Some(1268));
-        assert_eq!(parse_id(RawId::Number(MAX_SAFE_INTEGER as f64)), Some(MAX_SAFE_INTEGER));
+        assert_eq!(
+            parse_id(RawId::Number(MAX_SAFE_INTEGER as f64)),
+            Some(MAX_SAFE_INTEGER)
+        );
         assert_eq!(parse_id(RawId::Text("8061")), Some(8061));
-        assert_eq!(parse_id(RawId::Text("9007199254740991")), Some(MAX_SAFE_INTEGER));
+        assert_eq!(
+            parse_id(RawId::Text("9007199254740991")),
+            Some(MAX_SAFE_INTEGER)
+        );
     }
 
     #[test]
     fn rejects_everything_the_contract_lists() {
-        for n in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 9007199254740992.0, -0.0, 1e300]
-        {
+        for n in [
+            0.0,
+            -1.0,
+            1.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            9007199254740992.0,
+            -0.0,
+            1e300,
+        ] {
             assert_eq!(parse_id(RawId::Number(n)), None, "{n}");
         }
-        for s in ["01", " 1", "1 ", "1e3", "", "0", "-1", "+1", "1.0", "0x10", "9007199254740992", "99999999999999999999", "１"] {
+        for s in [
+            "01",
+            " 1",
+            "1 ",
+            "1e3",
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.0",
+            "0x10",
+            "9007199254740992",
+            "99999999999999999999",
+            "１",
+        ] {
             assert_eq!(parse_id(RawId::Text(s)), None, "{s:?}");
         }
         assert_eq!(parse_id(RawId::Other), None);

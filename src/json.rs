@@ -31,7 +31,10 @@ impl<'a> Value<'a> {
     /// The member `key` of an object (the first one, if repeated).
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         match self {
-            Value::Object(members, _) => members.iter().find(|(k, _)| decode(k) == key).map(|(_, v)| v),
+            Value::Object(members, _) => members
+                .iter()
+                .find(|(k, _)| decode(k) == key)
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -73,7 +76,11 @@ impl<'a> Value<'a> {
     pub fn entries(&self) -> Vec<(Cow<'a, str>, &Value<'a>)> {
         match self {
             Value::Object(members, _) => members.iter().map(|(k, v)| (decode(k), v)).collect(),
-            Value::Array(items) => items.iter().enumerate().map(|(i, v)| (Cow::Owned(i.to_string()), v)).collect(),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (Cow::Owned(i.to_string()), v))
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -108,7 +115,9 @@ impl<'a> Parser<'a> {
     }
 
     fn literal(&mut self, word: &str) -> Option<()> {
-        self.text[self.pos..].starts_with(word).then(|| self.pos += word.len())
+        self.text[self.pos..]
+            .starts_with(word)
+            .then(|| self.pos += word.len())
     }
 
     fn value(&mut self, depth: usize) -> Option<Value<'a>> {
@@ -257,7 +266,8 @@ pub fn decode(raw: &str) -> Cow<'_, str> {
                     let low = hex4(&mut ahead);
                     if (0xDC00..0xE000).contains(&low) {
                         chars = ahead;
-                        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)).unwrap_or('\u{FFFD}')
+                        char::from_u32(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+                            .unwrap_or('\u{FFFD}')
                     } else {
                         '\u{FFFD}'
                     }
@@ -311,7 +321,12 @@ fn approximate(text: &str) -> f64 {
     for b in exponent.bytes().filter(u8::is_ascii_digit) {
         exp = exp.saturating_mul(10).saturating_add(i32::from(b - b'0'));
     }
-    let mut result = value / scale * 10f64.powi(if exp_negative { -exp.min(400) } else { exp.min(400) });
+    let mut result = value / scale
+        * 10f64.powi(if exp_negative {
+            -exp.min(400)
+        } else {
+            exp.min(400)
+        });
     if negative {
         result = -result;
     }
@@ -330,13 +345,20 @@ mod tests {
         let time = v.get("time").unwrap();
         assert!(time.raw_object().unwrap().starts_with("{\"start\""));
         assert!((time.get("start").unwrap().as_f64().unwrap() - 1721657688.755373).abs() < 1e-5);
-        assert_eq!(time.get("date_start").unwrap().as_str().unwrap(), "2024-07-22T16:14:48+02:00");
+        assert_eq!(
+            time.get("date_start").unwrap().as_str().unwrap(),
+            "2024-07-22T16:14:48+02:00"
+        );
     }
 
     #[test]
     fn decodes_escapes() {
-        let v = parse(r#"{"e":"\u041e\u0448\u0438\u0431\u043a\u0430 \"x\" \ud83d\ude00 \ud800"}"#).unwrap();
-        assert_eq!(v.get("e").unwrap().as_str().unwrap(), "Ошибка \"x\" 😀 \u{FFFD}");
+        let v = parse(r#"{"e":"\u041e\u0448\u0438\u0431\u043a\u0430 \"x\" \ud83d\ude00 \ud800"}"#)
+            .unwrap();
+        assert_eq!(
+            v.get("e").unwrap().as_str().unwrap(),
+            "Ошибка \"x\" 😀 \u{FFFD}"
+        );
     }
 
     #[test]
@@ -366,7 +388,14 @@ mod tests {
 
     #[test]
     fn numbers() {
-        for (text, expected) in [("0", 0.0), ("-12", -12.0), ("1.5", 1.5), ("2e3", 2000.0), ("1721657748", 1721657748.0), ("25E-1", 2.5)] {
+        for (text, expected) in [
+            ("0", 0.0),
+            ("-12", -12.0),
+            ("1.5", 1.5),
+            ("2e3", 2000.0),
+            ("1721657748", 1721657748.0),
+            ("25E-1", 2.5),
+        ] {
             assert_eq!(parse(text).unwrap().as_f64().unwrap(), expected, "{text}");
         }
     }

@@ -47,7 +47,11 @@ pub struct Attempt {
 pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     if let Error::Api { code, .. } = error {
         if code == "expired_token" || code == "invalid_token" {
-            return if attempt.can_refresh { Decision::RefreshToken } else { Decision::Fail };
+            return if attempt.can_refresh {
+                Decision::RefreshToken
+            } else {
+                Decision::Fail
+            };
         }
     }
     if !error.retryable() || attempt.retries >= attempt.max_retries {
@@ -100,7 +104,11 @@ impl Bucket {
     /// A bucket for `limit`.
     pub fn new(limit: RateLimit) -> Bucket {
         let interval_ms = 1000.0 / limit.per_second;
-        Bucket { interval_ms, tolerance_ms: f64::from(limit.burst.saturating_sub(1)) * interval_ms, empty_at_ms: 0.0 }
+        Bucket {
+            interval_ms,
+            tolerance_ms: f64::from(limit.burst.saturating_sub(1)) * interval_ms,
+            empty_at_ms: 0.0,
+        }
     }
 
     /// Reserves the next slot and returns when it is (`now_ms` or later).
@@ -144,9 +152,18 @@ mod tests {
     #[test]
     fn decision_table() {
         let retry = |code: &str, status| decide(&Error::api(code, "", status), attempt());
-        assert_eq!(retry("QUERY_LIMIT_EXCEEDED", 503), Decision::RetryAfter(1000.0));
-        assert_eq!(retry("INTERNAL_SERVER_ERROR", 500), Decision::RetryAfter(1000.0));
-        assert_eq!(retry("ERROR_UNEXPECTED_ANSWER", 500), Decision::RetryAfter(1000.0));
+        assert_eq!(
+            retry("QUERY_LIMIT_EXCEEDED", 503),
+            Decision::RetryAfter(1000.0)
+        );
+        assert_eq!(
+            retry("INTERNAL_SERVER_ERROR", 500),
+            Decision::RetryAfter(1000.0)
+        );
+        assert_eq!(
+            retry("ERROR_UNEXPECTED_ANSWER", 500),
+            Decision::RetryAfter(1000.0)
+        );
         assert_eq!(retry("SOMETHING", 502), Decision::RetryAfter(1000.0));
         for code in [
             "NOT_FOUND",
@@ -165,11 +182,43 @@ mod tests {
             assert_eq!(retry(code, 400), Decision::Fail, "{code}");
         }
         assert_eq!(retry("expired_token", 401), Decision::Fail);
-        assert_eq!(decide(&Error::api("expired_token", "", 401), Attempt { can_refresh: true, ..attempt() }), Decision::RefreshToken);
-        for error in [Error::Network, Error::Timeout, Error::BadResponse { status: 502, reason: "" }, Error::BadResponse { status: 200, reason: "" }] {
-            assert_eq!(decide(&error, attempt()), Decision::RetryAfter(1000.0), "{error:?}");
+        assert_eq!(
+            decide(
+                &Error::api("expired_token", "", 401),
+                Attempt {
+                    can_refresh: true,
+                    ..attempt()
+                }
+            ),
+            Decision::RefreshToken
+        );
+        for error in [
+            Error::Network,
+            Error::Timeout,
+            Error::BadResponse {
+                status: 502,
+                reason: "",
+            },
+            Error::BadResponse {
+                status: 200,
+                reason: "",
+            },
+        ] {
+            assert_eq!(
+                decide(&error, attempt()),
+                Decision::RetryAfter(1000.0),
+                "{error:?}"
+            );
         }
-        for error in [Error::Aborted, Error::InvalidArgument(""), Error::NotConfigured, Error::BadResponse { status: 404, reason: "" }] {
+        for error in [
+            Error::Aborted,
+            Error::InvalidArgument(""),
+            Error::NotConfigured,
+            Error::BadResponse {
+                status: 404,
+                reason: "",
+            },
+        ] {
             assert_eq!(decide(&error, attempt()), Decision::Fail, "{error:?}");
         }
     }
@@ -177,27 +226,75 @@ mod tests {
     #[test]
     fn retries_run_out() {
         let error = Error::api("QUERY_LIMIT_EXCEEDED", "", 503);
-        assert_eq!(decide(&error, Attempt { retries: 2, ..attempt() }), Decision::RetryAfter(4000.0));
-        assert_eq!(decide(&error, Attempt { retries: 3, ..attempt() }), Decision::Fail);
-        assert_eq!(decide(&error, Attempt { max_retries: 0, ..attempt() }), Decision::Fail);
+        assert_eq!(
+            decide(
+                &error,
+                Attempt {
+                    retries: 2,
+                    ..attempt()
+                }
+            ),
+            Decision::RetryAfter(4000.0)
+        );
+        assert_eq!(
+            decide(
+                &error,
+                Attempt {
+                    retries: 3,
+                    ..attempt()
+                }
+            ),
+            Decision::Fail
+        );
+        assert_eq!(
+            decide(
+                &error,
+                Attempt {
+                    max_retries: 0,
+                    ..attempt()
+                }
+            ),
+            Decision::Fail
+        );
     }
 
     #[test]
     fn operating_limit_waits_for_the_reset_when_it_fits() {
         let error = Error::api("OPERATION_TIME_LIMIT", "", 429);
-        let near = Attempt { operating_reset_at: Some(1_700_000_005.0), ..attempt() };
+        let near = Attempt {
+            operating_reset_at: Some(1_700_000_005.0),
+            ..attempt()
+        };
         assert_eq!(decide(&error, near), Decision::RetryAfter(5_250.0));
-        let far = Attempt { operating_reset_at: Some(1_700_000_100.0), ..attempt() };
+        let far = Attempt {
+            operating_reset_at: Some(1_700_000_100.0),
+            ..attempt()
+        };
         assert_eq!(decide(&error, far), Decision::Fail);
-        let past = Attempt { operating_reset_at: Some(1_699_999_000.0), ..attempt() };
+        let past = Attempt {
+            operating_reset_at: Some(1_699_999_000.0),
+            ..attempt()
+        };
         assert_eq!(decide(&error, past), Decision::RetryAfter(250.0));
-        assert_eq!(decide(&error, attempt()), Decision::RetryAfter(OPERATING_FALLBACK_MS));
+        assert_eq!(
+            decide(&error, attempt()),
+            Decision::RetryAfter(OPERATING_FALLBACK_MS)
+        );
     }
 
     #[test]
     fn waits_past_the_deadline_fail_now() {
         let error = Error::Network;
-        assert_eq!(decide(&error, Attempt { remaining_ms: 900.0, ..attempt() }), Decision::Fail);
+        assert_eq!(
+            decide(
+                &error,
+                Attempt {
+                    remaining_ms: 900.0,
+                    ..attempt()
+                }
+            ),
+            Decision::Fail
+        );
     }
 
     #[test]
@@ -220,7 +317,10 @@ mod tests {
 
     #[test]
     fn bucket_allows_a_burst_then_drains() {
-        let mut bucket = Bucket::new(RateLimit { burst: 50, per_second: 2.0 });
+        let mut bucket = Bucket::new(RateLimit {
+            burst: 50,
+            per_second: 2.0,
+        });
         for _ in 0..50 {
             assert_eq!(bucket.reserve(0.0), 0.0);
         }

@@ -56,9 +56,9 @@ pub fn read_delete(status: u16, body: &str) -> Result<Deleted, Failure> {
     let envelope = parse_envelope(status, body)?;
     match envelope.get("result") {
         // The docs give `[]`; accept an object or `true` too, should the portal change.
-        Some(Value::Array(_) | Value::Object(..) | Value::Bool(true)) => {
-            Ok(Deleted { time: envelope.get("time").and_then(RequestTime::read) })
-        }
+        Some(Value::Array(_) | Value::Object(..) | Value::Bool(true)) => Ok(Deleted {
+            time: envelope.get("time").and_then(RequestTime::read),
+        }),
         _ => Err(bad(status, "the answer has no result")),
     }
 }
@@ -98,18 +98,32 @@ pub fn read_batch(status: u16, body: &str, commands: usize) -> Result<BatchAnswe
             }
         }
     }
-    for (key, value) in result.get("result_error").map(Value::entries).unwrap_or_default() {
+    for (key, value) in result
+        .get("result_error")
+        .map(Value::entries)
+        .unwrap_or_default()
+    {
         if let Some(i) = crate::envelope::batch_key_index(&key).filter(|&i| i < commands) {
-            outcomes[i] = CommandOutcome::Failed(match value.get("error").and_then(Value::as_str) {
-                Some(code) => {
-                    let description = value.get("error_description").and_then(Value::as_str).unwrap_or_default();
-                    Error::api(&code, &description, 0)
-                }
-                None => Error::BadResponse { status, reason: "a batch command failed without an error code" },
-            });
+            outcomes[i] =
+                CommandOutcome::Failed(match value.get("error").and_then(Value::as_str) {
+                    Some(code) => {
+                        let description = value
+                            .get("error_description")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        Error::api(&code, &description, 0)
+                    }
+                    None => Error::BadResponse {
+                        status,
+                        reason: "a batch command failed without an error code",
+                    },
+                });
         }
     }
-    Ok(BatchAnswer { outcomes, time: envelope.get("time").and_then(RequestTime::read) })
+    Ok(BatchAnswer {
+        outcomes,
+        time: envelope.get("time").and_then(RequestTime::read),
+    })
 }
 
 /// Parses the JSON object of an answer; turns error envelopes and non-2xx answers into failures.
@@ -118,21 +132,47 @@ fn parse_envelope(status: u16, body: &str) -> Result<Value<'_>, Failure> {
         return Err(bad(status, "the answer is empty"));
     }
     let Some(envelope @ Value::Object(..)) = json::parse(body) else {
-        return Err(bad(status, if body.trim_start().starts_with('<') { "the answer is an HTML page, not JSON" } else { "the answer is not valid JSON" }));
+        return Err(bad(
+            status,
+            if body.trim_start().starts_with('<') {
+                "the answer is an HTML page, not JSON"
+            } else {
+                "the answer is not valid JSON"
+            },
+        ));
     };
     let time = envelope.get("time").and_then(RequestTime::read);
-    if let Some(code) = envelope.get("error").and_then(Value::as_str).filter(|c| !c.is_empty()) {
-        let description = envelope.get("error_description").and_then(Value::as_str).unwrap_or_default();
-        return Err(Failure { error: Error::api(&code, &description, status), time });
+    if let Some(code) = envelope
+        .get("error")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+    {
+        let description = envelope
+            .get("error_description")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        return Err(Failure {
+            error: Error::api(&code, &description, status),
+            time,
+        });
     }
     if !(200..300).contains(&status) {
-        return Err(Failure { error: Error::BadResponse { status, reason: "the answer is an HTTP error without an error code" }, time });
+        return Err(Failure {
+            error: Error::BadResponse {
+                status,
+                reason: "the answer is an HTTP error without an error code",
+            },
+            time,
+        });
     }
     Ok(envelope)
 }
 
 fn bad(status: u16, reason: &'static str) -> Failure {
-    Failure { error: Error::BadResponse { status, reason }, time: None }
+    Failure {
+        error: Error::BadResponse { status, reason },
+        time: None,
+    }
 }
 
 #[cfg(test)]
@@ -145,30 +185,60 @@ mod tests {
     fn documented_success() {
         let deleted = read_delete(200, SUCCESS).unwrap();
         let time = deleted.time.unwrap();
-        assert!(time.raw.contains("\"date_finish\":\"2024-07-22T16:14:49+02:00\""));
+        assert!(time
+            .raw
+            .contains("\"date_finish\":\"2024-07-22T16:14:49+02:00\""));
         assert_eq!(time.operating, Some(0.0));
         assert_eq!(time.operating_reset_at, None);
     }
 
     #[test]
     fn other_success_shapes() {
-        for body in [r#"{"result":{}}"#, r#"{"result":true}"#, r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#] {
+        for body in [
+            r#"{"result":{}}"#,
+            r#"{"result":true}"#,
+            r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#,
+        ] {
             assert!(read_delete(200, body).is_ok(), "{body}");
         }
-        let time = read_delete(200, r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#).unwrap().time.unwrap();
-        assert_eq!((time.operating, time.operating_reset_at), (Some(1.5), Some(1721658288.0)));
-        assert_eq!(read_delete(200, r#"{"result":[],"time":5}"#).unwrap().time, None);
+        let time = read_delete(
+            200,
+            r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#,
+        )
+        .unwrap()
+        .time
+        .unwrap();
+        assert_eq!(
+            (time.operating, time.operating_reset_at),
+            (Some(1.5), Some(1721658288.0))
+        );
+        assert_eq!(
+            read_delete(200, r#"{"result":[],"time":5}"#).unwrap().time,
+            None
+        );
     }
 
     #[test]
     fn documented_errors_keep_code_description_and_status() {
-        let failure = read_delete(400, r#"{"error":"NOT_FOUND","error_description":"Item not found"}"#).unwrap_err();
-        assert_eq!(failure.error, Error::api("NOT_FOUND", "Item not found", 400));
+        let failure = read_delete(
+            400,
+            r#"{"error":"NOT_FOUND","error_description":"Item not found"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            failure.error,
+            Error::api("NOT_FOUND", "Item not found", 400)
+        );
         let failure = read_delete(429, r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating":481,"operating_reset_at":1700000600}}"#).unwrap_err();
         assert_eq!(failure.error.code(), "OPERATION_TIME_LIMIT");
         assert_eq!(failure.time.unwrap().operating_reset_at, Some(1700000600.0));
         // An error envelope with a 200 status is still an error.
-        assert_eq!(read_delete(200, r#"{"error":"expired_token"}"#).unwrap_err().error, Error::api("expired_token", "", 200));
+        assert_eq!(
+            read_delete(200, r#"{"error":"expired_token"}"#)
+                .unwrap_err()
+                .error,
+            Error::api("expired_token", "", 200)
+        );
     }
 
     #[test]
@@ -208,10 +278,19 @@ mod tests {
         );
         // Empty containers come as `[]`.
         let empty = r#"{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[],"result_time":[]},"time":{}}"#;
-        assert_eq!(read_batch(200, empty, 2).unwrap().outcomes, vec![CommandOutcome::NotRun; 2]);
+        assert_eq!(
+            read_batch(200, empty, 2).unwrap().outcomes,
+            vec![CommandOutcome::NotRun; 2]
+        );
         // Whole-request errors.
         assert_eq!(read_batch(400, r#"{"error":"ERROR_BATCH_LENGTH_EXCEEDED","error_description":"Max batch length exceeded"}"#, 51).unwrap_err().error.code(), "ERROR_BATCH_LENGTH_EXCEEDED");
-        assert_eq!(read_batch(200, r#"{"result":[]}"#, 1).unwrap_err().error.code(), "BAD_RESPONSE");
+        assert_eq!(
+            read_batch(200, r#"{"result":[]}"#, 1)
+                .unwrap_err()
+                .error
+                .code(),
+            "BAD_RESPONSE"
+        );
     }
 
     proptest::proptest! {

@@ -132,10 +132,14 @@ pub fn flatten_snippets(pkg: &Path) -> Result {
                 "the glue does not import {from}; wasm-bindgen's layout changed?"
             ));
         }
-        glue = glue.replace(&from, &format!("./{name}"));
+        // Only the module specifiers of `import` statements: the imports object keeps the
+        // snippet path as its key, because the wasm binary names its import module so.
+        for quote in ['\'', '"'] {
+            glue = glue.replace(&format!("from {quote}{from}{quote}"), &format!("from {quote}./{name}{quote}"));
+        }
         rewritten.insert(name.to_string());
     }
-    if glue.contains("snippets/") {
+    if glue.contains("from './snippets/") || glue.contains("from \"./snippets/") {
         return Err(format!(
             "{} still refers to snippets/ after rewriting",
             glue_path.display()

@@ -1,0 +1,69 @@
+// b24-crm-item: delete Bitrix24 CRM items. No init call is needed: the first call loads the
+// WebAssembly module (found next to this file via import.meta.url) and later calls reuse it.
+import { B24Error } from './runtime.js';
+
+export { B24Error };
+
+let loading;
+
+/** Loads and compiles the WebAssembly module; calls do this by themselves. */
+export function init() {
+  return (loading ??= (async () => {
+    const glue = await import('./b24_crm_item.js');
+    const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
+    // Node's fetch cannot read file: URLs; read the bytes instead.
+    const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
+    await glue.default({ module_or_path: source });
+    return glue;
+  })());
+}
+
+async function readFileBytes(url) {
+  const fs = 'node:fs/promises';
+  const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ fs);
+  return readFile(url);
+}
+
+/** A Bitrix24 client with its own configuration, pacing bucket and token. */
+export class Client {
+  #config;
+  #inner;
+
+  /** @param {import('./index').ClientConfig} config */
+  constructor(config) {
+    this.#config = config && typeof config === 'object' ? { ...config } : config;
+  }
+
+  #client() {
+    return (this.#inner ??= init().then((glue) => new glue.Client(this.#config)));
+  }
+
+  /** Deletes one CRM item (`crm.item.delete`). */
+  async deleteItem(entityTypeId, id, options) {
+    return (await this.#client()).deleteItem(entityTypeId, id, options);
+  }
+}
+
+let defaultClient;
+
+/** Sets up the client that the module-level functions use. */
+export function configure(config) {
+  defaultClient = new Client(config);
+}
+
+/** Deletes one CRM item with the default client (or the enclosing Bitrix24 frame). */
+export function deleteItem(entityTypeId, id, options) {
+  return currentClient().deleteItem(entityTypeId, id, options);
+}
+
+/** `true` when this page runs inside a Bitrix24 frame (`window.name` is `DOMAIN|PROTOCOL|APP_SID` and BX24 is loaded). */
+export function isInsideBitrix24() {
+  const g = globalThis;
+  return typeof g.name === 'string' && /^[^|]+\|[01]\|[^|]+$/.test(g.name) && typeof g.BX24 === 'object' && g.BX24 !== null;
+}
+
+// Unconfigured calls go through a client with no endpoint: it validates the arguments, then
+// rejects with NOT_CONFIGURED.
+function currentClient() {
+  return (defaultClient ??= new Client({}));
+}

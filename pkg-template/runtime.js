@@ -1,0 +1,103 @@
+// Platform primitives the WebAssembly core calls, and the B24Error class.
+// The policy (what to send, when to retry, how long to wait) is decided in Rust;
+// these functions only carry it out, and never throw.
+
+/** The error every rejection of b24-crm-item carries. See the README's error table. */
+export class B24Error extends Error {
+  constructor(code, description, details = {}) {
+    super(description ? `${code}: ${description}` : code, 'cause' in details ? { cause: details.cause } : undefined);
+    /** The portal's `error` verbatim, or one of the library's own codes. */
+    this.code = code;
+    /** The portal's `error_description`, or the library's own explanation. */
+    this.description = description;
+    /** The HTTP status, or 0 where there was none. */
+    this.status = details.status ?? 0;
+    /** The REST method, e.g. "crm.item.delete". */
+    this.method = details.method ?? '';
+    /** "api" | "network" | "timeout" | "aborted" | "argument" | "response" | "config" */
+    this.kind = details.kind ?? 'api';
+    /** Whether the same call may succeed later, unchanged. */
+    this.retryable = details.retryable ?? false;
+    /** Requests sent for this call (0 when it failed before sending). */
+    this.attempts = details.attempts ?? 0;
+  }
+
+  toJSON() {
+    const { name, code, description, status, method, kind, retryable, attempts } = this;
+    return { name, code, description, status, method, kind, retryable, attempts };
+  }
+}
+Object.defineProperty(B24Error.prototype, 'name', { value: 'B24Error', writable: true, configurable: true });
+
+export function makeError(code, description, status, method, kind, retryable, attempts, cause) {
+  const details = { status, method, kind, retryable, attempts };
+  if (cause !== undefined && cause !== null) details.cause = cause;
+  return new B24Error(code, description, details);
+}
+
+const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
+const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. Leaves no timer behind. */
+export function sleep(ms, signal) {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const done = (slept) => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(slept);
+    };
+    const onAbort = () => done(false);
+    const timer = setTimeout(done, ms, true);
+    signal?.addEventListener('abort', onAbort);
+  });
+}
+
+/**
+ * POSTs `body` to `url` and reads the whole answer within `timeoutMs`.
+ * Resolves [status, text] for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
+ */
+export async function send(url, body, timeoutMs, signal) {
+  if (signal?.aborted) return [0, ABORTED, signal.reason];
+  const controller = new AbortController();
+  let why = 0;
+  const stop = (reason) => {
+    if (!why) {
+      why = reason;
+      controller.abort();
+    }
+  };
+  const onAbort = () => stop(ABORTED);
+  const timer = setTimeout(stop, timeoutMs, TIMEOUT);
+  signal?.addEventListener('abort', onAbort);
+  try {
+    const response = await fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' });
+    return [response.status, await response.text()];
+  } catch (cause) {
+    return [0, why || NETWORK, why === ABORTED ? signal.reason : why ? undefined : cause];
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * Calls the user's onTokenExpired within `timeoutMs`.
+ * Resolves [token] or [undefined, cause] (it threw, returned no string, or took too long).
+ */
+export async function refreshToken(callback, timeoutMs, signal) {
+  let timer;
+  const expired = new Promise((resolve) => {
+    timer = setTimeout(resolve, timeoutMs, [undefined, new Error('onTokenExpired did not settle in time')]);
+  });
+  try {
+    const token = await Promise.race([Promise.resolve().then(callback), expired]);
+    if (Array.isArray(token)) return token;
+    if (typeof token === 'string' && token) return [token];
+    return [undefined, new TypeError('onTokenExpired returned no token')];
+  } catch (cause) {
+    return [undefined, cause];
+  } finally {
+    clearTimeout(timer);
+  }
+}

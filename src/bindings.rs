@@ -1,0 +1,342 @@
+//! The JS surface: the only module that touches wasm-bindgen.
+//!
+//! It converts JS values to the core's inputs (ids, config, options), runs the core's pipeline
+//! with [`WebEnv`] (fetch, timers and the abort signal, through `pkg-template/runtime.js`), and
+//! converts results and errors back: every rejection is a `B24Error` built in one place,
+//! [`to_js_error`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::call::{self, CallError, CallOptions, Env, RawResponse};
+use crate::config::{self, Config, ConfigInput, RateLimitInput};
+use crate::envelope::{self, HttpRequest};
+use crate::error::Error;
+use crate::id::{self, RawId};
+use crate::response::Deleted;
+use crate::secret::Secret;
+
+#[wasm_bindgen(module = "/pkg-template/runtime.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = makeError)]
+    #[allow(clippy::too_many_arguments)]
+    fn make_error(
+        code: &str,
+        description: &str,
+        status: u16,
+        method: &str,
+        kind: &str,
+        retryable: bool,
+        attempts: u32,
+        cause: &JsValue,
+    ) -> JsValue;
+
+    fn sleep(ms: f64, signal: &JsValue) -> Promise;
+
+    fn send(url: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
+
+    #[wasm_bindgen(js_name = refreshToken)]
+    fn refresh_token(callback: &Function, timeout_ms: f64, signal: &JsValue) -> Promise;
+}
+
+/// A Bitrix24 client: one configuration, one pacing bucket, one token.
+#[wasm_bindgen]
+pub struct Client {
+    core: Rc<call::Client>,
+    on_token_expired: Option<Function>,
+}
+
+#[wasm_bindgen]
+impl Client {
+    /// Checks `config` and builds a client; throws a `B24Error` (`INVALID_ARGUMENT`) if it is invalid.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: &JsValue) -> Result<Client, JsValue> {
+        let (input, on_token_expired) =
+            read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
+        let config =
+            Config::parse(input).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
+        Ok(Client {
+            core: Rc::new(call::Client::new(config)),
+            on_token_expired,
+        })
+    }
+
+    /// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
+    #[wasm_bindgen(js_name = deleteItem)]
+    pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> Promise {
+        let core = self.core.clone();
+        let callback = self.on_token_expired.clone();
+        future_to_promise(async move {
+            let checked = (|| {
+                let entity_type_id = read_id(
+                    &entity_type_id,
+                    "entityTypeId must be a positive safe integer or its decimal string",
+                )?;
+                let id = read_id(
+                    &id,
+                    "id must be a positive safe integer or its decimal string",
+                )?;
+                let (call_options, signal) = read_options(&options)?;
+                Ok::<_, Error>((entity_type_id, id, call_options, signal))
+            })();
+            let (entity_type_id, id, call_options, signal) = checked
+                .map_err(|e| to_js_error(&e.into(), envelope::DELETE, &JsValue::UNDEFINED))?;
+            let env = WebEnv {
+                signal,
+                cause: RefCell::new(JsValue::UNDEFINED),
+                on_token_expired: callback,
+            };
+            match core
+                .delete_item(&env, entity_type_id, id, call_options)
+                .await
+            {
+                Ok(deleted) => Ok(delete_result(entity_type_id, id, &deleted)),
+                Err(error) => Err(env.error(&error, envelope::DELETE)),
+            }
+        })
+    }
+}
+
+/// The per-call platform: timers, fetch and the caller's abort signal.
+struct WebEnv {
+    signal: JsValue,
+    /// The JS error behind the latest failure, for `B24Error.cause`.
+    cause: RefCell<JsValue>,
+    on_token_expired: Option<Function>,
+}
+
+impl WebEnv {
+    /// The `B24Error` for a failed call, with its cause: the abort reason, or the JS error
+    /// behind a network failure or a failed token refresh.
+    fn error(&self, error: &CallError, method: &str) -> JsValue {
+        let cause = if error.error == Error::Aborted {
+            Reflect::get(&self.signal, &"reason".into()).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            self.cause.borrow().clone()
+        };
+        to_js_error(error, method, &cause)
+    }
+}
+
+impl Env for WebEnv {
+    fn now_ms(&self) -> f64 {
+        js_sys::Date::now()
+    }
+
+    fn random(&self) -> f64 {
+        js_sys::Math::random()
+    }
+
+    async fn sleep(&self, ms: f64) -> Result<(), Error> {
+        match JsFuture::from(sleep(ms, &self.signal)).await {
+            Ok(slept) if slept.is_truthy() => Ok(()),
+            _ => Err(Error::Aborted),
+        }
+    }
+
+    async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+        let answer = JsFuture::from(send(
+            request.url.expose(),
+            request.body.expose(),
+            timeout_ms,
+            &self.signal,
+        ))
+        .await;
+        let answer: Array = answer.unwrap_or_default().unchecked_into();
+        let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+        if status != 0 {
+            return Ok(RawResponse {
+                status,
+                body: answer.get(1).as_string().unwrap_or_default(),
+            });
+        }
+        *self.cause.borrow_mut() = answer.get(2);
+        Err(match answer.get(1).as_f64() {
+            Some(2.0) => Error::Timeout,
+            Some(3.0) => Error::Aborted,
+            _ => Error::Network,
+        })
+    }
+
+    async fn refresh_token(&self) -> Result<Secret, Error> {
+        let Some(callback) = &self.on_token_expired else {
+            return Err(Error::NotConfigured);
+        };
+        let answer = JsFuture::from(refresh_token(callback, 30_000.0, &self.signal)).await;
+        let answer: Array = answer.unwrap_or_default().unchecked_into();
+        match answer.get(0).as_string() {
+            Some(token) => Ok(Secret::new(token)),
+            None => {
+                *self.cause.borrow_mut() = answer.get(1);
+                Err(Error::InvalidConfig("onTokenExpired failed"))
+            }
+        }
+    }
+}
+
+/// The one place a core error becomes a JS `B24Error`.
+fn to_js_error(error: &CallError, method: &str, cause: &JsValue) -> JsValue {
+    let e = &error.error;
+    make_error(
+        e.code(),
+        e.description(),
+        e.status(),
+        method,
+        e.kind().as_str(),
+        e.retryable(),
+        error.attempts,
+        cause,
+    )
+}
+
+fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
+    let text;
+    let raw = if let Some(n) = value.as_f64() {
+        RawId::Number(n)
+    } else if let Some(s) = value.as_string() {
+        text = s;
+        RawId::Text(&text)
+    } else if value.is_bigint() {
+        // A bigint is checked as its decimal text.
+        text = js_sys::BigInt::from(value.clone())
+            .to_string(10)
+            .map(String::from)
+            .unwrap_or_default();
+        RawId::Text(&text)
+    } else {
+        RawId::Other
+    };
+    id::parse_id(raw).ok_or(Error::InvalidArgument(why))
+}
+
+fn get(object: &JsValue, key: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A string option, absent when `undefined`.
+fn string_option(object: &JsValue, key: &str, why: &'static str) -> Result<Option<String>, Error> {
+    let value = get(object, key);
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    value.as_string().map(Some).ok_or(Error::InvalidConfig(why))
+}
+
+/// A number option, absent when `undefined`.
+fn number_option(object: &JsValue, key: &str, why: Error) -> Result<Option<f64>, Error> {
+    let value = get(object, key);
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    value.as_f64().map(Some).ok_or(why)
+}
+
+fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<Function>), Error> {
+    if !config.is_object() {
+        return Err(Error::InvalidConfig("the configuration must be an object"));
+    }
+    let callback = get(config, "onTokenExpired");
+    let on_token_expired = if callback.is_undefined() {
+        None
+    } else {
+        Some(
+            callback
+                .dyn_into::<Function>()
+                .map_err(|_| Error::InvalidConfig("onTokenExpired must be a function"))?,
+        )
+    };
+    let frame = get(config, "frame");
+    let rate_limit = get(config, "rateLimit");
+    let input = ConfigInput {
+        webhook_url: string_option(config, "webhookUrl", "webhookUrl must be a string")?,
+        portal: string_option(config, "portal", "portal must be a string")?,
+        access_token: string_option(config, "accessToken", "accessToken must be a string")?
+            .map(Secret::new),
+        has_token_callback: on_token_expired.is_some(),
+        frame: if frame.is_undefined() {
+            None
+        } else {
+            Some(
+                frame
+                    .as_bool()
+                    .ok_or(Error::InvalidConfig("frame must be a boolean"))?,
+            )
+        },
+        timeout_ms: number_option(
+            config,
+            "timeoutMs",
+            Error::InvalidConfig("timeoutMs must be a number"),
+        )?,
+        max_retries: number_option(
+            config,
+            "maxRetries",
+            Error::InvalidConfig("maxRetries must be a number"),
+        )?,
+        rate_limit: if rate_limit.is_undefined() {
+            RateLimitInput::Default
+        } else if rate_limit.as_bool() == Some(false) {
+            RateLimitInput::Off
+        } else if rate_limit.is_object() {
+            let why = || Error::InvalidConfig("rateLimit must be false or { burst, perSecond }");
+            RateLimitInput::Custom {
+                burst: number_option(&rate_limit, "burst", why())?.ok_or_else(why)?,
+                per_second: number_option(&rate_limit, "perSecond", why())?.ok_or_else(why)?,
+            }
+        } else {
+            return Err(Error::InvalidConfig(
+                "rateLimit must be false or { burst, perSecond }",
+            ));
+        },
+    };
+    // Checked here too so that the timeout message names the config, not a call.
+    config::parse_timeout(input.timeout_ms).map_err(|_| {
+        Error::InvalidConfig("timeoutMs must be a number of milliseconds from 1 to 2147483647")
+    })?;
+    Ok((input, on_token_expired))
+}
+
+/// Reads `{ signal, timeoutMs }`; the signal is returned as given (or `undefined`).
+fn read_options(options: &JsValue) -> Result<(CallOptions, JsValue), Error> {
+    if options.is_undefined() || options.is_null() {
+        return Ok((CallOptions::default(), JsValue::UNDEFINED));
+    }
+    if !options.is_object() {
+        return Err(Error::InvalidArgument("options must be an object"));
+    }
+    let signal = get(options, "signal");
+    if !signal.is_undefined()
+        && !(signal.is_object() && get(&signal, "addEventListener").is_function())
+    {
+        return Err(Error::InvalidArgument("signal must be an AbortSignal"));
+    }
+    let timeout = number_option(
+        options,
+        "timeoutMs",
+        Error::InvalidArgument("timeoutMs must be a number"),
+    )?;
+    Ok((
+        CallOptions {
+            timeout_ms: config::parse_timeout(timeout)?,
+        },
+        signal,
+    ))
+}
+
+fn delete_result(entity_type_id: u64, id: u64, deleted: &Deleted) -> JsValue {
+    let result = Object::new();
+    let set = |key: &str, value: JsValue| Reflect::set(&result, &key.into(), &value);
+    let _ = set("entityTypeId", JsValue::from_f64(entity_type_id as f64));
+    let _ = set("id", JsValue::from_f64(id as f64));
+    if let Some(time) = deleted
+        .time
+        .as_ref()
+        .and_then(|t| js_sys::JSON::parse(&t.raw).ok())
+    {
+        let _ = set("time", time);
+    }
+    result.into()
+}
