@@ -1,0 +1,517 @@
+// The built npm package (pkg/) in headless Chromium, imported exactly as a user would: a page served
+// from the emulator at http://localhost:PORT/ does `import * as lib from '/pkg/index.js'` from a
+// <script type="module">, no bundler. The API lives at http://127.0.0.1:PORT (another origin), so every
+// call is a real cross-origin fetch with a CORS preflight. Issue 2, section 4 ("Package").
+//
+//   node --test --test-concurrency=1 tests/js/package.test.mjs
+//
+// Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
+
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startEmulator } from './support/emulator.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = process.env.B24_REPO || path.resolve(here, '..', '..');
+const pkgDir = process.env.B24_PKG_DIR || path.join(repo, 'pkg');
+const pagesDir = path.join(here, 'pages');
+if (!process.env.B24_EMULATOR_BIN) {
+  const bin = path.join(repo, 'target', 'debug', 'emulator');
+  if (fs.existsSync(bin)) process.env.B24_EMULATOR_BIN = bin;
+}
+
+const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const SPA = 1268;
+const METHOD = 'crm.item.delete';
+
+let browser;
+let emu;
+let pageUrl;
+/** Seeded webhooks by role: admin, no_delete, extranet, no_crm_scope. */
+let hooks;
+const contexts = new Set();
+
+before(async () => {
+  assert.ok(fs.existsSync(path.join(pkgDir, 'index.js')), `no built package at ${pkgDir}: run \`cargo xtask build\``);
+  emu = await startEmulator(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
+  pageUrl = `http://localhost:${emu.port}/`;
+  browser = await chromium.launch({ executablePath: process.env.B24_CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  await emu?.stop();
+});
+
+beforeEach(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  contexts.clear();
+  await emu.control.reset();
+  const state = await emu.control.state();
+  hooks = Object.fromEntries(state.webhooks.map((w) => [w.role, w.url]));
+  assert.equal(hooks.admin, emu.webhook);
+});
+
+/** The secret part of a webhook URL `.../rest/USER/SECRET/`. */
+function secretOf(webhook) {
+  const m = webhook.match(/\/rest\/\d+\/([^/]+)\/?$/);
+  assert.ok(m, `not a webhook URL: ${webhook}`);
+  return m[1];
+}
+
+/**
+ * A fresh browser context and page with the package loaded. Records console output, page errors
+ * and every request the page makes to /rest/ (method, url, headers, body).
+ */
+async function openPage() {
+  const context = await browser.newContext();
+  contexts.add(context);
+  const page = await context.newPage();
+  const consoleLines = [];
+  const restRequests = [];
+  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
+  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}\n${err.stack}`));
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() !== 'OPTIONS') {
+      restRequests.push({ method: req.method(), url: req.url(), headers: req.headers(), body: req.postData() });
+    }
+  });
+  await page.goto(pageUrl);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+  return { page, context, consoleLines, restRequests };
+}
+
+/** configure(config) + deleteItem(t, id, opts) in the page, settled into plain data. */
+function configureAndDelete(page, config, t, id, opts) {
+  return page.evaluate(async ([config, t, id, opts]) => {
+    try {
+      window.lib.configure(config);
+    } catch (e) {
+      return { ok: false, error: window.serializeError(e), threwFromConfigure: true };
+    }
+    return window.settle(window.lib.deleteItem(t, id, opts));
+  }, [config, t, id, opts]);
+}
+
+/** new Client(config).deleteItem(t, id) in the page, settled into plain data. */
+function clientDelete(page, config, t, id, opts) {
+  return page.evaluate(async ([config, t, id, opts]) => {
+    let client;
+    try {
+      client = new window.lib.Client(config);
+    } catch (e) {
+      return { ok: false, error: window.serializeError(e), threwFromConstructor: true };
+    }
+    return window.settle(client.deleteItem(t, id, opts));
+  }, [config, t, id, opts]);
+}
+
+async function deleteCount() {
+  const s = await emu.control.state();
+  return s.requests.byMethod[METHOD] ?? 0;
+}
+
+async function itemsOf(t = SPA) {
+  const s = await emu.control.state();
+  return s.items[String(t)] ?? [];
+}
+
+function assertRejected(r, expected, label = '') {
+  assert.equal(r.ok, false, `${label}: expected a rejection, got ${JSON.stringify(r.value)}`);
+  const e = r.error;
+  assert.equal(e.isB24, true, `${label}: instanceof B24Error`);
+  assert.equal(e.isError, true, `${label}: instanceof Error`);
+  assert.equal(e.name, 'B24Error', `${label}: name`);
+  for (const [k, v] of Object.entries(expected)) {
+    assert.deepEqual(e[k], v, `${label}: ${k} of ${JSON.stringify(e)}`);
+  }
+  assert.equal(typeof e.description, 'string', `${label}: description is a string`);
+  assert.ok(e.description.length > 0, `${label}: description is not empty`);
+  assert.equal(typeof e.status, 'number', `${label}: status is a number`);
+  assert.equal(typeof e.retryable, 'boolean', `${label}: retryable is a boolean`);
+  return e;
+}
+
+/** Every text an error can print, and the console, must not contain any of `secrets`. */
+function assertNoSecret(r, secrets, consoleLines, label) {
+  assert.equal(r.ok, false, `${label}: expected a rejection`);
+  const e = r.error;
+  const texts = {
+    message: e.message, stack: e.stack, 'String(e)': e.str, 'JSON.stringify(e)': e.json,
+    description: e.description, 'String(e.cause)': e.causeString, console: consoleLines.join('\n'),
+  };
+  for (const secret of secrets) {
+    assert.ok(secret && secret.length >= 4, `${label}: a real secret to look for`);
+    for (const [where, text] of Object.entries(texts)) {
+      assert.equal(typeof text === 'string' ? text.includes(secret) : false, false,
+        `${label}: the secret ${JSON.stringify(secret)} appears in ${where}: ${text}`);
+    }
+  }
+}
+
+/** A TCP port on 127.0.0.1 that nothing listens on. */
+async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the item is gone; again → NOT_FOUND', async () => {
+  const { page, restRequests } = await openPage();
+  const id = (await itemsOf())[0];
+  assert.ok(id, 'a seeded item');
+  const r = await configureAndDelete(page, { webhookUrl: emu.webhook }, SPA, id);
+  assert.equal(r.ok, true, `delete failed: ${JSON.stringify(r.error)}`);
+  assert.equal(r.value.entityTypeId, SPA);
+  assert.equal(r.value.id, id);
+  assert.deepEqual(Object.keys(r.value).sort(), ['entityTypeId', 'id', 'time']);
+  assert.equal(typeof r.value.time, 'object');
+  for (const k of ['start', 'finish', 'duration', 'processing', 'operating']) {
+    assert.equal(typeof r.value.time[k], 'number', `time.${k}`);
+  }
+  assert.equal(typeof r.value.time.date_start, 'string');
+  assert.equal(typeof r.value.time.date_finish, 'string');
+
+  const state = await emu.control.state();
+  assert.ok(!state.items[String(SPA)].includes(id), 'the item is gone');
+  assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
+  assert.equal(state.requests.byMethod[METHOD], 1);
+  assert.equal(restRequests.length, 1);
+
+  const again = await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
+  assertRejected(again, {
+    code: 'NOT_FOUND', status: 400, kind: 'api', retryable: false, method: METHOD, description: 'Item not found',
+  }, 'second delete');
+  assert.equal(again.error.attempts, 1, 'NOT_FOUND is not retried');
+  assert.equal(await deleteCount(), 2);
+});
+
+test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Client is independent of the default client', async () => {
+  const { page, restRequests } = await openPage();
+  const [a, b, c] = await itemsOf();
+  const tok = await emu.control.token();
+  const token = tok.access_token;
+  assert.ok(token);
+
+  const r1 = await configureAndDelete(page, { portal: emu.url, accessToken: token }, SPA, a);
+  assert.equal(r1.ok, true, `OAuth delete failed: ${JSON.stringify(r1.error)}`);
+  assert.equal(r1.value.entityTypeId, SPA);
+  assert.equal(r1.value.id, a);
+  assert.equal(typeof r1.value.time?.start, 'number');
+  assert.equal(restRequests.length, 1);
+  assert.equal(restRequests[0].url, `${emu.url}/rest/${METHOD}`);
+  assert.deepEqual(JSON.parse(restRequests[0].body), { entityTypeId: SPA, id: a, auth: token });
+  assert.equal(restRequests[0].body, `{"entityTypeId":${SPA},"id":${a},"auth":"${token}"}`);
+
+  // A Client with the OAuth config works the same, while the default client has another (bad) config.
+  const r2 = await page.evaluate(async ([portal, token, wrongHook, t, b, c]) => {
+    window.lib.configure({ webhookUrl: wrongHook });
+    const client = new window.lib.Client({ portal, accessToken: token });
+    const viaClient = await window.settle(client.deleteItem(t, b));
+    const viaDefault = await window.settle(window.lib.deleteItem(t, c));
+    return { viaClient, viaDefault };
+  }, [emu.url, token, `${emu.url}/rest/1/wrongsecret0000x/`, SPA, b, c]);
+  assert.equal(r2.viaClient.ok, true, `Client delete failed: ${JSON.stringify(r2.viaClient.error)}`);
+  assert.deepEqual({ entityTypeId: r2.viaClient.value.entityTypeId, id: r2.viaClient.value.id }, { entityTypeId: SPA, id: b });
+  assertRejected(r2.viaDefault, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api', retryable: false, method: METHOD }, 'default client');
+
+  // And a Client does not configure the default client: a fresh page with only a Client.
+  const fresh = await openPage();
+  const r3 = await fresh.page.evaluate(async ([portal, token, t, c]) => {
+    const client = new window.lib.Client({ portal, accessToken: token });
+    const viaClient = await window.settle(client.deleteItem(t, c));
+    const viaDefault = await window.settle(window.lib.deleteItem(t, c));
+    return { viaClient, viaDefault };
+  }, [emu.url, token, SPA, c]);
+  assert.equal(r3.viaClient.ok, true, `Client delete failed: ${JSON.stringify(r3.viaClient.error)}`);
+  assertRejected(r3.viaDefault, { code: 'NOT_CONFIGURED', kind: 'config' }, 'default client after a Client');
+
+  const items = await itemsOf();
+  for (const id of [a, b, c]) assert.ok(!items.includes(id), `item ${id} deleted`);
+});
+
+test('string ids go on the wire as JSON numbers; URL, method and headers are the documented ones', async () => {
+  const { page, restRequests } = await openPage();
+  const [a, b] = await itemsOf();
+  const before = await deleteCount();
+  const r = await page.evaluate(async ([hook, t, a, b]) => {
+    window.lib.configure({ webhookUrl: hook });
+    return [await window.settle(window.lib.deleteItem(t, a)), await window.settle(new window.lib.Client({ webhookUrl: hook }).deleteItem(t, b))];
+  }, [emu.webhook, String(SPA), String(a), String(b)]);
+  for (const [i, id] of [[0, a], [1, b]]) {
+    assert.equal(r[i].ok, true, `delete with string ids failed: ${JSON.stringify(r[i].error)}`);
+    assert.strictEqual(r[i].value.entityTypeId, SPA, 'entityTypeId comes back as a number');
+    assert.strictEqual(r[i].value.id, id, 'id comes back as a number');
+  }
+  assert.equal(await deleteCount() - before, 2, 'the emulator saw exactly two deletes');
+  assert.equal(restRequests.length, 2);
+  for (const [i, id] of [[0, a], [1, b]]) {
+    const req = restRequests[i];
+    assert.equal(req.method, 'POST');
+    assert.equal(req.url, `${emu.webhook}${METHOD}`);
+    assert.equal(req.body, `{"entityTypeId":${SPA},"id":${id}}`);
+    assert.equal(req.headers['content-type'], 'application/json');
+    assert.equal(req.headers.accept, 'application/json');
+  }
+  const items = await itemsOf();
+  assert.ok(!items.includes(a) && !items.includes(b), 'both deleted');
+});
+
+// The contract's list, plus a few more non-canonical forms of a positive safe integer.
+const BAD_IDS = [
+  ['0', '0'], ['-0', '-0'], ['-1', '-1'], ['1.5', '1.5'], ['NaN', 'NaN'], ['Infinity', 'Infinity'],
+  ['-Infinity', '-Infinity'], ['2**53', '2**53'], ['"01"', '"01"'], ['" 1"', '" 1"'], ['"1 "', '"1 "'],
+  ['"1e3"', '"1e3"'], ['""', '""'], ['"0"', '"0"'], ['"-1"', '"-1"'], ['"+1"', '"+1"'], ['"1.0"', '"1.0"'],
+  ['"0x10"', '"0x10"'], ['"9007199254740992"', '"9007199254740992"'], ['null', 'null'], ['undefined', 'undefined'],
+  ['{}', '({})'], ['[]', '[]'], ['[1]', '[1]'], ['true', 'true'], ['false', 'false'],
+  ['2n**53n', '2n**53n'], ['-1n', '-1n'], ['0n', '0n'], ['Symbol()', 'Symbol("x")'], ['() => 1', '(() => 1)'],
+  ['new Number(1)', 'new Number(1)'],
+];
+
+test('bad arguments reject with INVALID_ARGUMENT before any request (default client and Client)', async () => {
+  const { page, restRequests } = await openPage();
+  const id = (await itemsOf())[0];
+  const before = (await emu.control.state()).requests.total;
+  const results = await page.evaluate(async ([hook, bad, t, id]) => {
+    window.lib.configure({ webhookUrl: hook });
+    const client = new window.lib.Client({ webhookUrl: hook });
+    const out = [];
+    for (const [label, expr] of bad) {
+      const v = (0, eval)(`(${expr})`);
+      out.push({ label, where: 'entityTypeId', r: await window.settle(window.lib.deleteItem(v, id)) });
+      out.push({ label, where: 'id', r: await window.settle(window.lib.deleteItem(t, v)) });
+      out.push({ label, where: 'Client entityTypeId', r: await window.settle(client.deleteItem(v, id)) });
+      out.push({ label, where: 'Client id', r: await window.settle(client.deleteItem(t, v)) });
+    }
+    return out;
+  }, [emu.webhook, BAD_IDS, SPA, id]);
+  assert.equal(results.length, BAD_IDS.length * 4);
+  for (const { label, where, r } of results) {
+    assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'argument', retryable: false, status: 0, attempts: 0 }, `${where} = ${label}`);
+  }
+  const state = await emu.control.state();
+  assert.equal(state.requests.total, before, 'the emulator saw no request');
+  assert.equal(restRequests.length, 0, `the browser sent no request: ${JSON.stringify(restRequests.map((x) => x.url))}`);
+  assert.ok(state.items[String(SPA)].includes(id), 'nothing deleted');
+});
+
+test('a missing argument rejects with INVALID_ARGUMENT before any request', async () => {
+  const { page, restRequests } = await openPage();
+  const before = (await emu.control.state()).requests.total;
+  const results = await page.evaluate(async ([hook]) => {
+    window.lib.configure({ webhookUrl: hook });
+    return [await window.settle(window.lib.deleteItem()), await window.settle(window.lib.deleteItem(1268))];
+  }, [emu.webhook]);
+  for (const r of results) assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'argument', attempts: 0 }, 'missing argument');
+  assert.equal((await emu.control.state()).requests.total, before);
+  assert.equal(restRequests.length, 0);
+});
+
+test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
+  const { page, restRequests } = await openPage();
+  const before = (await emu.control.state()).requests.total;
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1)));
+  assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0 }, 'unconfigured');
+  assert.equal((await emu.control.state()).requests.total, before);
+  assert.equal(restRequests.length, 0);
+  assert.ok((await itemsOf()).includes(1), 'nothing deleted');
+});
+
+test('every emulator error comes through the package typed', async () => {
+  const { page } = await openPage();
+  const items = await itemsOf();
+  const cases = [
+    { label: 'unknown type', hook: hooks.admin, t: 9999, id: items[0],
+      want: { code: 'NOT_FOUND', status: 400, description: 'SPA not found', retryable: false } },
+    { label: 'no delete permission (no_delete user)', hook: hooks.no_delete, t: SPA, id: items[1],
+      want: { code: 'ACCESS_DENIED', status: 403, retryable: false } },
+    { label: 'extranet user', hook: hooks.extranet, t: SPA, id: items[2],
+      want: { code: 'allowed_only_intranet_user', status: 403, retryable: false } },
+    { label: 'webhook without crm scope', hook: hooks.no_crm_scope, t: SPA, id: items[3],
+      want: { code: 'insufficient_scope', status: 403, retryable: false } },
+    { label: 'wrong webhook secret', hook: `${emu.url}/rest/1/notarealsecret42/`, t: SPA, id: items[4],
+      want: { code: 'NO_AUTH_FOUND', status: 401, retryable: false } },
+    { label: 'type 5 (invoice)', hook: hooks.admin, t: 5, id: items[5],
+      want: { code: 'ENTITY_TYPE_NOT_SUPPORTED', status: 400, retryable: false } },
+  ];
+  for (const c of cases) {
+    const before = await deleteCount();
+    const r = await configureAndDelete(page, { webhookUrl: c.hook, rateLimit: false }, c.t, c.id);
+    assertRejected(r, { ...c.want, kind: 'api', method: METHOD, attempts: 1 }, c.label);
+    assert.equal(await deleteCount() - before, 1, `${c.label}: sent once, not retried`);
+    assertNoSecret(r, [secretOf(c.hook)], [], c.label);
+  }
+  // ACCESS_DENIED for one item (control.deny) with the admin webhook.
+  await emu.control.deny(SPA, [items[6]]);
+  const denied = await configureAndDelete(page, { webhookUrl: hooks.admin }, SPA, items[6]);
+  assertRejected(denied, { code: 'ACCESS_DENIED', status: 403, kind: 'api', retryable: false, method: METHOD }, 'denied item');
+  const after = await itemsOf();
+  for (const id of items.slice(0, 7)) assert.ok(after.includes(id), `item ${id} not deleted`);
+  assert.deepEqual((await emu.control.state()).deleted, []);
+});
+
+test('OAuth: an extranet user is refused, an expired token without onTokenExpired rejects expired_token 401', async () => {
+  const { page } = await openPage();
+  const [a, b] = await itemsOf();
+  const ext = await emu.control.token({ user: 3 });
+  const r1 = await configureAndDelete(page, { portal: emu.url, accessToken: ext.access_token }, SPA, a);
+  assertRejected(r1, { code: 'allowed_only_intranet_user', status: 403, kind: 'api', retryable: false, method: METHOD }, 'extranet token');
+  assertNoSecret(r1, [ext.access_token], [], 'extranet token');
+
+  const short = await emu.control.token({ lifetime: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const before = await deleteCount();
+  const r2 = await configureAndDelete(page, { portal: emu.url, accessToken: short.access_token }, SPA, b);
+  assertRejected(r2, { code: 'expired_token', status: 401, kind: 'api', method: METHOD, attempts: 1 }, 'expired token');
+  assert.equal(await deleteCount() - before, 1, 'not retried');
+  assertNoSecret(r2, [short.access_token], [], 'expired token');
+  const items = await itemsOf();
+  assert.ok(items.includes(a) && items.includes(b), 'nothing deleted');
+});
+
+test('the webhook secret appears in no error text and no console output, on every error path', async () => {
+  const { page, consoleLines } = await openPage();
+  const secret = secretOf(emu.webhook);
+  const items = await itemsOf();
+  const dead = await closedPort();
+  const fast = { rateLimit: false, maxRetries: 0 };
+
+  // NOT_FOUND
+  const notFound = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast }, SPA, 999999);
+  assertRejected(notFound, { code: 'NOT_FOUND', status: 400, kind: 'api' }, 'NOT_FOUND');
+  assertNoSecret(notFound, [secret], consoleLines, 'NOT_FOUND');
+
+  // NO_AUTH_FOUND: a wrong secret must not leak either.
+  const wrong = 'wr0ngS3cretAbCdE';
+  const noAuth = await configureAndDelete(page, { webhookUrl: `${emu.url}/rest/1/${wrong}/`, ...fast }, SPA, items[0]);
+  assertRejected(noAuth, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'NO_AUTH_FOUND');
+  assertNoSecret(noAuth, [wrong], consoleLines, 'NO_AUTH_FOUND');
+
+  // NETWORK_ERROR: nothing listens on the port.
+  const netHook = `http://127.0.0.1:${dead}/rest/1/${secret}/`;
+  const network = await configureAndDelete(page, { webhookUrl: netHook, ...fast }, SPA, items[0]);
+  assertRejected(network, { code: 'NETWORK_ERROR', status: 0, kind: 'network', retryable: true, method: METHOD, attempts: 1 }, 'NETWORK_ERROR');
+  assertNoSecret(network, [secret], consoleLines, 'NETWORK_ERROR');
+
+  // BAD_RESPONSE: an HTML 502 page, an empty body, truncated JSON.
+  for (const [fault, status] of [[{ kind: 'html', status: 502 }, 502], [{ kind: 'empty' }, 200], [{ kind: 'truncated' }, 200]]) {
+    await emu.control.faults({ method: METHOD, fault });
+    const r = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast }, SPA, 999998);
+    assertRejected(r, { code: 'BAD_RESPONSE', status, kind: 'response', method: METHOD, attempts: 1 }, `BAD_RESPONSE ${fault.kind}`);
+    assertNoSecret(r, [secret], consoleLines, `BAD_RESPONSE ${fault.kind}`);
+  }
+
+  // An invalid config: http: to a non-loopback host.
+  const badCfg = await configureAndDelete(page, { webhookUrl: `http://acme.example.com/rest/1/${secret}/` }, SPA, items[0]);
+  assertRejected(badCfg, { code: 'INVALID_ARGUMENT', kind: 'config', attempts: 0 }, 'invalid config');
+  assertNoSecret(badCfg, [secret], consoleLines, 'invalid config');
+  const badCfg2 = await clientDelete(page, { webhookUrl: `http://acme.example.com/rest/1/${secret}/` }, SPA, items[0]);
+  assertRejected(badCfg2, { code: 'INVALID_ARGUMENT', kind: 'config', attempts: 0 }, 'invalid config (Client)');
+  assertNoSecret(badCfg2, [secret], consoleLines, 'invalid config (Client)');
+  const malformed = await configureAndDelete(page, { webhookUrl: `https://acme.example.com/rest/${secret}` }, SPA, items[0]);
+  assertRejected(malformed, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'malformed webhook');
+  assertNoSecret(malformed, [secret], consoleLines, 'malformed webhook');
+
+  // TIMEOUT: the emulator never answers.
+  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  const timeout = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast, timeoutMs: 500 }, SPA, items[0]);
+  await emu.control.clearFaults();
+  assertRejected(timeout, { code: 'TIMEOUT', status: 0, kind: 'timeout', retryable: true, method: METHOD, attempts: 1 }, 'TIMEOUT');
+  assert.ok(timeout.ms < 2000, `TIMEOUT took ${timeout.ms} ms`);
+  assertNoSecret(timeout, [secret], consoleLines, 'TIMEOUT');
+
+  assert.ok((await itemsOf()).includes(items[0]), 'nothing deleted');
+});
+
+test('an OAuth access token appears in no error text and no console output, on every error path', async () => {
+  const { page, consoleLines } = await openPage();
+  const items = await itemsOf();
+  const dead = await closedPort();
+  const fast = { rateLimit: false, maxRetries: 0 };
+  const { access_token: token } = await emu.control.token();
+
+  const notFound = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast }, SPA, 999999);
+  assertRejected(notFound, { code: 'NOT_FOUND', status: 400, kind: 'api' }, 'NOT_FOUND');
+  assertNoSecret(notFound, [token], consoleLines, 'NOT_FOUND');
+
+  const unknownToken = 'f00dfeedcafebabe0123456789abcdef';
+  const noAuth = await configureAndDelete(page, { portal: emu.url, accessToken: unknownToken, ...fast }, SPA, items[0]);
+  assertRejected(noAuth, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'unknown token');
+  assertNoSecret(noAuth, [unknownToken], consoleLines, 'unknown token');
+
+  const network = await configureAndDelete(page, { portal: `http://127.0.0.1:${dead}`, accessToken: token, ...fast }, SPA, items[0]);
+  assertRejected(network, { code: 'NETWORK_ERROR', kind: 'network' }, 'NETWORK_ERROR');
+  assertNoSecret(network, [token], consoleLines, 'NETWORK_ERROR');
+
+  for (const fault of [{ kind: 'html', status: 502 }, { kind: 'empty' }, { kind: 'truncated' }]) {
+    await emu.control.faults({ method: METHOD, fault });
+    const r = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast }, SPA, 999998);
+    assertRejected(r, { code: 'BAD_RESPONSE', kind: 'response' }, `BAD_RESPONSE ${fault.kind}`);
+    assertNoSecret(r, [token], consoleLines, `BAD_RESPONSE ${fault.kind}`);
+  }
+
+  const badCfg = await configureAndDelete(page, { portal: 'http://acme.example.com', accessToken: token }, SPA, items[0]);
+  assertRejected(badCfg, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'invalid config');
+  assertNoSecret(badCfg, [token], consoleLines, 'invalid config');
+  const bothCfg = await configureAndDelete(page, { portal: emu.url, accessToken: token, webhookUrl: emu.webhook }, SPA, items[0]);
+  assertRejected(bothCfg, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'webhook and OAuth at once');
+  assertNoSecret(bothCfg, [token, secretOf(emu.webhook)], consoleLines, 'webhook and OAuth at once');
+
+  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  const timeout = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast, timeoutMs: 500 }, SPA, items[0]);
+  await emu.control.clearFaults();
+  assertRejected(timeout, { code: 'TIMEOUT', kind: 'timeout' }, 'TIMEOUT');
+  assertNoSecret(timeout, [token], consoleLines, 'TIMEOUT');
+
+  const short = await emu.control.token({ lifetime: 1 });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const expired = await configureAndDelete(page, { portal: emu.url, accessToken: short.access_token, ...fast }, SPA, items[0]);
+  assertRejected(expired, { code: 'expired_token', status: 401 }, 'expired_token');
+  assertNoSecret(expired, [short.access_token], consoleLines, 'expired_token');
+
+  assert.ok((await itemsOf()).includes(items[0]), 'nothing deleted');
+});
+
+test('https rule: http: is accepted for loopback hosts only', async () => {
+  const { page } = await openPage();
+  const [a] = await itemsOf();
+  const secret = secretOf(emu.webhook);
+  const fast = { rateLimit: false, maxRetries: 0, timeoutMs: 3000 };
+
+  // localhost: accepted, the portal answers (a wrong secret → NO_AUTH_FOUND from the emulator).
+  const x = await configureAndDelete(page, { webhookUrl: `http://localhost:${emu.port}/rest/1/x/`, ...fast }, SPA, a);
+  assertRejected(x, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'http://localhost with a wrong secret');
+  // localhost with the real secret deletes (same origin as the page).
+  const ok = await configureAndDelete(page, { webhookUrl: `http://localhost:${emu.port}/rest/1/${secret}`, ...fast }, SPA, a);
+  assert.equal(ok.ok, true, `http://localhost webhook (no trailing slash): ${JSON.stringify(ok.error)}`);
+  assert.ok(!(await itemsOf()).includes(a));
+
+  // Other loopback forms are accepted too (nothing listens there: a network error, not a config error).
+  const dead = await closedPort();
+  for (const host of [`127.0.0.1:${dead}`, `127.1.2.3:${dead}`, `[::1]:${dead}`, `localhost:${dead}`]) {
+    const r = await configureAndDelete(page, { webhookUrl: `http://${host}/rest/1/${secret}/`, ...fast }, SPA, 1);
+    assertRejected(r, { code: 'NETWORK_ERROR', kind: 'network' }, `http://${host}`);
+  }
+
+  // Non-loopback http: refused before any request.
+  const before = (await emu.control.state()).requests.total;
+  for (const url of ['http://acme.bitrix24.com/rest/1/abc/', 'http://localhost.example.com/rest/1/abc/',
+    'http://128.0.0.1/rest/1/abc/', 'http://10.0.0.1/rest/1/abc/', 'http://127.0.0.1.example.com/rest/1/abc/',
+    'ftp://localhost/rest/1/abc/', 'not a url']) {
+    const r = await configureAndDelete(page, { webhookUrl: url }, SPA, 1);
+    assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'config', attempts: 0 }, url);
+  }
+  const r = await configureAndDelete(page, { portal: 'http://acme.bitrix24.com', accessToken: 'tokentokentoken' }, SPA, 1);
+  assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'OAuth portal over http');
+  assert.equal((await emu.control.state()).requests.total, before);
+});
