@@ -79,7 +79,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     #[test]
     fn iso_dates() {
-        assert_eq!(super::iso8601(1_721_657_688.755), "2024-07-22T14:14:48+00:00");
+        assert_eq!(
+            super::iso8601(1_721_657_688.755),
+            "2024-07-22T14:14:48+00:00"
+        );
         assert_eq!(super::iso8601(0.0), "1970-01-01T00:00:00+00:00");
     }
 }

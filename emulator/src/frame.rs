@@ -30,7 +30,12 @@ fn origin_of(url: &str) -> Option<String> {
 }
 
 /// The parent page for `/app/{name}?url=WIDGET&placement=CODE&options=JSON&user=N&lang=xx`.
-pub fn host_page(p: &mut Portal, name: &str, params: &Map<String, Value>, now: f64) -> Result<String, String> {
+pub fn host_page(
+    p: &mut Portal,
+    name: &str,
+    params: &Map<String, Value>,
+    now: f64,
+) -> Result<String, String> {
     let get = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_string);
     let url = get("url").ok_or("missing ?url=WIDGET_URL (absolute, or a path on the emulator)")?;
     let url = if url.starts_with('/') {
@@ -54,7 +59,10 @@ pub fn host_page(p: &mut Portal, name: &str, params: &Map<String, Value>, now: f
         .get("user")
         .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
         .unwrap_or(1);
-    let user = p.user(user_id).ok_or("unknown user (seeded users are 1..4)")?.clone();
+    let user = p
+        .user(user_id)
+        .ok_or("unknown user (seeded users are 1..4)")?
+        .clone();
     let lang = get("lang").unwrap_or_else(|| "en".to_string());
     let lifetime = params
         .get("lifetime")
@@ -77,7 +85,10 @@ pub fn host_page(p: &mut Portal, name: &str, params: &Map<String, Value>, now: f
         ("AUTH_EXPIRES", format!("{}", lifetime.round() as i64)),
         ("REFRESH_ID", refresh.clone()),
         ("SERVER_ENDPOINT", format!("{}/rest/", p.origin)),
-        ("APPLICATION_TOKEN", derive(p.seed, "application_token", 32, b"0123456789abcdef")),
+        (
+            "APPLICATION_TOKEN",
+            derive(p.seed, "application_token", 32, b"0123456789abcdef"),
+        ),
         ("APPLICATION_SCOPE", p.app.scopes.join(",")),
         ("member_id", p.member_id.clone()),
         ("status", "L".to_string()),
@@ -86,7 +97,13 @@ pub fn host_page(p: &mut Portal, name: &str, params: &Map<String, Value>, now: f
     ];
     let inputs: String = fields
         .iter()
-        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">\n", esc(k), esc(v)))
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">\n",
+                esc(k),
+                esc(v)
+            )
+        })
         .collect();
     let cfg = json!({
         "DOMAIN": domain,
@@ -131,7 +148,10 @@ iframe{{display:block;border:0;width:100%;height:calc(100vh - 31px);background:#
 mod tests {
     #[test]
     fn origins() {
-        assert_eq!(super::origin_of("http://a:1/x?y").as_deref(), Some("http://a:1"));
+        assert_eq!(
+            super::origin_of("http://a:1/x?y").as_deref(),
+            Some("http://a:1")
+        );
         assert_eq!(super::origin_of("javascript:alert(1)"), None);
     }
 }

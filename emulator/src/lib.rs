@@ -90,7 +90,13 @@ impl Emulator {
         let listener = TcpListener::bind(("127.0.0.1", config.port)).await?;
         let port = listener.local_addr()?.port();
         let url = format!("http://127.0.0.1:{port}");
-        let portal = Portal::new(config.seed, config.items, config.settings.clone(), url.clone(), config.clock.now());
+        let portal = Portal::new(
+            config.seed,
+            config.items,
+            config.settings.clone(),
+            url.clone(),
+            config.clock.now(),
+        );
         let webhook = format!("{url}/rest/1/{}/", portal.webhooks[0].secret);
         let shared = Arc::new(server::Shared {
             portal: Mutex::new(portal),

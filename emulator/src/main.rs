@@ -44,12 +44,15 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
         args.get(*i).cloned().ok_or(format!("{name} needs a value"))
     };
     fn num<T: std::str::FromStr>(s: String, name: &str) -> Result<T, String> {
-        s.parse().map_err(|_| format!("{name}: not a valid number: {s}"))
+        s.parse()
+            .map_err(|_| format!("{name}: not a valid number: {s}"))
     }
     while i < args.len() {
         let a = args[i].clone();
         let (flag, inline) = match a.split_once('=') {
-            Some((f, v)) if f.starts_with("--") && f != "--static" => (f.to_string(), Some(v.to_string())),
+            Some((f, v)) if f.starts_with("--") && f != "--static" => {
+                (f.to_string(), Some(v.to_string()))
+            }
             _ => (a.clone(), None),
         };
         let v = |i: &mut usize| match &inline {
@@ -84,7 +87,10 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
             "--portal-error" => {
                 let code = v(&mut i)?;
                 if !["OVERLOAD_LIMIT", "ACCESS_DENIED", "PORTAL_DELETED"].contains(&code.as_str()) {
-                    return Err("--portal-error must be OVERLOAD_LIMIT, ACCESS_DENIED or PORTAL_DELETED".into());
+                    return Err(
+                        "--portal-error must be OVERLOAD_LIMIT, ACCESS_DENIED or PORTAL_DELETED"
+                            .into(),
+                    );
                 }
                 c.settings.portal_error = Some(code);
             }

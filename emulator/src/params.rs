@@ -10,15 +10,13 @@ pub fn url_decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex(b[i + 1]), hex(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -196,7 +194,10 @@ pub fn int_param(params: &Map<String, Value>, name: &str) -> IntParam {
                 return IntParam::Missing;
             }
             let digits = t.strip_prefix('-').unwrap_or(t);
-            if !digits.is_empty() && digits.len() <= 15 && digits.bytes().all(|c| c.is_ascii_digit()) {
+            if !digits.is_empty()
+                && digits.len() <= 15
+                && digits.bytes().all(|c| c.is_ascii_digit())
+            {
                 IntParam::Value(t.parse().unwrap_or(0))
             } else {
                 IntParam::Invalid(s.clone())
@@ -223,7 +224,8 @@ mod tests {
 
     #[test]
     fn nesting() {
-        let m = parse_query("a=1&b[c]=2&d[]=3&d[]=4&e[f][g]=%20x+y&cmd[k0]=crm.item.delete%3Fid%3D1");
+        let m =
+            parse_query("a=1&b[c]=2&d[]=3&d[]=4&e[f][g]=%20x+y&cmd[k0]=crm.item.delete%3Fid%3D1");
         assert_eq!(
             Value::Object(m),
             json!({"a":"1","b":{"c":"2"},"d":["3","4"],"e":{"f":{"g":" x y"}},"cmd":{"k0":"crm.item.delete?id=1"}})

@@ -130,7 +130,10 @@ pub enum Fault {
 impl Fault {
     /// Parse the control API's `{"kind": ..}` object.
     pub fn from_json(v: &Value) -> Result<Fault, String> {
-        let kind = v.get("kind").and_then(Value::as_str).ok_or("fault.kind is required")?;
+        let kind = v
+            .get("kind")
+            .and_then(Value::as_str)
+            .ok_or("fault.kind is required")?;
         let status = |d: u16| {
             v.get("status")
                 .and_then(Value::as_u64)
@@ -152,9 +155,15 @@ impl Fault {
                     .unwrap_or("Too many requests")
                     .to_string(),
             },
-            "html" => Fault::Html { status: status(502) },
-            "empty" => Fault::Empty { status: status(200) },
-            "truncated" => Fault::Truncated { status: status(200) },
+            "html" => Fault::Html {
+                status: status(502),
+            },
+            "empty" => Fault::Empty {
+                status: status(200),
+            },
+            "truncated" => Fault::Truncated {
+                status: status(200),
+            },
             "delay" => Fault::Delay {
                 ms: v.get("ms").and_then(Value::as_u64).unwrap_or(1000),
             },
@@ -235,7 +244,13 @@ const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8] = b"0123456789abcdef";
 
 impl Portal {
-    pub fn new(seed: u64, items_per_type: u32, settings: Settings, origin: String, now: f64) -> Portal {
+    pub fn new(
+        seed: u64,
+        items_per_type: u32,
+        settings: Settings,
+        origin: String,
+        now: f64,
+    ) -> Portal {
         let mut p = Portal {
             seed,
             items_per_type,
@@ -277,10 +292,38 @@ impl Portal {
         self.seed = s;
         self.settings = self.startup.clone();
         self.users = vec![
-            User { id: 1, name: "Admin", last_name: "Emulator", admin: true, intranet: true, no_delete: &[] },
-            User { id: 2, name: "Restricted", last_name: "Manager", admin: false, intranet: true, no_delete: &[SPA] },
-            User { id: 3, name: "External", last_name: "Partner", admin: false, intranet: false, no_delete: &[] },
-            User { id: 4, name: "Scoped", last_name: "Integrator", admin: true, intranet: true, no_delete: &[] },
+            User {
+                id: 1,
+                name: "Admin",
+                last_name: "Emulator",
+                admin: true,
+                intranet: true,
+                no_delete: &[],
+            },
+            User {
+                id: 2,
+                name: "Restricted",
+                last_name: "Manager",
+                admin: false,
+                intranet: true,
+                no_delete: &[SPA],
+            },
+            User {
+                id: 3,
+                name: "External",
+                last_name: "Partner",
+                admin: false,
+                intranet: false,
+                no_delete: &[],
+            },
+            User {
+                id: 4,
+                name: "Scoped",
+                last_name: "Integrator",
+                admin: true,
+                intranet: true,
+                no_delete: &[],
+            },
         ];
         let hook = |user: u64, role: Role, scopes: &[&str]| Webhook {
             user,
@@ -300,7 +343,12 @@ impl Portal {
                 derive(s, "client_id", 14, HEX),
                 derive(s, "client_num", 8, b"0123456789")
             ),
-            client_secret: derive(s, "client_secret", 50, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"),
+            client_secret: derive(
+                s,
+                "client_secret",
+                50,
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+            ),
             scopes: vec!["crm".into(), "user".into(), "placement".into()],
         };
         self.member_id = derive(s, "member_id", 32, HEX);
@@ -348,7 +396,13 @@ impl Portal {
         self.items.contains_key(&entity_type_id)
     }
 
-    pub fn add_item(&mut self, entity_type_id: i64, title: String, fields: Map<String, Value>, now: f64) -> i64 {
+    pub fn add_item(
+        &mut self,
+        entity_type_id: i64,
+        title: String,
+        fields: Map<String, Value>,
+        now: f64,
+    ) -> i64 {
         let next = self.next_id.entry(entity_type_id).or_insert(1);
         let id = *next;
         *next += 1;
@@ -406,7 +460,8 @@ impl Portal {
         let access = self.next_token("access");
         let refresh = self.next_token("refresh");
         let expires_at = now + lifetime;
-        self.access.insert(access.clone(), AccessToken { user, expires_at });
+        self.access
+            .insert(access.clone(), AccessToken { user, expires_at });
         self.refresh.insert(refresh.clone(), user);
         (access, refresh, expires_at)
     }
@@ -443,13 +498,15 @@ impl Portal {
     /// Leaky bucket: admit one request (true) or refuse it (false; it is not counted).
     pub fn bucket_admit(&mut self, now: f64) -> bool {
         let burst = self.settings.burst;
-        let drained = (now - self.bucket_last).max(0.0) * self.settings.drain * self.settings.time_scale;
+        let drained =
+            (now - self.bucket_last).max(0.0) * self.settings.drain * self.settings.time_scale;
         self.bucket_level = (self.bucket_level - drained).max(0.0);
         self.bucket_last = now;
         if burst == 0 {
             return true;
         }
-        if self.bucket_level + 1.0 > f64::from(burst) + 1e-9 {
+        // tolerance: Unix-time floats carry ~1e-7 s of rounding
+        if self.bucket_level + 1.0 > f64::from(burst) + 1e-4 {
             false
         } else {
             self.bucket_level += 1.0;
@@ -558,7 +615,13 @@ mod tests {
     use super::*;
 
     fn portal() -> Portal {
-        Portal::new(1, 20, Settings::default(), "http://127.0.0.1:1".into(), 1000.0)
+        Portal::new(
+            1,
+            20,
+            Settings::default(),
+            "http://127.0.0.1:1".into(),
+            1000.0,
+        )
     }
 
     #[test]

@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::clock::{iso8601, Clock};
 use crate::params::{int_param, parse_query, truthy, IntParam};
-use crate::portal::{Portal, SPA};
+use crate::portal::Portal;
 
 /// An error answer: HTTP status, `error`, `error_description`.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,13 @@ pub fn method_scope(method: &str) -> Option<&'static str> {
 }
 
 /// Build the `time` object.
-pub fn time_object(start: f64, finish: f64, processing: f64, operating: f64, reset: Option<f64>) -> Value {
+pub fn time_object(
+    start: f64,
+    finish: f64,
+    processing: f64,
+    operating: f64,
+    reset: Option<f64>,
+) -> Value {
     let mut t = Map::new();
     t.insert("start".into(), json!(start));
     t.insert("finish".into(), json!(finish));
@@ -88,7 +94,12 @@ pub fn time_object(start: f64, finish: f64, processing: f64, operating: f64, res
     t.insert("processing".into(), json!(processing));
     t.insert("date_start".into(), json!(iso8601(start)));
     t.insert("date_finish".into(), json!(iso8601(finish)));
-    t.insert("operating".into(), json!(operating));
+    // whole numbers as integers, like the portal's `"operating": 0`
+    if operating.fract() == 0.0 && operating.abs() < 1e15 {
+        t.insert("operating".into(), json!(operating as i64));
+    } else {
+        t.insert("operating".into(), json!(operating));
+    }
     if let Some(r) = reset {
         t.insert("operating_reset_at".into(), json!(r.ceil() as i64));
     }
@@ -110,15 +121,24 @@ pub fn handle(p: &mut Portal, clock: &dyn Clock, mut req: RestRequest) -> (u16, 
     }
     if let Some(code) = p.settings.portal_error.clone() {
         let e = match code.as_str() {
-            "OVERLOAD_LIMIT" => ApiError::new(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload"),
-            "ACCESS_DENIED" => ApiError::new(403, "ACCESS_DENIED", "REST API is available only on commercial plans"),
+            "OVERLOAD_LIMIT" => {
+                ApiError::new(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload")
+            }
+            "ACCESS_DENIED" => ApiError::new(
+                403,
+                "ACCESS_DENIED",
+                "REST API is available only on commercial plans",
+            ),
             "PORTAL_DELETED" => ApiError::new(500, "PORTAL_DELETED", "Portal was deleted"),
             other => ApiError::new(500, other, "Portal error"),
         };
         return finish_err(p, e);
     }
     if !p.bucket_admit(start) {
-        return finish_err(p, ApiError::new(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"));
+        return finish_err(
+            p,
+            ApiError::new(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
+        );
     }
     let auth = req.params.remove("auth");
     let caller = match authenticate(p, req.hook.as_ref(), auth.as_ref(), start) {
@@ -126,27 +146,43 @@ pub fn handle(p: &mut Portal, clock: &dyn Clock, mut req: RestRequest) -> (u16, 
         Err(e) => return finish_err(p, e),
     };
     if method_scope(&req.method).is_none() {
-        return finish_err(p, ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"));
+        return finish_err(
+            p,
+            ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"),
+        );
     }
     if req.method == "batch" {
         return match batch(p, clock, &caller, &req.params) {
             Ok(result) => {
                 let now = clock.now();
-                (200, json!({"result": result, "time": time_object(start, now, now - start, 0.0, None)}))
+                (
+                    200,
+                    json!({"result": result, "time": time_object(start, now, now - start, 0.0, None)}),
+                )
             }
             Err(e) => finish_err(p, e),
         };
     }
-    let (status, mut body) = call(p, clock, &caller, &req.method, &req.params, start);
-    if let Some(code) = body.get("error").and_then(Value::as_str).map(str::to_string) {
+    let (status, body) = call(p, clock, &caller, &req.method, &req.params, start);
+    if let Some(code) = body
+        .get("error")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    {
         p.reject(&code);
     }
-    let _ = &mut body;
     (status, body)
 }
 
 /// One method call with its own `time`: (status, body). Used at top level and inside batch.
-fn call(p: &mut Portal, clock: &dyn Clock, caller: &Caller, method: &str, params: &Map<String, Value>, start: f64) -> (u16, Value) {
+fn call(
+    p: &mut Portal,
+    clock: &dyn Clock,
+    caller: &Caller,
+    method: &str,
+    params: &Map<String, Value>,
+    start: f64,
+) -> (u16, Value) {
     *p.calls_by_method.entry(method.to_string()).or_default() += 1;
     let outcome = execute(p, caller, method, params, start);
     let now = clock.now();
@@ -175,7 +211,12 @@ fn call(p: &mut Portal, clock: &dyn Clock, caller: &Caller, method: &str, params
     }
 }
 
-fn authenticate(p: &Portal, hook: Option<&(String, String)>, auth: Option<&Value>, now: f64) -> Result<Caller, ApiError> {
+fn authenticate(
+    p: &Portal,
+    hook: Option<&(String, String)>,
+    auth: Option<&Value>,
+    now: f64,
+) -> Result<Caller, ApiError> {
     if let Some((user, secret)) = hook {
         let w = p
             .webhooks
@@ -194,7 +235,11 @@ fn authenticate(p: &Portal, hook: Option<&(String, String)>, auth: Option<&Value
     };
     let t = p.access.get(token).ok_or_else(no_auth)?;
     if t.expires_at <= now {
-        return Err(ApiError::new(401, "expired_token", "The access token provided has expired"));
+        return Err(ApiError::new(
+            401,
+            "expired_token",
+            "The access token provided has expired",
+        ));
     }
     Ok(Caller {
         user: t.user,
@@ -204,8 +249,15 @@ fn authenticate(p: &Portal, hook: Option<&(String, String)>, auth: Option<&Value
 }
 
 /// Scope check, operating-limit check, the method itself, and the operating charge.
-fn execute(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, Value>, now: f64) -> Result<Done, ApiError> {
-    let scope = method_scope(method).ok_or_else(|| ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"))?;
+fn execute(
+    p: &mut Portal,
+    caller: &Caller,
+    method: &str,
+    params: &Map<String, Value>,
+    now: f64,
+) -> Result<Done, ApiError> {
+    let scope = method_scope(method)
+        .ok_or_else(|| ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"))?;
     if !scope.is_empty() && !caller.scopes.iter().any(|s| s == scope) {
         return Err(ApiError::new(
             403,
@@ -220,7 +272,7 @@ fn execute(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, V
             return Err(ApiError::new(
                 429,
                 "OPERATION_TIME_LIMIT",
-                &format!("Method is blocked due to operation time limit."),
+                "Method is blocked due to operation time limit.",
             ));
         }
     }
@@ -231,7 +283,11 @@ fn execute(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, V
 }
 
 fn arg_missing(name: &str) -> ApiError {
-    ApiError::new(400, "100", &format!("Could not find value for parameter {{{name}}}"))
+    ApiError::new(
+        400,
+        "100",
+        &format!("Could not find value for parameter {{{name}}}"),
+    )
 }
 
 fn int_arg(params: &Map<String, Value>, name: &str) -> Result<i64, ApiError> {
@@ -250,11 +306,19 @@ fn int_arg(params: &Map<String, Value>, name: &str) -> Result<i64, ApiError> {
 fn crm_type(p: &Portal, caller: &Caller, params: &Map<String, Value>) -> Result<i64, ApiError> {
     let user = p.user(caller.user).ok_or_else(no_auth)?;
     if !user.intranet {
-        return Err(ApiError::new(403, "allowed_only_intranet_user", "Action is allowed only to intranet users"));
+        return Err(ApiError::new(
+            403,
+            "allowed_only_intranet_user",
+            "Action is allowed only to intranet users",
+        ));
     }
     let t = int_arg(params, "entityTypeId")?;
     if t == 5 {
-        return Err(ApiError::new(400, "ENTITY_TYPE_NOT_SUPPORTED", "Entity type `INVOICE` is not supported"));
+        return Err(ApiError::new(
+            400,
+            "ENTITY_TYPE_NOT_SUPPORTED",
+            "Entity type `INVOICE` is not supported",
+        ));
     }
     if !p.type_exists(t) {
         return Err(ApiError::new(400, "NOT_FOUND", "SPA not found"));
@@ -266,7 +330,13 @@ fn item_not_found() -> ApiError {
     ApiError::new(400, "NOT_FOUND", "Item not found")
 }
 
-fn run_method(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String, Value>, now: f64) -> Result<Done, ApiError> {
+fn run_method(
+    p: &mut Portal,
+    caller: &Caller,
+    method: &str,
+    params: &Map<String, Value>,
+    now: f64,
+) -> Result<Done, ApiError> {
     match method {
         "crm.item.delete" => {
             let t = crm_type(p, caller, params)?;
@@ -285,7 +355,11 @@ fn run_method(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String
         "crm.item.get" => {
             let t = crm_type(p, caller, params)?;
             let id = int_arg(params, "id")?;
-            let it = p.items.get(&t).and_then(|m| m.get(&id)).ok_or_else(item_not_found)?;
+            let it = p
+                .items
+                .get(&t)
+                .and_then(|m| m.get(&id))
+                .ok_or_else(item_not_found)?;
             Ok(Done::of(json!({"item": Portal::item_json(t, it)})))
         }
         "crm.item.add" => {
@@ -318,12 +392,20 @@ fn run_method(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String
                 .and_then(|o| o.get("id").or_else(|| o.get("ID")))
                 .and_then(Value::as_str)
                 .is_some_and(|d| d.eq_ignore_ascii_case("desc"));
-            let mut all: Vec<&crate::portal::Item> = p.items[&t].values().filter(|it| matches_filter(it, &filter)).collect();
+            let mut all: Vec<&crate::portal::Item> = p.items[&t]
+                .values()
+                .filter(|it| matches_filter(it, &filter))
+                .collect();
             if desc {
                 all.reverse();
             }
             let total = all.len();
-            let page: Vec<Value> = all.iter().skip(start).take(50).map(|it| Portal::item_json(t, it)).collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(start)
+                .take(50)
+                .map(|it| Portal::item_json(t, it))
+                .collect();
             let next = (start + 50 < total).then_some((start + 50) as u64);
             Ok(Done {
                 result: json!({"items": page}),
@@ -346,11 +428,23 @@ fn run_method(p: &mut Portal, caller: &Caller, method: &str, params: &Map<String
         }
         "scope" => Ok(Done::of(json!(caller.scopes))),
         "methods" => Ok(Done::of(json!([
-            "batch", "crm.item.add", "crm.item.delete", "crm.item.get", "crm.item.list", "methods", "profile",
-            "scope", "server.time", "user.current"
+            "batch",
+            "crm.item.add",
+            "crm.item.delete",
+            "crm.item.get",
+            "crm.item.list",
+            "methods",
+            "profile",
+            "scope",
+            "server.time",
+            "user.current"
         ]))),
         "server.time" => Ok(Done::of(json!(iso8601(now)))),
-        _ => Err(ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")),
+        _ => Err(ApiError::new(
+            404,
+            "ERROR_METHOD_NOT_FOUND",
+            "Method not found!",
+        )),
     }
 }
 
@@ -388,29 +482,59 @@ fn container(entries: Vec<(String, Value)>, list_like: bool) -> Value {
     if entries.is_empty() {
         return json!([]);
     }
-    if list_like && entries.iter().enumerate().all(|(i, (k, _))| *k == i.to_string()) {
+    if list_like
+        && entries
+            .iter()
+            .enumerate()
+            .all(|(i, (k, _))| *k == i.to_string())
+    {
         return Value::Array(entries.into_iter().map(|(_, v)| v).collect());
     }
     Value::Object(entries.into_iter().collect())
 }
 
 /// `batch`: returns the inner `result` object (`result`, `result_error`, ...).
-fn batch(p: &mut Portal, clock: &dyn Clock, caller: &Caller, params: &Map<String, Value>) -> Result<Value, ApiError> {
+fn batch(
+    p: &mut Portal,
+    clock: &dyn Clock,
+    caller: &Caller,
+    params: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let halt = truthy(params.get("halt"));
     let (cmds, list_like): (Vec<(String, Value)>, bool) = match params.get("cmd") {
         Some(Value::Object(m)) => {
             let list_like = m.keys().enumerate().all(|(i, k)| *k == i.to_string());
-            (m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(), list_like)
+            (
+                m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                list_like,
+            )
         }
-        Some(Value::Array(a)) => (a.iter().enumerate().map(|(i, v)| (i.to_string(), v.clone())).collect(), true),
+        Some(Value::Array(a)) => (
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| (i.to_string(), v.clone()))
+                .collect(),
+            true,
+        ),
         None | Some(Value::Null) => (vec![], false),
         Some(Value::String(s)) if s.is_empty() => (vec![], false),
-        Some(_) => return Err(ApiError::new(400, "ERROR_BATCH_CMD", "Invalid cmd: an object or array of method?query strings")),
+        Some(_) => {
+            return Err(ApiError::new(
+                400,
+                "ERROR_BATCH_CMD",
+                "Invalid cmd: an object or array of method?query strings",
+            ))
+        }
     };
     if cmds.len() > 50 {
-        return Err(ApiError::new(400, "ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded"));
+        return Err(ApiError::new(
+            400,
+            "ERROR_BATCH_LENGTH_EXCEEDED",
+            "Max batch length exceeded",
+        ));
     }
-    let (mut result, mut errors, mut totals, mut nexts, mut times) = (vec![], vec![], vec![], vec![], vec![]);
+    let (mut result, mut errors, mut totals, mut nexts, mut times) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for (key, cmd) in cmds {
         let start = clock.now();
         let cmd = match cmd {
@@ -427,7 +551,11 @@ fn batch(p: &mut Portal, clock: &dyn Clock, caller: &Caller, params: &Map<String
         sub.remove("auth");
         let (ok, body) = if method == "batch" {
             let now = clock.now();
-            let e = ApiError::new(405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage");
+            let e = ApiError::new(
+                405,
+                "ERROR_BATCH_METHOD_NOT_ALLOWED",
+                "Method is not allowed for batch usage",
+            );
             let mut b = e.body();
             b["time"] = time_object(start, now, now - start, 0.0, None);
             (false, b)
@@ -442,7 +570,10 @@ fn batch(p: &mut Portal, clock: &dyn Clock, caller: &Caller, params: &Map<String
             (status < 300, body)
         };
         let mut body = body;
-        let time = body.as_object_mut().and_then(|m| m.remove("time")).unwrap_or(Value::Null);
+        let time = body
+            .as_object_mut()
+            .and_then(|m| m.remove("time"))
+            .unwrap_or(Value::Null);
         times.push((key.clone(), time));
         if ok {
             if let Some(t) = body.get("total") {
@@ -466,9 +597,4 @@ fn batch(p: &mut Portal, clock: &dyn Clock, caller: &Caller, params: &Map<String
         "result_next": container(nexts, list_like),
         "result_time": container(times, list_like),
     }))
-}
-
-/// Is `t` one of the types seeded as a smart process?
-pub fn is_spa(t: i64) -> bool {
-    t == SPA
 }

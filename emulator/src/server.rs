@@ -1,7 +1,6 @@
 //! HTTP: routing, CORS, REST transport (bodies, faults), OAuth token endpoint, control API,
 //! frame host, the BX24 library and static files.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -50,7 +49,8 @@ const MAX_BODY: usize = 32 << 20;
 fn response(status: u16, ctype: &str, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_str(ctype).unwrap());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_str(ctype).unwrap());
     r
 }
 
@@ -71,7 +71,10 @@ fn preflight(req: &Request<Incoming>, methods: &'static str) -> Resp {
     let mut r = response(204, "text/plain", Bytes::new());
     add_cors(&mut r, req.headers().get("origin"));
     let h = r.headers_mut();
-    h.insert("access-control-allow-methods", HeaderValue::from_static(methods));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static(methods),
+    );
     h.insert(
         "access-control-allow-headers",
         req.headers()
@@ -80,14 +83,24 @@ fn preflight(req: &Request<Incoming>, methods: &'static str) -> Resp {
             .unwrap_or(HeaderValue::from_static("Content-Type, Accept")),
     );
     h.insert("access-control-max-age", HeaderValue::from_static("86400"));
-    if req.headers().contains_key("access-control-request-private-network") {
-        h.insert("access-control-allow-private-network", HeaderValue::from_static("true"));
+    if req
+        .headers()
+        .contains_key("access-control-request-private-network")
+    {
+        h.insert(
+            "access-control-allow-private-network",
+            HeaderValue::from_static("true"),
+        );
     }
     r
 }
 
 /// The service: one request in, one response out (or a dropped connection).
-pub async fn route(sh: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) -> Result<Resp, Dropped> {
+pub async fn route(
+    sh: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
     if path == "/rest" || path.starts_with("/rest/") {
         return rest_http(sh, req).await;
@@ -97,7 +110,11 @@ pub async fn route(sh: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
     }
     if path == "/_emulator" || path.starts_with("/_emulator/") {
         if !sh.control || !peer.ip().is_loopback() {
-            return Ok(response(404, "text/plain", "Not found (control API is off; start with --control)"));
+            return Ok(response(
+                404,
+                "text/plain",
+                "Not found (control API is off; start with --control)",
+            ));
         }
         return Ok(control_http(sh, req).await);
     }
@@ -106,7 +123,8 @@ pub async fn route(sh: Arc<Shared>, req: Request<Incoming>, peer: SocketAddr) ->
     }
     if path == "/api/v1" || path.starts_with("/api/v1/") {
         let mut r = response(200, "text/javascript; charset=utf-8", frame::BX24_JS);
-        r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+        r.headers_mut()
+            .insert("cache-control", HeaderValue::from_static("no-cache"));
         add_cors(&mut r, None);
         return Ok(r);
     }
@@ -134,7 +152,8 @@ fn request_params(parts: &hyper::http::request::Parts, body: &[u8]) -> Map<Strin
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let looks_json = ctype.contains("json") || (!ctype.contains("form") && matches!(body.first(), Some(b'{')));
+    let looks_json =
+        ctype.contains("json") || (!ctype.contains("form") && matches!(body.first(), Some(b'{')));
     if looks_json {
         if let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
             params.extend(m);
@@ -151,11 +170,18 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         return Ok(preflight(&req, "GET, POST, OPTIONS"));
     }
     let path = req.uri().path().trim_start_matches("/rest").to_string();
-    let segs: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(url_decode).collect();
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(url_decode)
+        .collect();
     let (hook, raw_method) = match segs.len() {
         0 => (None, String::new()),
         1 | 2 => (None, segs.last().cloned().unwrap_or_default()),
-        _ => (Some((segs[0].clone(), segs[1].clone())), segs[2..].join("/")),
+        _ => (
+            Some((segs[0].clone(), segs[1].clone())),
+            segs[2..].join("/"),
+        ),
     };
     let lower = raw_method.to_ascii_lowercase();
     let method = lower
@@ -174,7 +200,11 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         r
     };
     match &fault {
-        Some(Fault::Error { status, error, description }) => {
+        Some(Fault::Error {
+            status,
+            error,
+            description,
+        }) => {
             let now = sh.clock.now();
             sh.portal.lock().unwrap().reject(error);
             let body = json!({"error": error, "error_description": description,
@@ -185,9 +215,15 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             let html = format!(
                 "<!DOCTYPE html><html><head><title>{status} Bad Gateway</title></head><body><h1>{status} Bad Gateway</h1><hr><p>nginx (emulated fault)</p></body></html>"
             );
-            return Ok(with_cors(response(*status, "text/html; charset=utf-8", html)));
+            return Ok(with_cors(response(
+                *status,
+                "text/html; charset=utf-8",
+                html,
+            )));
         }
-        Some(Fault::Empty { status }) => return Ok(with_cors(response(*status, JSON, Bytes::new()))),
+        Some(Fault::Empty { status }) => {
+            return Ok(with_cors(response(*status, JSON, Bytes::new())))
+        }
         Some(Fault::Hang) => {
             let _ = tokio::time::timeout(Duration::from_secs(600), sh.release.notified()).await;
             return Err(Dropped);
@@ -203,7 +239,16 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
     let params = request_params(&parts, &body);
     let (status, answer) = {
         let mut p = sh.portal.lock().unwrap();
-        rest::handle(&mut p, sh.clock.as_ref(), RestRequest { method, hook, params, https })
+        rest::handle(
+            &mut p,
+            sh.clock.as_ref(),
+            RestRequest {
+                method,
+                hook,
+                params,
+                https,
+            },
+        )
     };
     let mut bytes = serde_json::to_vec(&answer).unwrap_or_default();
     match fault {
@@ -226,7 +271,10 @@ async fn oauth_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let (parts, body) = read_body(req).await;
     let params = request_params(&parts, &body);
     let mut r = if path.trim_end_matches('/') != "/oauth/token" {
-        json_response(404, &json!({"error": "not_found", "error_description": "Unknown OAuth endpoint"}))
+        json_response(
+            404,
+            &json!({"error": "not_found", "error_description": "Unknown OAuth endpoint"}),
+        )
     } else {
         let mut p = sh.portal.lock().unwrap();
         let now = sh.clock.now();
@@ -239,14 +287,26 @@ async fn oauth_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
 
 /// `/oauth/token/` with `grant_type=refresh_token`.
 pub fn oauth_token(p: &mut Portal, params: &Map<String, Value>, now: f64) -> (u16, Value) {
-    let get = |k: &str| params.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let err = |status: u16, code: &str, desc: &str| (status, json!({"error": code, "error_description": desc}));
+    let get = |k: &str| {
+        params
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let err = |status: u16, code: &str, desc: &str| {
+        (status, json!({"error": code, "error_description": desc}))
+    };
     let grant = get("grant_type");
     if grant.is_empty() {
         return err(400, "invalid_request", "grant_type is required");
     }
     if grant != "refresh_token" {
-        return err(400, "unsupported_grant_type", "Only grant_type=refresh_token is supported by the emulator");
+        return err(
+            400,
+            "unsupported_grant_type",
+            "Only grant_type=refresh_token is supported by the emulator",
+        );
     }
     if get("client_id") != p.app.client_id || get("client_secret") != p.app.client_secret {
         return err(401, "invalid_client", "Invalid client credentials");
@@ -291,7 +351,14 @@ async fn control_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
     r
 }
 
-fn control(p: &mut Portal, sh: &Shared, method: &Method, path: &str, body: &Value, now: f64) -> Resp {
+fn control(
+    p: &mut Portal,
+    sh: &Shared,
+    method: &Method,
+    path: &str,
+    body: &Value,
+    now: f64,
+) -> Resp {
     let num = |k: &str| body.get(k).and_then(Value::as_f64);
     match (method.as_str(), path) {
         ("GET", "/_emulator/state") | ("GET", "/_emulator") => json_response(200, &p.state_json()),
@@ -308,7 +375,11 @@ fn control(p: &mut Portal, sh: &Shared, method: &Method, path: &str, body: &Valu
             if t <= 0 || t == 5 {
                 return bad("entityTypeId must be a supported CRM type or a smart process id");
             }
-            let count = body.get("count").and_then(Value::as_u64).unwrap_or(1).min(1_000_000) as u32;
+            let count = body
+                .get("count")
+                .and_then(Value::as_u64)
+                .unwrap_or(1)
+                .min(1_000_000) as u32;
             let ids = p.seed_items(t, count, now);
             json_response(200, &json!({"ids": ids}))
         }
@@ -338,7 +409,11 @@ fn control(p: &mut Portal, sh: &Shared, method: &Method, path: &str, body: &Valu
             json_response(200, &v)
         }
         ("POST", "/_emulator/faults") => {
-            let m = body.get("method").and_then(Value::as_str).unwrap_or("*").to_ascii_lowercase();
+            let m = body
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("*")
+                .to_ascii_lowercase();
             let count = body.get("count").and_then(Value::as_u64).unwrap_or(1);
             let fault = match body.get("fault").map(Fault::from_json) {
                 Some(Ok(f)) => f,
@@ -363,7 +438,10 @@ fn control(p: &mut Portal, sh: &Shared, method: &Method, path: &str, body: &Valu
             Err(e) => bad(&e),
         },
         ("GET", "/_emulator/config") => json_response(200, &p.state_json()["config"]),
-        _ => json_response(404, &json!({"error": format!("no control route {method} {path}")})),
+        _ => json_response(
+            404,
+            &json!({"error": format!("no control route {method} {path}")}),
+        ),
     }
 }
 
@@ -386,14 +464,22 @@ pub fn apply_config(s: &mut Settings, body: &Value) -> Result<(), String> {
                 }
                 s.time_scale = x;
             }
-            "requireHttps" => s.require_https = v.as_bool().ok_or("requireHttps must be a boolean")?,
+            "requireHttps" => {
+                s.require_https = v.as_bool().ok_or("requireHttps must be a boolean")?
+            }
             "portalError" => {
                 s.portal_error = match v {
                     Value::Null => None,
-                    Value::String(c) if ["OVERLOAD_LIMIT", "ACCESS_DENIED", "PORTAL_DELETED"].contains(&c.as_str()) => {
+                    Value::String(c)
+                        if ["OVERLOAD_LIMIT", "ACCESS_DENIED", "PORTAL_DELETED"]
+                            .contains(&c.as_str()) =>
+                    {
                         Some(c.clone())
                     }
-                    _ => return Err("portalError must be OVERLOAD_LIMIT, ACCESS_DENIED, PORTAL_DELETED or null".into()),
+                    _ => return Err(
+                        "portalError must be OVERLOAD_LIMIT, ACCESS_DENIED, PORTAL_DELETED or null"
+                            .into(),
+                    ),
                 }
             }
             "tokenLifetime" => s.token_lifetime = f()?,
@@ -411,9 +497,15 @@ async fn frame_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let mut p = sh.portal.lock().unwrap();
     if path == "/app/_refresh" {
         // The frame host's server side of `refreshAuth` (the app's client_secret stays here).
-        let rt = params.get("refresh_token").and_then(Value::as_str).unwrap_or("");
+        let rt = params
+            .get("refresh_token")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let Some(user) = p.refresh.remove(rt) else {
-            return json_response(400, &json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}));
+            return json_response(
+                400,
+                &json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
+            );
         };
         let lifetime = p.settings.token_lifetime;
         let v = p.token_answer(user, lifetime, now);
@@ -424,13 +516,20 @@ async fn frame_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
         Ok(html) => response(200, "text/html; charset=utf-8", html),
         Err(e) => response(400, "text/plain; charset=utf-8", e),
     };
-    r.headers_mut().insert("cache-control", HeaderValue::from_static("no-store"));
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
     r
 }
 
 /// Content type by file extension.
 pub fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase().as_str() {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+        .as_str()
+    {
         "html" | "htm" => "text/html; charset=utf-8",
         "js" | "mjs" => "text/javascript; charset=utf-8",
         "css" => "text/css; charset=utf-8",
@@ -490,7 +589,8 @@ fn static_http(sh: &Shared, req: &Request<Incoming>, path: &str) -> Resp {
     match std::fs::read(&file) {
         Ok(data) => {
             let mut r = response(200, content_type(&file), data);
-            r.headers_mut().insert("cache-control", HeaderValue::from_static("no-cache"));
+            r.headers_mut()
+                .insert("cache-control", HeaderValue::from_static("no-cache"));
             add_cors(&mut r, None);
             r
         }
@@ -511,6 +611,3 @@ pub async fn serve_conn(sh: Arc<Shared>, stream: tokio::net::TcpStream, peer: So
         .serve_connection(io, svc)
         .await;
 }
-
-#[allow(dead_code)]
-fn _assert_infallible(_: Infallible) {}

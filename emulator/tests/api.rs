@@ -1,0 +1,1196 @@
+//! End-to-end tests of the emulator over real HTTP (in-process server on a free port,
+//! a tiny raw-TCP HTTP/1.1 client, a manual clock where time matters).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emulator::{Config, Emulator, Handle, ManualClock};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T0: f64 = 1_721_657_688.0;
+
+struct Res {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Res {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn raw(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Res> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await?;
+    s.write_all(body).await?;
+    let mut buf = vec![];
+    s.read_to_end(&mut buf).await?;
+    let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "no response",
+        ));
+    };
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Ok(Res {
+        status,
+        headers,
+        body: buf[split + 4..].to_vec(),
+    })
+}
+
+async fn post_json(port: u16, path: &str, body: Value) -> Res {
+    raw(
+        port,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn get(port: u16, path: &str) -> Res {
+    raw(port, "GET", path, &[], b"").await.unwrap()
+}
+
+async fn start(f: impl FnOnce(&mut Config)) -> (Handle, ManualClock) {
+    let clock = ManualClock::new(T0);
+    let mut c = Config {
+        control: true,
+        clock: Arc::new(clock.clone()),
+        ..Config::default()
+    };
+    f(&mut c);
+    (Emulator::start(c).await.unwrap(), clock)
+}
+
+fn hook_path(emu: &Handle, role: &str) -> String {
+    emu.with_portal(|p| {
+        let w = p.webhooks.iter().find(|w| w.role.as_str() == role).unwrap();
+        format!("/rest/{}/{}/", w.user, w.secret)
+    })
+}
+
+fn admin(emu: &Handle) -> String {
+    emu.webhook.trim_start_matches(&emu.url).to_string()
+}
+
+fn assert_err(r: &Res, status: u16, code: &str, desc: &str) {
+    let v = r.json();
+    assert_eq!(
+        (r.status, v["error"].as_str().unwrap()),
+        (status, code),
+        "{v}"
+    );
+    if !desc.is_empty() {
+        assert_eq!(v["error_description"], desc);
+    }
+    assert!(v["time"]["start"].is_f64(), "time object on errors: {v}");
+}
+
+async fn state(emu: &Handle) -> Value {
+    get(emu.port, "/_emulator/state").await.json()
+}
+
+#[tokio::test]
+async fn delete_success_shape() {
+    let (emu, _) = start(|_| {}).await;
+    let r = post_json(
+        emu.port,
+        &format!("{}crm.item.delete", admin(&emu)),
+        json!({"entityTypeId":1268,"id":1}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
+    let v = r.json();
+    assert_eq!(v["result"], json!([]));
+    let t = &v["time"];
+    for k in [
+        "start",
+        "finish",
+        "duration",
+        "processing",
+        "date_start",
+        "date_finish",
+        "operating",
+    ] {
+        assert!(t.get(k).is_some(), "time.{k} missing: {t}");
+    }
+    assert_eq!(t["date_start"], "2024-07-22T14:14:48+00:00");
+    assert!(t.get("operating_reset_at").is_none());
+    let s = state(&emu).await;
+    assert_eq!(s["deleted"], json!([{"entityTypeId":1268,"id":1}]));
+    assert!(!s["items"]["1268"].as_array().unwrap().contains(&json!(1)));
+    assert_eq!(s["requests"]["total"], 1);
+    assert_eq!(s["requests"]["byMethod"]["crm.item.delete"], 1);
+}
+
+#[tokio::test]
+async fn delete_errors() {
+    let (emu, _) = start(|_| {}).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let del = |hook: String, body: Value| async move {
+        post_json(p, &format!("{hook}crm.item.delete"), body).await
+    };
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":1268,"id":999})).await,
+        400,
+        "NOT_FOUND",
+        "Item not found",
+    );
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":1270,"id":1})).await,
+        400,
+        "NOT_FOUND",
+        "SPA not found",
+    );
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":5,"id":1})).await,
+        400,
+        "ENTITY_TYPE_NOT_SUPPORTED",
+        "",
+    );
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":1268})).await,
+        400,
+        "100",
+        "Could not find value for parameter {id}",
+    );
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":1268,"id":"x"})).await,
+        400,
+        "100",
+        "",
+    );
+    assert_err(
+        &del(
+            hook_path(&emu, "no_delete"),
+            json!({"entityTypeId":1268,"id":2}),
+        )
+        .await,
+        403,
+        "ACCESS_DENIED",
+        "Access denied",
+    );
+    assert_eq!(
+        del(
+            hook_path(&emu, "no_delete"),
+            json!({"entityTypeId":2,"id":2})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_err(
+        &del(
+            hook_path(&emu, "extranet"),
+            json!({"entityTypeId":1268,"id":2}),
+        )
+        .await,
+        403,
+        "allowed_only_intranet_user",
+        "",
+    );
+    assert_err(
+        &del(
+            hook_path(&emu, "no_crm_scope"),
+            json!({"entityTypeId":1268,"id":2}),
+        )
+        .await,
+        403,
+        "insufficient_scope",
+        "",
+    );
+    assert_err(
+        &del(
+            "/rest/1/wrongsecret/".into(),
+            json!({"entityTypeId":1268,"id":2}),
+        )
+        .await,
+        401,
+        "NO_AUTH_FOUND",
+        "Wrong authorization data",
+    );
+    assert_err(
+        &post_json(p, &format!("{a}crm.item.nope"), json!({})).await,
+        404,
+        "ERROR_METHOD_NOT_FOUND",
+        "Method not found!",
+    );
+    // denied items answer 403 for everyone
+    post_json(p, "/_emulator/deny", json!({"entityTypeId":1268,"ids":[3]})).await;
+    assert_err(
+        &del(a.clone(), json!({"entityTypeId":1268,"id":3})).await,
+        403,
+        "ACCESS_DENIED",
+        "Access denied",
+    );
+    // nothing was deleted by the failures
+    let s = state(&emu).await;
+    assert_eq!(s["deleted"], json!([{"entityTypeId":2,"id":2}]));
+    assert_eq!(s["rejected"]["NOT_FOUND"], 2);
+}
+
+#[tokio::test]
+async fn bodies_and_url_forms() {
+    let (emu, _) = start(|_| {}).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    // form body, string ids, .json suffix
+    let r = raw(
+        p,
+        "POST",
+        &format!("{a}crm.item.delete.json"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"entityTypeId=1268&id=4",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // GET with query string, mixed-case method name
+    assert_eq!(
+        get(p, &format!("{a}CRM.Item.Delete?entityTypeId=1268&id=5"))
+            .await
+            .status,
+        200
+    );
+    // JSON with numeric strings
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":"1268","id":"6"})
+        )
+        .await
+        .status,
+        200
+    );
+    // add / get / list
+    let v = post_json(
+        p,
+        &format!("{a}crm.item.add"),
+        json!({"entityTypeId":2,"fields":{"title":"New deal"}}),
+    )
+    .await
+    .json();
+    let id = v["result"]["item"]["id"].as_i64().unwrap();
+    assert_eq!(id, 21);
+    let v = get(p, &format!("{a}crm.item.get?entityTypeId=2&id={id}"))
+        .await
+        .json();
+    assert_eq!(v["result"]["item"]["title"], "New deal");
+    let r = raw(
+        p,
+        "POST",
+        &format!("{a}crm.item.list"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"entityTypeId=2&filter[@id][]=1&filter[@id][]=2&filter[@id][]=77",
+    )
+    .await
+    .unwrap();
+    let v = r.json();
+    assert_eq!(v["total"], 2);
+    assert_eq!(v["result"]["items"].as_array().unwrap().len(), 2);
+    let v = get(p, &format!("{a}crm.item.list?entityTypeId=2"))
+        .await
+        .json();
+    assert_eq!(v["total"], 21);
+    assert!(v.get("next").is_none());
+    post_json(p, "/_emulator/items", json!({"entityTypeId":2,"count":60})).await;
+    let v = get(p, &format!("{a}crm.item.list?entityTypeId=2"))
+        .await
+        .json();
+    assert_eq!(
+        (v["total"].clone(), v["next"].clone()),
+        (json!(81), json!(50))
+    );
+    let v = get(p, &format!("{a}crm.item.list?entityTypeId=2&start=50"))
+        .await
+        .json();
+    assert!(v.get("next").is_none());
+    assert_eq!(v["result"]["items"].as_array().unwrap().len(), 31);
+}
+
+#[tokio::test]
+async fn oauth_auth_everywhere_expiry_and_refresh() {
+    let (emu, clock) = start(|_| {}).await;
+    let p = emu.port;
+    let tok = post_json(p, "/_emulator/oauth/token", json!({"lifetime": 60}))
+        .await
+        .json();
+    let access = tok["access_token"].as_str().unwrap().to_string();
+    assert_eq!(tok["client_endpoint"], format!("{}/rest/", emu.url));
+    assert_eq!(tok["expires_in"], 60);
+    // auth in JSON body, form body and query
+    assert_eq!(
+        post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":1,"auth":access})
+        )
+        .await
+        .status,
+        200
+    );
+    let form = format!("entityTypeId=1268&id=2&auth={access}");
+    assert_eq!(
+        raw(
+            p,
+            "POST",
+            "/rest/crm.item.delete.json",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            form.as_bytes()
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    assert_eq!(
+        get(
+            p,
+            &format!("/rest/crm.item.delete?entityTypeId=1268&id=3&auth={access}")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_err(
+        &post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":4,"auth":"nope"}),
+        )
+        .await,
+        401,
+        "NO_AUTH_FOUND",
+        "",
+    );
+    assert_err(
+        &post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":4}),
+        )
+        .await,
+        401,
+        "NO_AUTH_FOUND",
+        "",
+    );
+    clock.advance(61.0);
+    assert_err(
+        &post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":4,"auth":access}),
+        )
+        .await,
+        401,
+        "expired_token",
+        "The access token provided has expired",
+    );
+    let (cid, secret, rt) = (
+        tok["client_id"].as_str().unwrap(),
+        tok["client_secret"].as_str().unwrap(),
+        tok["refresh_token"].as_str().unwrap(),
+    );
+    // GET refresh
+    let r = get(p, &format!("/oauth/token/?grant_type=refresh_token&client_id={cid}&client_secret={secret}&refresh_token={rt}")).await;
+    assert_eq!(r.status, 200);
+    let fresh = r.json();
+    for k in [
+        "access_token",
+        "refresh_token",
+        "expires",
+        "expires_in",
+        "client_endpoint",
+        "server_endpoint",
+        "domain",
+        "member_id",
+        "scope",
+        "status",
+        "user_id",
+    ] {
+        assert!(fresh.get(k).is_some(), "{k} missing in {fresh}");
+    }
+    assert_ne!(fresh["refresh_token"], rt);
+    // the old refresh token is now invalid
+    let again = get(p, &format!("/oauth/token/?grant_type=refresh_token&client_id={cid}&client_secret={secret}&refresh_token={rt}")).await;
+    assert_eq!(
+        (again.status, again.json()["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
+    // POST form refresh with the new one works; a wrong secret is invalid_client
+    let body = format!(
+        "grant_type=refresh_token&client_id={cid}&client_secret={secret}&refresh_token={}",
+        fresh["refresh_token"].as_str().unwrap()
+    );
+    let r = raw(
+        p,
+        "POST",
+        "/oauth/token/",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        body.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let newest = r.json();
+    let bad = get(p, &format!("/oauth/token/?grant_type=refresh_token&client_id={cid}&client_secret=x&refresh_token={}", newest["refresh_token"].as_str().unwrap())).await;
+    assert_eq!(bad.json()["error"], "invalid_client");
+    let acc = newest["access_token"].as_str().unwrap();
+    assert_eq!(
+        post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":4,"auth":acc})
+        )
+        .await
+        .status,
+        200
+    );
+    // token for a user without delete permission
+    let t2 = post_json(p, "/_emulator/oauth/token", json!({"user": 2}))
+        .await
+        .json();
+    assert_err(
+        &post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":5,"auth":t2["access_token"]}),
+        )
+        .await,
+        403,
+        "ACCESS_DENIED",
+        "",
+    );
+}
+
+#[tokio::test]
+async fn batch_shapes_and_halt() {
+    let (emu, _) = start(|_| {}).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let b = |body: Value| {
+        let path = format!("{a}batch");
+        async move { post_json(p, &path, body).await }
+    };
+    // all ok: errors/total/next are []
+    let r = b(json!({"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=1","k1":"crm.item.delete?entityTypeId=1268&id=2"}})).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["result"]["result"], json!({"k0":[],"k1":[]}));
+    assert_eq!(v["result"]["result_error"], json!([]));
+    assert_eq!(v["result"]["result_total"], json!([]));
+    assert_eq!(v["result"]["result_next"], json!([]));
+    assert!(v["result"]["result_time"]["k0"]["start"].is_f64());
+    assert!(v["time"].is_object());
+    // all failed: result is []
+    let v = b(json!({"halt":0,"cmd":{"a":"crm.item.delete?entityTypeId=1268&id=1","b":"crm.item.delete?entityTypeId=9999&id=1"}})).await.json();
+    assert_eq!(v["result"]["result"], json!([]));
+    assert_eq!(
+        v["result"]["result_error"]["a"],
+        json!({"error":"NOT_FOUND","error_description":"Item not found"})
+    );
+    assert_eq!(
+        v["result"]["result_error"]["b"]["error_description"],
+        "SPA not found"
+    );
+    // halt=1 stops at the first error
+    let v = b(json!({"halt":1,"cmd":{"a":"crm.item.delete?entityTypeId=1268&id=3","b":"crm.item.delete?entityTypeId=1268&id=999","c":"crm.item.delete?entityTypeId=1268&id=4"}})).await.json();
+    assert_eq!(v["result"]["result"], json!({"a":[]}));
+    assert_eq!(v["result"]["result_error"].as_object().unwrap().len(), 1);
+    assert!(v["result"]["result_time"].get("c").is_none());
+    let s = state(&emu).await;
+    assert!(s["items"]["1268"].as_array().unwrap().contains(&json!(4)));
+    // cmd as an array: containers are arrays
+    let v =
+        b(json!({"cmd":["crm.item.delete?entityTypeId=2&id=1","crm.item.list?entityTypeId=2"]}))
+            .await
+            .json();
+    assert_eq!(v["result"]["result"][0], json!([]));
+    assert_eq!(v["result"]["result_total"], json!({"1": 19}));
+    // nested batch: per-command 405 error, the batch itself 200
+    let r = b(json!({"cmd":{"x":"batch?cmd[y]=crm.item.delete%3FentityTypeId%3D2%26id%3D2","z":"crm.item.delete?entityTypeId=2&id=3"}})).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(
+        v["result"]["result_error"]["x"]["error"],
+        "ERROR_BATCH_METHOD_NOT_ALLOWED"
+    );
+    assert_eq!(v["result"]["result"]["z"], json!([]));
+    // more than 50 commands
+    let cmd: serde_json::Map<String, Value> = (0..51)
+        .map(|i| (format!("k{i}"), json!("user.current")))
+        .collect();
+    assert_err(
+        &b(json!({"cmd": cmd})).await,
+        400,
+        "ERROR_BATCH_LENGTH_EXCEEDED",
+        "Max batch length exceeded",
+    );
+    // form-encoded batch (cmd strings encoded twice, as BX24 sends them)
+    let form = "halt=0&cmd[d]=crm.item.delete%3FentityTypeId%3D2%26id%3D5";
+    let r = raw(
+        p,
+        "POST",
+        &format!("{a}batch"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json()["result"]["result"]["d"], json!([]));
+    // per-command errors: scope of the caller applies
+    let v = post_json(
+        p,
+        &format!("{}batch", hook_path(&emu, "no_crm_scope")),
+        json!({"cmd":{"a":"crm.item.delete?entityTypeId=2&id=6","u":"user.current"}}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        v["result"]["result_error"]["a"]["error"],
+        "insufficient_scope"
+    );
+    assert_eq!(v["result"]["result"]["u"]["ID"], "4");
+    let s = state(&emu).await;
+    assert_eq!(s["requests"]["byMethod"]["batch"], 8);
+}
+
+#[tokio::test]
+async fn leaky_bucket_exact() {
+    let (emu, clock) = start(|c| {
+        c.settings.burst = 10;
+        c.settings.drain = 2.0;
+    })
+    .await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let mut statuses = vec![];
+    for id in 1..=15 {
+        let r = post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":id}),
+        )
+        .await;
+        if r.status == 503 {
+            assert_err(&r, 503, "QUERY_LIMIT_EXCEEDED", "Too many requests");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 503).count(), 5);
+    assert_eq!(&statuses[..10], &[200; 10]);
+    // refused requests were not executed
+    let s = state(&emu).await;
+    assert_eq!(s["deleted"].as_array().unwrap().len(), 10);
+    assert_eq!(s["rejected"]["QUERY_LIMIT_EXCEEDED"], 5);
+    assert_eq!(s["requests"]["total"], 15);
+    // 1.5 s drains 3 requests at 2/s; a batch of 50 counts as one
+    clock.advance(1.5);
+    let cmd: serde_json::Map<String, Value> = (20..70)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                json!(format!("crm.item.list?entityTypeId=2&filter[id]={i}")),
+            )
+        })
+        .collect();
+    assert_eq!(
+        post_json(p, &format!("{a}batch"), json!({"cmd": cmd}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":11})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":12})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":13})
+        )
+        .await
+        .status,
+        503
+    );
+    // time scale 10: 0.1 s drains 2
+    post_json(p, "/_emulator/config", json!({"timeScale": 10})).await;
+    clock.advance(0.1);
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":13})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":14})
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{a}crm.item.delete"),
+            json!({"entityTypeId":1268,"id":15})
+        )
+        .await
+        .status,
+        503
+    );
+    // burst 0 = no limit
+    post_json(p, "/_emulator/config", json!({"burst": 0})).await;
+    for id in 15..=20 {
+        assert_eq!(
+            post_json(
+                p,
+                &format!("{a}crm.item.delete"),
+                json!({"entityTypeId":1268,"id":id})
+            )
+            .await
+            .status,
+            200
+        );
+    }
+}
+
+#[tokio::test]
+async fn operating_window() {
+    let (emu, clock) = start(|c| {
+        c.settings.operating_limit = 10.0;
+        c.settings.operating_cost = 4.0;
+    })
+    .await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let del = |id: i64| {
+        let path = format!("{a}crm.item.delete");
+        async move { post_json(p, &path, json!({"entityTypeId":2,"id":id})).await }
+    };
+    let v = del(1).await.json();
+    assert_eq!(v["time"]["operating"], 4);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 600);
+    clock.advance(30.0);
+    assert_eq!(del(2).await.json()["time"]["operating"], 8);
+    clock.advance(40.0); // a new one-minute basket
+    let v = del(3).await.json(); // 8 < 10: runs and crosses the limit
+    assert_eq!(v["time"]["operating"], 12);
+    let r = del(4).await;
+    assert_err(&r, 429, "OPERATION_TIME_LIMIT", "");
+    let v = r.json();
+    assert_eq!(v["time"]["operating"], 12);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 600);
+    // other methods and other webhooks keep working
+    assert_eq!(
+        get(p, &format!("{a}crm.item.get?entityTypeId=2&id=5"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{}crm.item.delete", hook_path(&emu, "no_delete")),
+            json!({"entityTypeId":2,"id":5})
+        )
+        .await
+        .status,
+        200
+    );
+    // inside a batch the nested call is refused with the same error; the batch is 200
+    let v = post_json(
+        p,
+        &format!("{a}batch"),
+        json!({"cmd":{"a":"crm.item.delete?entityTypeId=2&id=6"}}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        v["result"]["result_error"]["a"]["error"],
+        "OPERATION_TIME_LIMIT"
+    );
+    // the first basket (8 s) drops out at T0+600: 4 s left, so it runs again
+    clock.set(T0 + 600.0);
+    let v = del(6).await.json();
+    assert_eq!(v["result"], json!([]));
+    assert_eq!(v["time"]["operating"], 8);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 670);
+}
+
+#[tokio::test]
+async fn faults_each_kind() {
+    let (emu, _) = start(|_| {}).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let fault = |method: &str, count: u64, f: Value| {
+        let body = json!({"method": method, "count": count, "fault": f});
+        async move { assert_eq!(post_json(p, "/_emulator/faults", body).await.status, 200) }
+    };
+    let del = |id: i64| {
+        let path = format!("{a}crm.item.delete");
+        async move {
+            raw(
+                p,
+                "POST",
+                &path,
+                &[("Content-Type", "application/json")],
+                json!({"entityTypeId":1268,"id":id}).to_string().as_bytes(),
+            )
+            .await
+        }
+    };
+    let e = &emu;
+    let exists = |id: i64| async move {
+        state(e).await["items"]["1268"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(id))
+    };
+
+    // error: 2 queued, then normal; not executed
+    fault("crm.item.delete", 2, json!({"kind":"error","status":503,"error":"QUERY_LIMIT_EXCEEDED","description":"Too many requests"})).await;
+    assert_err(
+        &del(1).await.unwrap(),
+        503,
+        "QUERY_LIMIT_EXCEEDED",
+        "Too many requests",
+    );
+    assert_eq!(del(1).await.unwrap().status, 503);
+    assert!(exists(1).await);
+    assert_eq!(del(1).await.unwrap().status, 200);
+    // a fault for another method does not match
+    fault("batch", 1, json!({"kind":"html","status":502})).await;
+    assert_eq!(del(2).await.unwrap().status, 200);
+    post_json(p, "/_emulator/faults", json!({})).await;
+    raw(p, "DELETE", "/_emulator/faults", &[], b"")
+        .await
+        .unwrap();
+    // html
+    fault("*", 1, json!({"kind":"html","status":502})).await;
+    let r = del(3).await.unwrap();
+    assert_eq!(r.status, 502);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(exists(3).await);
+    // empty
+    fault("crm.item.delete", 1, json!({"kind":"empty","status":200})).await;
+    let r = del(3).await.unwrap();
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert!(exists(3).await);
+    // truncated: applied, body cut
+    fault(
+        "crm.item.delete",
+        1,
+        json!({"kind":"truncated","status":200}),
+    )
+    .await;
+    let r = del(3).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(serde_json::from_slice::<Value>(&r.body).is_err());
+    assert!(r.body.starts_with(b"{\"result\":[]"));
+    assert!(!exists(3).await);
+    // delay
+    fault("crm.item.delete", 1, json!({"kind":"delay","ms":300})).await;
+    let t = Instant::now();
+    assert_eq!(del(4).await.unwrap().status, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    // drop_after_apply: no answer, but the item is gone
+    fault("crm.item.delete", 1, json!({"kind":"drop_after_apply"})).await;
+    assert!(del(5).await.is_err());
+    assert!(!exists(5).await);
+    // hang: the client gives up; clearing faults releases it
+    fault("crm.item.delete", 1, json!({"kind":"hang"})).await;
+    let t = tokio::time::timeout(Duration::from_millis(400), del(6)).await;
+    assert!(t.is_err(), "hang must not answer");
+    assert!(exists(6).await);
+    let pending = tokio::spawn(del(6));
+    // a second hang is not queued: the spawned request above is normal
+    assert_eq!(pending.await.unwrap().unwrap().status, 200);
+    let s = state(&emu).await;
+    assert_eq!(s["faults"]["served"], 8);
+    // unknown kind is refused
+    assert_eq!(
+        post_json(p, "/_emulator/faults", json!({"fault":{"kind":"nope"}}))
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn hang_released_by_clear() {
+    let (emu, _) = start(|_| {}).await;
+    let p = emu.port;
+    let path = format!("{}crm.item.delete", admin(&emu));
+    post_json(
+        p,
+        "/_emulator/faults",
+        json!({"method":"*","count":1,"fault":{"kind":"hang"}}),
+    )
+    .await;
+    let hung = tokio::spawn(async move { raw(p, "POST", &path, &[], b"{}").await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!hung.is_finished());
+    raw(p, "DELETE", "/_emulator/faults", &[], b"")
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), hung)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        r.is_err(),
+        "a released hang closes the connection without an answer"
+    );
+}
+
+#[tokio::test]
+async fn cors_and_preflight() {
+    let (emu, _) = start(|_| {}).await;
+    let path = format!("{}crm.item.delete", admin(&emu));
+    let r = raw(
+        emu.port,
+        "OPTIONS",
+        &path,
+        &[
+            ("Origin", "http://localhost:5173"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type,accept"),
+        ],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+    assert!(r
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("POST"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("content-type,accept")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("86400"));
+    let r = raw(
+        emu.port,
+        "POST",
+        &path,
+        &[
+            ("Origin", "http://x.test"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"entityTypeId":2,"id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://x.test")
+    );
+    let r = raw(emu.port, "OPTIONS", "/oauth/token/", &[], b"")
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.header("access-control-allow-origin")),
+        (204, Some("*"))
+    );
+    // preflights are not REST requests
+    assert_eq!(state(&emu).await["requests"]["total"], 1);
+}
+
+#[tokio::test]
+async fn portal_level_errors() {
+    let (emu, _) = start(|_| {}).await;
+    let p = emu.port;
+    let path = format!("{}crm.item.delete", admin(&emu));
+    post_json(p, "/_emulator/config", json!({"requireHttps": true})).await;
+    assert_err(
+        &post_json(p, &path, json!({"entityTypeId":2,"id":1})).await,
+        400,
+        "INVALID_REQUEST",
+        "Https required",
+    );
+    let r = raw(
+        p,
+        "POST",
+        &path,
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"entityTypeId":2,"id":1}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    post_json(
+        p,
+        "/_emulator/config",
+        json!({"requireHttps": false, "portalError": "OVERLOAD_LIMIT"}),
+    )
+    .await;
+    assert_err(
+        &post_json(p, &path, json!({})).await,
+        503,
+        "OVERLOAD_LIMIT",
+        "REST API is blocked due to overload",
+    );
+    post_json(
+        p,
+        "/_emulator/config",
+        json!({"portalError": "ACCESS_DENIED"}),
+    )
+    .await;
+    assert_err(
+        &post_json(p, &path, json!({})).await,
+        403,
+        "ACCESS_DENIED",
+        "REST API is available only on commercial plans",
+    );
+    post_json(
+        p,
+        "/_emulator/config",
+        json!({"portalError": "PORTAL_DELETED"}),
+    )
+    .await;
+    assert_err(
+        &post_json(p, &path, json!({})).await,
+        500,
+        "PORTAL_DELETED",
+        "Portal was deleted",
+    );
+    assert_eq!(
+        post_json(p, "/_emulator/config", json!({"portalError": "NOPE"}))
+            .await
+            .status,
+        400
+    );
+    // reset restores start-up settings and data
+    post_json(p, "/_emulator/reset", json!({})).await;
+    assert_eq!(
+        post_json(p, &path, json!({"entityTypeId":2,"id":1}))
+            .await
+            .status,
+        200
+    );
+    let s = state(&emu).await;
+    assert_eq!(s["config"]["portalError"], Value::Null);
+    assert_eq!(s["requests"]["total"], 1);
+}
+
+#[tokio::test]
+async fn control_items_reset_and_seed() {
+    let (emu, _) = start(|_| {}).await;
+    let p = emu.port;
+    let t = Instant::now();
+    let v = post_json(
+        p,
+        "/_emulator/items",
+        json!({"entityTypeId":1268,"count":10000}),
+    )
+    .await
+    .json();
+    assert_eq!(v["ids"].as_array().unwrap().len(), 10000);
+    assert_eq!(v["ids"][0], 21);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(
+        state(&emu).await["items"]["1268"].as_array().unwrap().len(),
+        10020
+    );
+    // a new smart process type becomes valid
+    let v = post_json(
+        p,
+        "/_emulator/items",
+        json!({"entityTypeId":1030,"count":2}),
+    )
+    .await
+    .json();
+    assert_eq!(v["ids"], json!([1, 2]));
+    assert_eq!(
+        post_json(
+            p,
+            &format!("{}crm.item.delete", admin(&emu)),
+            json!({"entityTypeId":1030,"id":2})
+        )
+        .await
+        .status,
+        200
+    );
+    let before = state(&emu).await["webhooks"][0]["url"].clone();
+    post_json(p, "/_emulator/reset", json!({"seed": 7})).await;
+    let s = state(&emu).await;
+    assert_ne!(s["webhooks"][0]["url"], before);
+    assert_eq!(s["items"]["1268"].as_array().unwrap().len(), 20);
+    assert!(s["items"].get("1030").is_none());
+    assert_eq!(s["webhooks"].as_array().unwrap().len(), 4);
+    assert_eq!(s["apps"][0]["client_id"].as_str().unwrap().len(), 29);
+}
+
+#[tokio::test]
+async fn control_off_without_flag() {
+    let (emu, _) = start(|c| c.control = false).await;
+    assert_eq!(get(emu.port, "/_emulator/state").await.status, 404);
+    assert_eq!(
+        post_json(emu.port, "/_emulator/reset", json!({}))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn static_files_and_precedence() {
+    let dir = std::env::temp_dir().join(format!("emu-static-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("pkg")).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>hi</h1>").unwrap();
+    std::fs::write(dir.join("pkg/x.wasm"), b"\0asm").unwrap();
+    std::fs::write(dir.join("pkg/x.mjs"), "export{}").unwrap();
+    let d2 = dir.clone();
+    let (emu, _) = start(move |c| {
+        c.statics = vec![("/".into(), d2.clone()), ("/pkg".into(), d2.join("pkg"))];
+    })
+    .await;
+    let p = emu.port;
+    let r = get(p, "/").await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("text/html; charset=utf-8"))
+    );
+    let r = get(p, "/pkg/x.wasm").await;
+    assert_eq!(
+        (r.status, r.header("content-type")),
+        (200, Some("application/wasm"))
+    );
+    assert_eq!(
+        get(p, "/pkg/x.mjs").await.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    // POST serves the file too (widget pages receive the portal's POST)
+    let r = raw(
+        p,
+        "POST",
+        "/index.html?DOMAIN=x",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"AUTH_ID=1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    for bad in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/pkg/..%2f..%2fCargo.toml",
+        "/nope.html",
+    ] {
+        assert_eq!(get(p, bad).await.status, 404, "{bad}");
+    }
+    // emulator routes win over a static mount at /
+    assert_eq!(
+        get(p, "/api/v1/").await.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(get(p, "/rest/crm.item.delete").await.status, 401);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test]
+async fn frame_host_page() {
+    let (emu, _) = start(|_| {}).await;
+    let r = get(emu.port, "/app/demo?url=/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%227%22%7D").await;
+    assert_eq!(r.status, 200);
+    let html = String::from_utf8(r.body).unwrap();
+    let domain = format!("127.0.0.1:{}", emu.port);
+    assert!(html.contains(&format!("name=\"{domain}|0|")), "{html}");
+    for f in [
+        "AUTH_ID",
+        "AUTH_EXPIRES",
+        "REFRESH_ID",
+        "member_id",
+        "PLACEMENT",
+        "PLACEMENT_OPTIONS",
+        "SERVER_ENDPOINT",
+        "status",
+    ] {
+        assert!(html.contains(&format!("name=\"{f}\"")), "{f}");
+    }
+    assert!(html.contains("CRM_DYNAMIC_1268_DETAIL_TAB"));
+    assert!(html.contains("DOMAIN=127.0.0.1%3A"));
+    assert_eq!(get(emu.port, "/app/demo").await.status, 400);
+    let js = get(emu.port, "/api/v1/").await;
+    assert!(String::from_utf8(js.body)
+        .unwrap()
+        .contains("Unable to initialize Bitrix24 JS library!"));
+}
