@@ -356,7 +356,7 @@ impl Future for RefreshDone<'_> {
 #[doc(hidden)]
 pub struct Counter(pub Cell<u32>);
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigInput, RateLimitInput};

@@ -324,7 +324,7 @@ fn is_loopback(host: &str) -> bool {
         })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

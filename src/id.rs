@@ -49,7 +49,7 @@ fn parse_canonical(s: &str) -> Option<u64> {
     (value <= MAX_SAFE_INTEGER).then_some(value)
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -333,7 +333,7 @@ fn approximate(text: &str) -> f64 {
     result
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

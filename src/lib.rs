@@ -19,6 +19,6 @@ pub mod response;
 pub mod secret;
 
 #[cfg(target_arch = "wasm32")]
-mod bindings;
+pub mod bindings;
 
 pub use error::{Error, Kind};

@@ -175,7 +175,7 @@ fn bad(status: u16, reason: &'static str) -> Failure {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -34,7 +34,7 @@ impl fmt::Display for Secret {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 
