@@ -235,7 +235,49 @@ fn copy_template(template: &Path, pkg: &Path) -> Result {
         }
     }
     println!("build: copied pkg-template/ into pkg/ (version {version})");
-    Ok(())
+    check_files_allow_list(pkg)
+}
+
+/// `files` in package.json must name exactly the files pkg/ has (package.json aside): a file
+/// left out would be missing from the published package, a stale name hides a rename.
+fn check_files_allow_list(pkg: &Path) -> Result {
+    let text = fs::read_to_string(pkg.join("package.json")).map_err(|e| e.to_string())?;
+    let listed = json_string_array(&text, "files").ok_or("package.json has no \"files\" array")?;
+    let mut present = Vec::new();
+    walk(pkg, &mut present)?;
+    let present: BTreeSet<String> = present
+        .iter()
+        .map(|p| p.strip_prefix(pkg).unwrap().to_string_lossy().replace('\\', "/"))
+        .filter(|p| p != "package.json")
+        .collect();
+    let listed: BTreeSet<String> = listed.into_iter().collect();
+    let unlisted: Vec<_> = present.difference(&listed).cloned().collect();
+    let absent: Vec<_> = listed.difference(&present).cloned().collect();
+    if unlisted.is_empty() && absent.is_empty() {
+        return Ok(());
+    }
+    let mut msg = String::from("pkg-template/package.json `files` does not match pkg/:");
+    if !unlisted.is_empty() {
+        msg.push_str(&format!(" not listed (would not be published): {};", unlisted.join(", ")));
+    }
+    if !absent.is_empty() {
+        msg.push_str(&format!(" listed but not built: {};", absent.join(", ")));
+    }
+    Err(msg)
+}
+
+/// The strings of a top-level `"key": [ "a", "b" ]` array, without a JSON library.
+fn json_string_array(text: &str, key: &str) -> Option<Vec<String>> {
+    let at = text.find(&format!("\"{key}\""))?;
+    let open = at + text[at..].find('[')?;
+    let close = open + text[open..].find(']')?;
+    Some(
+        text[open + 1..close]
+            .split(',')
+            .map(|s| s.trim().trim_matches('"').to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    )
 }
 
 /// Replace the top-level `"version": "..."` of a package.json (the first one, by convention

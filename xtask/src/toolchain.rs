@@ -45,7 +45,13 @@ pub fn debian_build_std_present() -> bool {
         && Path::new(WASM_LD).exists()
 }
 
+/// `B24_WASM_TOOLCHAIN=rustup|build-std` forces one (to test the other path).
 pub fn detect() -> Option<Wasm> {
+    match std::env::var("B24_WASM_TOOLCHAIN").as_deref() {
+        Ok("rustup") => return rustup_has_wasm32().then_some(Wasm::Rustup),
+        Ok("build-std") => return debian_build_std_present().then_some(Wasm::BuildStd),
+        _ => {}
+    }
     if rustup_has_wasm32() {
         Some(Wasm::Rustup)
     } else if debian_build_std_present() {
