@@ -1,0 +1,186 @@
+// The emulator's frame host and BX24 library in headless Chromium.
+//   node --test emulator/tests/js/
+// Needs /usr/bin/chromium and playwright-core in tests/node_modules (cargo xtask setup installs both).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { startEmulator } from '../../../tests/js/support/emulator.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const fixtures = path.resolve(here, '..', 'fixtures');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const require = createRequire(path.resolve(here, '..', '..', '..', 'tests', 'package.json'));
+
+let chromium = null;
+try { ({ chromium } = require('playwright-core')); } catch { /* reported below */ }
+const skip = !chromium ? 'playwright-core is not installed in tests/node_modules'
+  : !existsSync(CHROMIUM) ? `no Chromium at ${CHROMIUM}` : false;
+
+let emu;
+let browser;
+
+before(async () => {
+  if (skip) return;
+  emu = await startEmulator(['--static', `/fixtures=${fixtures}`]);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await emu?.stop();
+});
+
+async function openWidget(query) {
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(String(e.message ?? e)));
+  const posts = [];
+  page.on('request', (r) => { if (r.url().includes('widget.html')) posts.push({ method: r.method(), url: r.url(), body: r.postData() }); });
+  await page.goto(`${emu.url}/app/test?${query}`);
+  const frame = await waitForFrame(page);
+  await frame.waitForFunction(() => window.__done === true, null, { timeout: 10_000 });
+  return { page, frame, errors, posts };
+}
+
+async function waitForFrame(page) {
+  for (let i = 0; i < 100; i++) {
+    const f = page.frames().find((fr) => fr !== page.mainFrame() && fr.url().includes('widget.html'));
+    if (f) return f;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('widget frame did not load');
+}
+
+test('frame handshake: POST fields, window.name, init, placement.info, callMethod deletes', { skip }, async () => {
+  await emu.control.reset();
+  const options = encodeURIComponent(JSON.stringify({ ID: '7' }));
+  const { page, frame, posts, errors } = await openWidget(`url=/fixtures/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=${options}`);
+  try {
+    // the portal POSTs the auth fields to the widget URL, with DOMAIN/PROTOCOL/LANG/APP_SID in the query
+    const post = posts.find((p) => p.method === 'POST');
+    assert.ok(post, 'widget page was requested with POST');
+    const body = new URLSearchParams(post.body);
+    for (const k of ['AUTH_ID', 'AUTH_EXPIRES', 'REFRESH_ID', 'member_id', 'PLACEMENT', 'PLACEMENT_OPTIONS', 'SERVER_ENDPOINT', 'status']) {
+      assert.ok(body.get(k), `POST field ${k}`);
+    }
+    assert.equal(body.get('PLACEMENT'), 'CRM_DYNAMIC_1268_DETAIL_TAB');
+    assert.deepEqual(JSON.parse(body.get('PLACEMENT_OPTIONS')).ID, '7');
+    const q = new URL(post.url).searchParams;
+    assert.equal(q.get('DOMAIN'), `127.0.0.1:${emu.port}`);
+    assert.equal(q.get('PROTOCOL'), '0');
+    assert.ok(q.get('APP_SID'));
+    // window.name = DOMAIN|PROTOCOL|APP_SID
+    const name = await frame.evaluate(() => window.name);
+    assert.equal(name, `127.0.0.1:${emu.port}|0|${q.get('APP_SID')}`);
+    // BX24.init / placement.info / getAuth / isAdmin
+    const info = await frame.evaluate(() => window.__info);
+    assert.deepEqual(info.placement, 'CRM_DYNAMIC_1268_DETAIL_TAB');
+    assert.equal(info.options.ID, '7');
+    const auth = await frame.evaluate(() => window.__auth);
+    assert.equal(auth.access_token, body.get('AUTH_ID'));
+    assert.equal(auth.domain, `127.0.0.1:${emu.port}`);
+    assert.ok(auth.expires_in > Date.now() + 3_000_000, 'expires_in is an absolute ms time');
+    assert.equal(await frame.evaluate(() => window.__admin), true);
+    // the delete went through and the item is gone
+    const res = await frame.evaluate(() => window.__deleteResult);
+    assert.deepEqual(res.data, []);
+    assert.equal(res.status, 200);
+    assert.equal(res.error, null);
+    const state = await emu.control.state();
+    assert.ok(!state.items['1268'].includes(7));
+    assert.deepEqual(state.deleted, [{ entityTypeId: 1268, id: 7 }]);
+    assert.equal(state.requests.byMethod['crm.item.delete'], 1);
+    // a 4xx reaches the callback as an error ajaxResult
+    const missing = await frame.evaluate(() => window.call('crm.item.delete', { entityTypeId: 1268, id: 7 }));
+    assert.equal(missing.status, 400);
+    assert.deepEqual(missing.error, { error: 'NOT_FOUND', error_description: 'Item not found' });
+    assert.equal(missing.text, 'NOT_FOUND: Item not found (400)');
+    // list: more()/total()
+    const list = await frame.evaluate(() => window.call('crm.item.list', { entityTypeId: 2 }));
+    assert.equal(list.total, 20);
+    assert.equal(list.more, false);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('refreshAuth through the parent, callBatch, and auto-refresh of an expired token', { skip }, async () => {
+  await emu.control.reset();
+  const { page, frame } = await openWidget('url=/fixtures/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%221%22%7D');
+  try {
+    const before = await frame.evaluate(() => BX24.getAuth());
+    const after = await frame.evaluate(() => new Promise((r) => BX24.refreshAuth(r)));
+    assert.ok(after.access_token && after.access_token !== before.access_token);
+    assert.notEqual(after.refresh_token, before.refresh_token);
+    assert.deepEqual(await frame.evaluate(() => BX24.getAuth()), after);
+    const ok = await frame.evaluate(() => window.call('crm.item.delete', { entityTypeId: 1268, id: 2 }));
+    assert.equal(ok.status, 200);
+    // callBatch: per-key ajaxResults
+    const batch = await frame.evaluate(() => new Promise((resolve) => {
+      BX24.callBatch({
+        a: ['crm.item.delete', { entityTypeId: 1268, id: 3 }],
+        b: { method: 'crm.item.delete', params: { entityTypeId: 1268, id: 999 } },
+      }, (res) => resolve({ a: res.a.data(), aErr: res.a.error() ?? null, b: res.b.error().ex }));
+    }));
+    assert.deepEqual(batch, { a: [], aErr: null, b: { error: 'NOT_FOUND', error_description: 'Item not found' } });
+    const state = await emu.control.state();
+    assert.equal(state.requests.byMethod.batch, 1);
+    assert.ok(!state.items['1268'].includes(3));
+    await page.close();
+
+    // a short-lived token: the library refreshes before calling once AUTH_EXPIRES has passed
+    await emu.control.config({ tokenLifetime: 1 });
+    const w = await openWidget('url=/fixtures/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%224%22%7D');
+    await new Promise((r) => setTimeout(r, 1200));
+    const again = await w.frame.evaluate(() => window.call('crm.item.delete', { entityTypeId: 1268, id: 5 }));
+    assert.equal(again.status, 200, JSON.stringify(again));
+    await w.page.close();
+  } finally {
+    await emu.control.reset();
+  }
+});
+
+test('no callback on a 5xx; commands with a wrong APP_SID are refused', { skip }, async () => {
+  await emu.control.reset();
+  const { page, frame, errors } = await openWidget('url=/fixtures/widget.html&placement=DEFAULT&options=%7B%22ID%22%3A%221%22%7D');
+  try {
+    await emu.control.faults({ method: 'crm.item.delete', count: 1, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED', description: 'Too many requests' } });
+    await frame.evaluate(() => window.fire('crm.item.delete', { entityTypeId: 1268, id: 2 }));
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(await frame.evaluate(() => window.callbacks), 0, 'BX24 never calls back on 5xx');
+    assert.ok(errors.some((e) => e.includes('Query error!')), `uncaught 'Query error!': ${JSON.stringify(errors)}`);
+    // the next call (no fault) calls back
+    await frame.evaluate(() => window.fire('crm.item.delete', { entityTypeId: 1268, id: 2 }));
+    await frame.waitForFunction(() => window.callbacks === 1);
+    // the parent refuses a command that carries another APP_SID
+    await frame.evaluate(() => window.parent.postMessage('getInitData::x1:WRONGSID', '*'));
+    await page.waitForFunction(() => window.__b24host.log.some((e) => e.reason === 'app_sid'));
+    const log = await page.evaluate(() => window.__b24host.log);
+    assert.ok(log.filter((e) => e.accepted).every((e) => e.origin === emu.url));
+  } finally {
+    await page.close();
+  }
+});
+
+test('a widget on another origin works through the same handshake', { skip }, async () => {
+  await emu.control.reset();
+  // localhost and 127.0.0.1 are different origins; the portal stays 127.0.0.1
+  const widget = encodeURIComponent(`http://localhost:${emu.port}/fixtures/widget.html`);
+  const { page, frame } = await openWidget(`url=${widget}&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%229%22%7D`);
+  try {
+    assert.equal(await frame.evaluate(() => location.origin), `http://localhost:${emu.port}`);
+    assert.deepEqual((await frame.evaluate(() => window.__deleteResult)).data, []);
+    assert.ok(!(await emu.control.state()).items['1268'].includes(9));
+  } finally {
+    await page.close();
+  }
+});
