@@ -408,6 +408,14 @@ fn control(
             v["client_secret"] = json!(p.app.client_secret);
             json_response(200, &v)
         }
+        ("POST", "/_emulator/expire-tokens") => {
+            // Every access token issued so far expires now (refresh tokens stay valid).
+            let n = p.access.len();
+            for t in p.access.values_mut() {
+                t.expires_at = t.expires_at.min(now);
+            }
+            json_response(200, &json!({"ok": true, "expired": n}))
+        }
         ("POST", "/_emulator/faults") => {
             let m = body
                 .get("method")

@@ -491,6 +491,22 @@ async fn oauth_auth_everywhere_expiry_and_refresh() {
         .status,
         200
     );
+    // expire-tokens: every access token answers expired_token at once
+    let v = post_json(p, "/_emulator/expire-tokens", json!({}))
+        .await
+        .json();
+    assert!(v["expired"].as_u64().unwrap() >= 1);
+    assert_err(
+        &post_json(
+            p,
+            "/rest/crm.item.delete",
+            json!({"entityTypeId":1268,"id":5,"auth":acc}),
+        )
+        .await,
+        401,
+        "expired_token",
+        "",
+    );
     // token for a user without delete permission
     let t2 = post_json(p, "/_emulator/oauth/token", json!({"user": 2}))
         .await

@@ -135,6 +135,13 @@ test('refreshAuth through the parent, callBatch, and auto-refresh of an expired 
     const state = await emu.control.state();
     assert.equal(state.requests.byMethod.batch, 1);
     assert.ok(!state.items['1268'].includes(3));
+
+    // a token the portal says has expired: the library refreshes on expired_token and repeats the call
+    await emu.control.expireTokens();
+    const viaError = await frame.evaluate(() => window.call('crm.item.delete', { entityTypeId: 1268, id: 6 }));
+    assert.equal(viaError.status, 200, JSON.stringify(viaError));
+    assert.notEqual((await frame.evaluate(() => BX24.getAuth())).access_token, after.access_token);
+    assert.equal((await emu.control.state()).rejected.expired_token, 1);
     await page.close();
 
     // a short-lived token: the library refreshes before calling once AUTH_EXPIRES has passed

@@ -95,6 +95,7 @@ export async function startEmulator(args = [], opts = {}) {
     token: (body = {}) => ctl('POST', 'oauth/token', body),
     faults: (body) => ctl('POST', 'faults', body),
     clearFaults: () => ctl('DELETE', 'faults'),
+    expireTokens: () => ctl('POST', 'expire-tokens', {}),
     config: (body) => ctl('POST', 'config', body),
   };
 
