@@ -145,8 +145,7 @@ test('refreshAuth through the parent, callBatch, and auto-refresh of an expired 
     await page.close();
 
     // a short-lived token: the library refreshes before calling once AUTH_EXPIRES has passed
-    await emu.control.config({ tokenLifetime: 1 });
-    const w = await openWidget('url=/fixtures/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%224%22%7D');
+    const w = await openWidget('url=/fixtures/widget.html&lifetime=1&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%224%22%7D');
     await new Promise((r) => setTimeout(r, 1200));
     const again = await w.frame.evaluate(() => window.call('crm.item.delete', { entityTypeId: 1268, id: 5 }));
     assert.equal(again.status, 200, JSON.stringify(again));
