@@ -141,20 +141,24 @@ impl Fault {
                 .unwrap_or(d)
         };
         Ok(match kind {
-            "error" => Fault::Error {
-                status: status(503),
-                error: v
+            "error" => {
+                let error = v
                     .get("error")
                     .and_then(Value::as_str)
                     .unwrap_or("QUERY_LIMIT_EXCEEDED")
-                    .to_string(),
-                description: v
+                    .to_string();
+                let description = v
                     .get("description")
                     .or_else(|| v.get("error_description"))
                     .and_then(Value::as_str)
-                    .unwrap_or("Too many requests")
-                    .to_string(),
-            },
+                    .map(str::to_string)
+                    .unwrap_or_else(|| default_description(&error).to_string());
+                Fault::Error {
+                    status: status(503),
+                    error,
+                    description,
+                }
+            }
             "html" => Fault::Html {
                 status: status(502),
             },
@@ -171,6 +175,35 @@ impl Fault {
             "hang" => Fault::Hang,
             other => return Err(format!("unknown fault kind {other:?}")),
         })
+    }
+}
+
+/// The documented `error_description` of a code (for injected errors given without one).
+pub fn default_description(code: &str) -> &'static str {
+    match code {
+        "QUERY_LIMIT_EXCEEDED" => "Too many requests",
+        "INTERNAL_SERVER_ERROR" => "Internal server error",
+        "ERROR_UNEXPECTED_ANSWER" => "Server returned an unexpected response",
+        "OVERLOAD_LIMIT" => "REST API is blocked due to overload",
+        "OPERATION_TIME_LIMIT" => "Method is blocked due to operation time limit.",
+        "NO_AUTH_FOUND" => "Wrong authorization data",
+        "expired_token" => "The access token provided has expired",
+        "invalid_token" => "The access token provided is invalid",
+        "insufficient_scope" => {
+            "The request requires higher privileges than provided by the webhook token"
+        }
+        "INVALID_CREDENTIALS" => "Invalid request credentials",
+        "user_access_error" => "The user does not have access to the application",
+        "INVALID_REQUEST" => "Https required",
+        "PORTAL_DELETED" => "Portal was deleted",
+        "ERROR_METHOD_NOT_FOUND" => "Method not found!",
+        "ERROR_BATCH_LENGTH_EXCEEDED" => "Max batch length exceeded",
+        "ERROR_BATCH_METHOD_NOT_ALLOWED" => "Method is not allowed for batch usage",
+        "NOT_FOUND" => "Not found",
+        "ACCESS_DENIED" => "Access denied",
+        "allowed_only_intranet_user" => "Action is allowed only to intranet users",
+        "ENTITY_TYPE_NOT_SUPPORTED" => "Entity type is not supported",
+        _ => "Injected error",
     }
 }
 
