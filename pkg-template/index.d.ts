@@ -103,6 +103,14 @@ export function configure(config: ClientConfig): void;
 /** Deletes one CRM item with the default client (or, unconfigured, the enclosing Bitrix24 frame). */
 export function deleteItem(entityTypeId: Id, id: Id, options?: CallOptions): Promise<DeleteResult>;
 
+/**
+ * Deletes many items of one type through `batch` (50 commands per request, paced and retried),
+ * with the default client. Resolves a report in which every distinct id appears exactly once;
+ * rejects only for invalid arguments, before any request. Without `timeoutMs`, each batch gets
+ * the client's `timeoutMs`; with it, it bounds the whole run.
+ */
+export function deleteItems(entityTypeId: Id, ids: Iterable<Id>, options?: BulkOptions): Promise<BulkReport>;
+
 /** `true` inside a Bitrix24 frame: `window.name` is `DOMAIN|PROTOCOL|APP_SID` and `BX24` is loaded. */
 export function isInsideBitrix24(): boolean;
 
@@ -115,4 +123,6 @@ export class Client {
   constructor(config: ClientConfig);
   /** Deletes one CRM item (`crm.item.delete`). */
   deleteItem(entityTypeId: Id, id: Id, options?: CallOptions): Promise<DeleteResult>;
+  /** Deletes many items of one type through `batch`; see the module-level `deleteItems`. */
+  deleteItems(entityTypeId: Id, ids: Iterable<Id>, options?: BulkOptions): Promise<BulkReport>;
 }

@@ -42,6 +42,11 @@ export class Client {
   async deleteItem(entityTypeId, id, options) {
     return (await this.#client()).deleteItem(entityTypeId, id, options);
   }
+
+  /** Deletes many items of one type through `batch`, 50 per request, with a per-id report. */
+  async deleteItems(entityTypeId, ids, options) {
+    return (await this.#client()).deleteItems(entityTypeId, ids, options);
+  }
 }
 
 let defaultClient;
@@ -54,6 +59,11 @@ export function configure(config) {
 /** Deletes one CRM item with the default client (or the enclosing Bitrix24 frame). */
 export function deleteItem(entityTypeId, id, options) {
   return currentClient().deleteItem(entityTypeId, id, options);
+}
+
+/** Deletes many items of one type with the default client; resolves a per-id report. */
+export function deleteItems(entityTypeId, ids, options) {
+  return currentClient().deleteItems(entityTypeId, ids, options);
 }
 
 /** `true` when this page runs inside a Bitrix24 frame (`window.name` is `DOMAIN|PROTOCOL|APP_SID` and BX24 is loaded). */

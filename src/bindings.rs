@@ -12,6 +12,7 @@ use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
+use crate::bulk::{self, BulkOptions, BulkReport};
 use crate::call::{self, CallError, CallOptions, Env, RawResponse};
 use crate::config::{self, Config, ConfigInput, RateLimitInput};
 use crate::envelope::{self, HttpRequest};
@@ -101,6 +102,121 @@ impl Client {
     }
 }
 
+#[wasm_bindgen]
+impl Client {
+    /// Deletes many items of one type through `batch`. Resolves a report that accounts for
+    /// every distinct id; rejects only for invalid arguments, before any request.
+    #[wasm_bindgen(js_name = deleteItems)]
+    pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> Promise {
+        let core = self.core.clone();
+        let callback = self.on_token_expired.clone();
+        future_to_promise(async move {
+            let checked = (|| {
+                let entity_type_id = read_id(
+                    &entity_type_id,
+                    "entityTypeId must be a positive safe integer or its decimal string",
+                )?;
+                let ids = read_ids(&ids)?;
+                let (call_options, signal) = read_options(&options)?;
+                let halt_on_error = match get(&options, "haltOnError") {
+                    v if v.is_undefined() => false,
+                    v => v
+                        .as_bool()
+                        .ok_or(Error::InvalidArgument("haltOnError must be a boolean"))?,
+                };
+                let on_progress = match get(&options, "onProgress") {
+                    v if v.is_undefined() => None,
+                    v => Some(
+                        v.dyn_into::<Function>()
+                            .map_err(|_| Error::InvalidArgument("onProgress must be a function"))?,
+                    ),
+                };
+                let options = BulkOptions {
+                    timeout_ms: call_options.timeout_ms,
+                    halt_on_error,
+                };
+                Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
+            })();
+            let (entity_type_id, ids, options, signal, on_progress) = checked
+                .map_err(|e| to_js_error(&e.into(), envelope::BATCH, &JsValue::UNDEFINED))?;
+            let env = WebEnv {
+                signal,
+                cause: RefCell::new(JsValue::UNDEFINED),
+                on_token_expired: callback,
+            };
+            let report = core
+                .delete_items(&env, entity_type_id, &ids, options, |done, total| {
+                    if let Some(callback) = &on_progress {
+                        let progress = Object::new();
+                        let _ = Reflect::set(
+                            &progress,
+                            &"done".into(),
+                            &JsValue::from_f64(done as f64),
+                        );
+                        let _ = Reflect::set(
+                            &progress,
+                            &"total".into(),
+                            &JsValue::from_f64(total as f64),
+                        );
+                        // A throwing onProgress must not break the run.
+                        let _ = callback.call1(&JsValue::UNDEFINED, &progress);
+                    }
+                })
+                .await;
+            Ok(bulk_report(&report, &env))
+        })
+    }
+}
+
+/// Reads an iterable of ids, without repeats.
+fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
+    const WHY: &str = "ids must be an iterable of positive safe integers or their decimal strings";
+    let iterator = if ids.is_string() {
+        None
+    } else {
+        js_sys::try_iter(ids).ok().flatten()
+    };
+    let iterator = iterator.ok_or(Error::InvalidArgument(WHY))?;
+    let mut parsed = Vec::new();
+    for id in iterator {
+        parsed.push(read_id(&id.map_err(|_| Error::InvalidArgument(WHY))?, WHY)?);
+    }
+    Ok(bulk::distinct(parsed))
+}
+
+fn number_array(ids: &[u64]) -> Array {
+    ids.iter().map(|&id| JsValue::from_f64(id as f64)).collect()
+}
+
+fn bulk_report(report: &BulkReport, env: &WebEnv) -> JsValue {
+    let failed: Array = report
+        .failed
+        .iter()
+        .map(|f| {
+            let entry = Object::new();
+            let error = env.error(
+                &CallError {
+                    error: f.error.clone(),
+                    attempts: f.attempts,
+                },
+                f.method,
+            );
+            let _ = Reflect::set(&entry, &"id".into(), &JsValue::from_f64(f.id as f64));
+            let _ = Reflect::set(&entry, &"error".into(), &error);
+            JsValue::from(entry)
+        })
+        .collect();
+    let result = Object::new();
+    let _ = Reflect::set(&result, &"deleted".into(), &number_array(&report.deleted));
+    let _ = Reflect::set(
+        &result,
+        &"notFound".into(),
+        &number_array(&report.not_found),
+    );
+    let _ = Reflect::set(&result, &"failed".into(), &failed);
+    result.into()
+}
+
 /// The per-call platform: timers, fetch and the caller's abort signal.
 struct WebEnv {
     signal: JsValue,
@@ -113,7 +229,10 @@ impl WebEnv {
     /// The `B24Error` for a failed call, with its cause: the abort reason, or the JS error
     /// behind a network failure or a failed token refresh.
     fn error(&self, error: &CallError, method: &str) -> JsValue {
-        let cause = if error.error == Error::Aborted {
+        let cause = if matches!(
+            error.error,
+            Error::Aborted | Error::NotAttempted { timeout: false, .. }
+        ) {
             Reflect::get(&self.signal, &"reason".into()).unwrap_or(JsValue::UNDEFINED)
         } else {
             self.cause.borrow().clone()

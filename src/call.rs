@@ -117,25 +117,33 @@ impl Client {
     ) -> Result<Deleted, CallError> {
         let deadline =
             env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
+        let read =
+            |status, body: &str, earlier_outcome_unknown| match response::read_delete(status, body)
+            {
+                // An earlier attempt deleted it; its answer was lost.
+                Err(failure) if earlier_outcome_unknown && failure.error.code() == "NOT_FOUND" => {
+                    Ok(Deleted::default())
+                }
+                other => other,
+            };
         self.run(
             env,
             deadline,
             |auth| envelope::delete_item(auth, entity_type_id, id),
-            response::read_delete,
+            read,
         )
         .await
     }
 
     /// Runs one REST request to completion: the retry loop every call shares. `build` makes the
-    /// request for the current auth, `read` reads an answer. After an attempt whose outcome is
-    /// unknown, a later `NOT_FOUND` means an earlier attempt did the delete, and `read`'s
-    /// success is reported (`Deleted` with no time).
-    pub async fn run<T: Default>(
+    /// request for the current auth; `read` reads an answer, told whether an earlier attempt's
+    /// outcome is unknown (it may have been executed, so a `NOT_FOUND` now means "deleted").
+    pub async fn run<T>(
         &self,
         env: &impl Env,
         deadline: f64,
         build: impl Fn(Auth<'_>) -> HttpRequest,
-        read: impl Fn(u16, &str) -> Result<T, Failure>,
+        read: impl Fn(u16, &str, bool) -> Result<T, Failure>,
     ) -> Result<T, CallError> {
         if !matches!(
             self.config.endpoint,
@@ -167,7 +175,7 @@ impl Client {
                 )
                 .await;
             let failure = match answer {
-                Ok(raw) => match read(raw.status, &raw.body) {
+                Ok(raw) => match read(raw.status, &raw.body, outcome_unknown) {
                     Ok(value) => return Ok(value),
                     Err(failure) => failure,
                 },
@@ -175,13 +183,6 @@ impl Client {
             };
             if let Some(time) = &failure.time {
                 self.note_time(request.method, time);
-            }
-            if outcome_unknown
-                && failure.error.code() == "NOT_FOUND"
-                && request.method == envelope::DELETE
-            {
-                // An earlier attempt deleted it; its answer was lost.
-                return Ok(T::default());
             }
             outcome_unknown |= failure.error.outcome_unknown();
             let remaining = deadline - env.now_ms();

@@ -64,6 +64,14 @@ pub enum Error {
     Timeout,
     /// The caller aborted the call (`ABORTED`).
     Aborted,
+    /// A bulk id that was never sent: the run halted (`ABORTED`), was aborted (`ABORTED`) or ran
+    /// out of time (`TIMEOUT`).
+    NotAttempted {
+        /// `TIMEOUT` rather than `ABORTED`.
+        timeout: bool,
+        /// Why it was not sent.
+        reason: &'static str,
+    },
     /// The answer was not the documented JSON (`BAD_RESPONSE`).
     BadResponse {
         /// The HTTP status of the answer.
@@ -92,6 +100,8 @@ impl Error {
             Error::Network => "NETWORK_ERROR",
             Error::Timeout => "TIMEOUT",
             Error::Aborted => "ABORTED",
+            Error::NotAttempted { timeout: true, .. } => "TIMEOUT",
+            Error::NotAttempted { timeout: false, .. } => "ABORTED",
             Error::BadResponse { .. } => "BAD_RESPONSE",
         }
     }
@@ -104,7 +114,8 @@ impl Error {
             Error::InvalidConfig(_) | Error::NotConfigured => Kind::Config,
             Error::Network => Kind::Network,
             Error::Timeout => Kind::Timeout,
-            Error::Aborted => Kind::Aborted,
+            Error::Aborted | Error::NotAttempted { timeout: false, .. } => Kind::Aborted,
+            Error::NotAttempted { timeout: true, .. } => Kind::Timeout,
             Error::BadResponse { .. } => Kind::Response,
         }
     }
@@ -128,7 +139,7 @@ impl Error {
             Error::Network => "the request did not reach the portal or its answer was lost (offline, DNS, CORS or a dropped connection)",
             Error::Timeout => "the call did not finish within its timeoutMs",
             Error::Aborted => "the call was aborted by its signal",
-            Error::BadResponse { reason, .. } => reason,
+            Error::BadResponse { reason, .. } | Error::NotAttempted { reason, .. } => reason,
         }
     }
 
@@ -144,7 +155,8 @@ impl Error {
                 "OVERLOAD_LIMIT" | "PORTAL_DELETED" => false,
                 _ => *status >= 500,
             },
-            Error::Network | Error::Timeout => true,
+            // Nothing was sent: the same call may well succeed.
+            Error::Network | Error::Timeout | Error::NotAttempted { .. } => true,
             // A 5xx page or a lost 2xx body: the portal may answer properly next time.
             Error::BadResponse { status, .. } => *status >= 500 || (200..300).contains(status),
             Error::InvalidArgument(_)

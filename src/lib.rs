@@ -5,9 +5,11 @@
 //! - [`id`] validates ids, [`config`] checks the client configuration (https rule included),
 //! - [`envelope`] builds each request, [`response`] reads each answer, [`json`] parses it,
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
+//! - [`bulk`] splits a bulk delete into batches and accounts for every id,
 //! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Transport`],
 //! - `bindings` (wasm only) exposes it all to JS and holds the fetch and BX24 transports.
 
+pub mod bulk;
 pub mod call;
 pub mod config;
 pub mod envelope;

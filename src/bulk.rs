@@ -1,0 +1,442 @@
+//! Bulk delete over `batch`: chunks of at most 50 commands, and an exact per-id account.
+//!
+//! Every distinct input id ends in exactly one of `deleted`, `not_found` or `failed`. A command
+//! with a known result is never sent again; when a batch is repeated after an unknown outcome
+//! (lost connection, timeout, unreadable answer), a `NOT_FOUND` for one of its commands means an
+//! earlier attempt deleted the item, so it counts as deleted.
+
+use crate::call::{CallError, Client, Env};
+use crate::envelope::{self, BATCH_LIMIT};
+use crate::error::Error;
+use crate::response::{self, CommandOutcome};
+
+/// One id that was not deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailedId {
+    /// The item id.
+    pub id: u64,
+    /// Why.
+    pub error: Error,
+    /// `crm.item.delete` for a command's own error, `batch` when the whole request failed.
+    pub method: &'static str,
+    /// Requests sent for the batch that carried this id.
+    pub attempts: u32,
+}
+
+/// The outcome of a bulk delete: a partition of the distinct input ids.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BulkReport {
+    /// Ids the portal confirmed deleted (or that were gone after an unknown outcome).
+    pub deleted: Vec<u64>,
+    /// Ids the portal answered `NOT_FOUND` for on a first attempt.
+    pub not_found: Vec<u64>,
+    /// Every other outcome, including ids never sent after a halt, an abort or the deadline.
+    pub failed: Vec<FailedId>,
+}
+
+/// Options of a bulk delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BulkOptions {
+    /// A deadline for the whole run; without one, each batch gets the client's `timeoutMs`.
+    pub timeout_ms: Option<u32>,
+    /// Stop at the first id that fails (`halt: 1` on the wire).
+    pub halt_on_error: bool,
+}
+
+/// The ids without repeats, in first-seen order.
+pub fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
+    // Sort (id, position), keep each id's first position, restore input order. No hash set:
+    // it would pull hashing code into the wasm.
+    let mut indexed: Vec<(u64, usize)> =
+        ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
+    indexed.sort_unstable();
+    indexed.dedup_by_key(|&mut (id, _)| id);
+    indexed.sort_unstable_by_key(|&(_, position)| position);
+    indexed.into_iter().map(|(id, _)| id).collect()
+}
+
+impl BulkReport {
+    /// Accounts for one batch answer. Returns whether any id of it was not deleted.
+    fn record(
+        &mut self,
+        ids: &[u64],
+        outcomes: &[CommandOutcome],
+        earlier_outcome_unknown: bool,
+        attempts: u32,
+    ) -> bool {
+        let mut any_error = false;
+        for (&id, outcome) in ids.iter().zip(outcomes) {
+            match outcome {
+                CommandOutcome::Done => self.deleted.push(id),
+                CommandOutcome::Failed(error) if error.code() == "NOT_FOUND" => {
+                    any_error = true;
+                    if earlier_outcome_unknown {
+                        self.deleted.push(id);
+                    } else {
+                        self.not_found.push(id);
+                    }
+                }
+                CommandOutcome::Failed(error) => {
+                    any_error = true;
+                    self.fail(id, error.clone(), envelope::DELETE, attempts);
+                }
+                CommandOutcome::NotRun => {
+                    any_error = true;
+                    self.fail(
+                        id,
+                        Error::NotAttempted {
+                            timeout: false,
+                            reason: HALTED,
+                        },
+                        envelope::DELETE,
+                        0,
+                    );
+                }
+            }
+        }
+        any_error
+    }
+
+    fn fail(&mut self, id: u64, error: Error, method: &'static str, attempts: u32) {
+        self.failed.push(FailedId {
+            id,
+            error,
+            method,
+            attempts,
+        });
+    }
+
+    fn fail_all(&mut self, ids: &[u64], error: &Error, method: &'static str, attempts: u32) {
+        for &id in ids {
+            self.fail(id, error.clone(), method, attempts);
+        }
+    }
+
+    /// How many ids have an outcome.
+    pub fn len(&self) -> usize {
+        self.deleted.len() + self.not_found.len() + self.failed.len()
+    }
+
+    /// Whether no id has an outcome yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+const HALTED: &str = "not attempted: the run halted at an earlier error (haltOnError)";
+const ABORTED: &str = "not attempted: the call was aborted";
+const OUT_OF_TIME: &str = "not attempted: the call ran out of time (timeoutMs)";
+
+impl Client {
+    /// Deletes `ids` (distinct) of one type in batches of 50, one batch in flight at a time,
+    /// each paced and retried like a single call. Calls `on_progress(done, total)` after each
+    /// batch. Never fails as a whole: every id is accounted for in the report.
+    pub async fn delete_items(
+        &self,
+        env: &impl Env,
+        entity_type_id: u64,
+        ids: &[u64],
+        options: BulkOptions,
+        mut on_progress: impl FnMut(usize, usize),
+    ) -> BulkReport {
+        let run_deadline = options.timeout_ms.map(|ms| env.now_ms() + f64::from(ms));
+        let mut report = BulkReport::default();
+        // Once set, the remaining ids are not sent and fail with this error.
+        let mut stop: Option<(Error, &'static str)> = None;
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            if stop.is_none() && run_deadline.is_some_and(|d| env.now_ms() >= d) {
+                stop = Some((
+                    Error::NotAttempted {
+                        timeout: true,
+                        reason: OUT_OF_TIME,
+                    },
+                    envelope::DELETE,
+                ));
+            }
+            if let Some((error, method)) = &stop {
+                report.fail_all(chunk, error, method, 0);
+                on_progress(report.len(), ids.len());
+                continue;
+            }
+            let batch_deadline = env.now_ms() + f64::from(self.config().timeout_ms);
+            let deadline = run_deadline.map_or(batch_deadline, |d| d.min(batch_deadline));
+            let halt = options.halt_on_error;
+            let answer = self
+                .run(
+                    env,
+                    deadline,
+                    |auth| envelope::delete_batch(auth, entity_type_id, chunk, halt),
+                    |status, body: &str, unknown| {
+                        response::read_batch(status, body, chunk.len()).map(|a| (a, unknown))
+                    },
+                )
+                .await;
+            match answer {
+                Ok((answer, earlier_unknown)) => {
+                    let attempts = 1; // per-command errors carry the batch's last attempt
+                    if report.record(chunk, &answer.outcomes, earlier_unknown, attempts) && halt {
+                        stop = Some((
+                            Error::NotAttempted {
+                                timeout: false,
+                                reason: HALTED,
+                            },
+                            envelope::DELETE,
+                        ));
+                    }
+                }
+                Err(CallError { error, attempts }) => {
+                    report.fail_all(chunk, &error, envelope::BATCH, attempts);
+                    stop = match &error {
+                        Error::Aborted => Some((
+                            Error::NotAttempted {
+                                timeout: false,
+                                reason: ABORTED,
+                            },
+                            envelope::DELETE,
+                        )),
+                        Error::Timeout if run_deadline.is_some_and(|d| env.now_ms() >= d) => {
+                            Some((
+                                Error::NotAttempted {
+                                    timeout: true,
+                                    reason: OUT_OF_TIME,
+                                },
+                                envelope::DELETE,
+                            ))
+                        }
+                        // The same request would fail the same way for every other id.
+                        e if !e.retryable() => Some((error.clone(), envelope::BATCH)),
+                        _ if halt => Some((
+                            Error::NotAttempted {
+                                timeout: false,
+                                reason: HALTED,
+                            },
+                            envelope::DELETE,
+                        )),
+                        _ => None,
+                    };
+                }
+            }
+            on_progress(report.len(), ids.len());
+        }
+        if ids.is_empty() {
+            on_progress(0, 0);
+        }
+        report
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::call::tests::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
+    use crate::config::RateLimitInput;
+
+    fn batch_answer(ids: &[u64], deleted: impl Fn(u64) -> bool) -> String {
+        let mut result = Vec::new();
+        let mut errors = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            if deleted(id) {
+                result.push(format!("\"k{i}\":[]"));
+            } else {
+                errors.push(format!(
+                    "\"k{i}\":{{\"error\":\"NOT_FOUND\",\"error_description\":\"Item not found\"}}"
+                ));
+            }
+        }
+        let container = |v: Vec<String>| {
+            if v.is_empty() {
+                "[]".to_string()
+            } else {
+                format!("{{{}}}", v.join(","))
+            }
+        };
+        format!(
+            "{{\"result\":{{\"result\":{},\"result_error\":{},\"result_total\":[],\"result_next\":[],\"result_time\":[]}},\"time\":{{}}}}",
+            container(result),
+            container(errors)
+        )
+    }
+
+    #[test]
+    fn chunks_of_fifty_with_progress() {
+        let ids: Vec<u64> = (1..=120).collect();
+        let answers = ids
+            .chunks(50)
+            .map(|c| ok(&batch_answer(c, |id| id % 10 != 0)))
+            .collect();
+        let env = FakeEnv::new(answers);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        let mut progress = Vec::new();
+        let report =
+            block_on(
+                client.delete_items(&env, 1268, &ids, BulkOptions::default(), |d, t| {
+                    progress.push((d, t))
+                }),
+            );
+        assert_eq!(progress, vec![(50, 120), (100, 120), (120, 120)]);
+        assert_eq!(report.deleted.len(), 108);
+        assert_eq!(
+            report.not_found,
+            vec![10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120]
+        );
+        let sent = env.sent.borrow();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[0].1.ends_with("/batch"));
+        assert!(sent[2]
+            .2
+            .starts_with(r#"{"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=101""#));
+    }
+
+    #[test]
+    fn not_found_after_a_lost_batch_counts_as_deleted() {
+        let ids = [1, 2, 3];
+        let env = FakeEnv::new(vec![
+            Err(Error::Network),
+            ok(&batch_answer(&ids, |id| id == 3)),
+        ]);
+        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
+            &env,
+            2,
+            &ids,
+            BulkOptions::default(),
+            |_, _| {},
+        ));
+        assert_eq!(report.deleted, vec![1, 2, 3]);
+        assert!(report.not_found.is_empty() && report.failed.is_empty());
+    }
+
+    #[test]
+    fn halt_stops_after_the_first_failing_batch() {
+        let ids: Vec<u64> = (1..=100).collect();
+        let halted = r#"{"result":{"result":{"k0":[]},"result_error":{"k1":{"error":"ACCESS_DENIED","error_description":"Access denied"}},"result_total":[],"result_next":[],"result_time":[]},"time":{}}"#;
+        let env = FakeEnv::new(vec![ok(halted)]);
+        let options = BulkOptions {
+            halt_on_error: true,
+            ..BulkOptions::default()
+        };
+        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
+            &env,
+            2,
+            &ids,
+            options,
+            |_, _| {},
+        ));
+        assert_eq!(report.deleted, vec![1]);
+        assert_eq!(report.failed.len(), 99);
+        assert_eq!(report.failed[0].error.code(), "ACCESS_DENIED");
+        assert_eq!(report.failed[1].error.code(), "ABORTED");
+        assert_eq!(env.sent.borrow().len(), 1);
+        assert!(env.sent.borrow()[0].2.starts_with(r#"{"halt":1,"#));
+    }
+
+    #[test]
+    fn a_fatal_request_error_fails_every_id_without_more_requests() {
+        let ids: Vec<u64> = (1..=75).collect();
+        let env = FakeEnv::new(vec![api_error(401, "NO_AUTH_FOUND")]);
+        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
+            &env,
+            2,
+            &ids,
+            BulkOptions::default(),
+            |_, _| {},
+        ));
+        assert_eq!(report.failed.len(), 75);
+        assert!(report
+            .failed
+            .iter()
+            .all(|f| f.error.code() == "NO_AUTH_FOUND" && f.method == "batch"));
+        assert_eq!(env.sent.borrow().len(), 1);
+    }
+
+    #[test]
+    fn distinct_keeps_first_seen_order() {
+        assert_eq!(distinct([3, 1, 3, 2, 1]), vec![3, 1, 2]);
+    }
+
+    proptest::proptest! {
+        /// For random inputs and random per-command and per-request outcomes, the report is an
+        /// exact partition of the distinct ids, and no id the portal confirmed deleted is
+        /// reported otherwise.
+        #[test]
+        fn the_report_is_an_exact_partition(
+            raw_ids in proptest::collection::vec(1u64..400, 0..260),
+            script in proptest::collection::vec(0u8..8, 0..40),
+            present in proptest::collection::vec(proptest::bool::ANY, 400),
+            halt in proptest::bool::ANY,
+        ) {
+            let ids = distinct(raw_ids);
+            // The portal: `present[id]` says whether the item exists; a delete removes it.
+            let portal = std::cell::RefCell::new(present);
+            let confirmed = std::cell::RefCell::new(std::collections::HashSet::new());
+            struct Scripted<'a> {
+                fake: FakeEnv,
+                script: std::cell::RefCell<std::collections::VecDeque<u8>>,
+                portal: &'a std::cell::RefCell<Vec<bool>>,
+                confirmed: &'a std::cell::RefCell<std::collections::HashSet<u64>>,
+            }
+            impl Env for Scripted<'_> {
+                fn now_ms(&self) -> f64 { self.fake.now_ms() }
+                fn random(&self) -> f64 { 0.5 }
+                async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
+                async fn refresh_token(&self) -> Result<crate::secret::Secret, Error> { Err(Error::NotConfigured) }
+                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse, Error> {
+                    self.fake.now.set(self.fake.now.get() + 10.0);
+                    let body = request.body.expose();
+                    let halt = body.starts_with(r#"{"halt":1"#);
+                    let ids: Vec<u64> = body.split("&id=").skip(1).map(|s| s.split('"').next().unwrap().parse().unwrap()).collect();
+                    let step = self.script.borrow_mut().pop_front().unwrap_or(0);
+                    match step {
+                        1 => return api_error(503, "QUERY_LIMIT_EXCEEDED"),
+                        2 => return answer(502, "<html>"),
+                        3 => return api_error(403, "ACCESS_DENIED"),
+                        _ => {}
+                    }
+                    // Execute (steps 0, 4..7), then maybe lose the answer.
+                    let mut result = Vec::new();
+                    let mut errors = Vec::new();
+                    for (i, &id) in ids.iter().enumerate() {
+                        let mut portal = self.portal.borrow_mut();
+                        if portal[id as usize] && !(step == 7 && i % 3 == 0) {
+                            portal[id as usize] = false;
+                            result.push(format!("\"k{i}\":[]"));
+                            if step != 4 && step != 5 { self.confirmed.borrow_mut().insert(id); }
+                        } else {
+                            let code = if portal[id as usize] { "ACCESS_DENIED" } else { "NOT_FOUND" };
+                            errors.push(format!("\"k{i}\":{{\"error\":\"{code}\",\"error_description\":\"x\"}}"));
+                            if halt { break; }
+                        }
+                    }
+                    match step {
+                        4 => Err(Error::Network),
+                        5 => answer(200, "{\"result\":{\"res"),
+                        _ => {
+                            let c = |v: Vec<String>| if v.is_empty() { "[]".to_string() } else { format!("{{{}}}", v.join(",")) };
+                            ok(&format!("{{\"result\":{{\"result\":{},\"result_error\":{}}}}}", c(result), c(errors)))
+                        }
+                    }
+                }
+            }
+            let env = Scripted { fake: FakeEnv::new(vec![]), script: std::cell::RefCell::new(script.into()), portal: &portal, confirmed: &confirmed };
+            let client = webhook_client(2.0, RateLimitInput::Off);
+            let mut last = 0;
+            let report = block_on(client.delete_items(&env, 2, &ids, BulkOptions { halt_on_error: halt, ..BulkOptions::default() }, |done, total| {
+                assert!(done >= last && done <= total);
+                last = done;
+            }));
+            proptest::prop_assert_eq!(last, ids.len());
+            let mut all: Vec<u64> = report.deleted.iter().chain(&report.not_found).copied().chain(report.failed.iter().map(|f| f.id)).collect();
+            proptest::prop_assert_eq!(all.len(), ids.len());
+            all.sort_unstable();
+            let mut expected = ids.clone();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(all, expected);
+            for id in confirmed.borrow().iter() {
+                proptest::prop_assert!(report.deleted.contains(id), "{} was confirmed deleted", id);
+            }
+            // Whatever is reported deleted is gone from the portal.
+            for id in &report.deleted {
+                proptest::prop_assert!(!portal.borrow()[*id as usize]);
+            }
+        }
+    }
+}
