@@ -72,14 +72,17 @@ function log(kind, title, detail) {
   head.className = 'log-title';
   head.textContent = title;
   li.append(time, head);
-  if (detail) {
-    const pre = document.createElement('code');
-    pre.className = 'log-detail';
-    pre.textContent = detail;
-    li.append(pre);
-  }
+  if (detail) addDetail(li, detail);
   logEl.prepend(li);
   while (logEl.children.length > 200) logEl.lastChild.remove();
+  return li;
+}
+
+function addDetail(li, detail) {
+  const pre = document.createElement('code');
+  pre.className = 'log-detail';
+  pre.textContent = detail;
+  li.append(pre);
 }
 
 // Show the envelopes the library sends: wrap the global fetch it calls, masking secrets.
@@ -93,10 +96,8 @@ globalThis.fetch = async function loggingFetch(input, init = {}) {
   try {
     const res = await realFetch(input, init);
     const ms = Math.round(performance.now() - t0);
-    res.clone().text().then(
-      (text) => log(res.ok ? 'response' : 'response-error', `← ${res.status} ${res.statusText} in ${ms} ms`, maskBody(text.slice(0, 600))),
-      () => {},
-    );
+    const li = log(res.ok ? 'response' : 'response-error', `← ${res.status} ${res.statusText} in ${ms} ms`);
+    res.clone().text().then((text) => addDetail(li, maskBody(text.slice(0, 600))), () => {});
     return res;
   } catch (e) {
     log('response-error', `← no answer (${e?.name ?? 'error'}) after ${Math.round(performance.now() - t0)} ms`);
