@@ -38,6 +38,8 @@ pub struct Config {
     pub settings: Settings,
     /// `(URL prefix, directory)` pairs for static files.
     pub statics: Vec<(String, PathBuf)>,
+    /// Log one line per request to stderr (secrets masked).
+    pub log: bool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -50,6 +52,7 @@ impl Default for Config {
             control: false,
             settings: Settings::default(),
             statics: vec![],
+            log: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -103,6 +106,7 @@ impl Emulator {
             clock: config.clock.clone(),
             control: config.control,
             statics: config.statics.clone(),
+            log: config.log,
             release: Notify::new(),
         });
         let (stop, stopped) = watch::channel(false);

@@ -28,6 +28,7 @@ USAGE: emulator [FLAGS]
   --portal-error CODE    answer every REST call with OVERLOAD_LIMIT, ACCESS_DENIED or PORTAL_DELETED
   --static PREFIX=DIR    serve DIR's files at URL PREFIX (repeatable), e.g. --static /=www
   --threads N            worker threads (default 2)
+  --log                  log one line per request to stderr (webhook secrets masked)
   -h, --help             this help
 
 On start it prints, each on its own line:
@@ -106,6 +107,7 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
                 }
                 c.statics.push((prefix.to_string(), dir));
             }
+            "--log" => c.log = true,
             "--threads" => threads = num::<usize>(v(&mut i)?, &flag)?.max(1),
             other => return Err(format!("unknown flag {other} (see --help)")),
         }

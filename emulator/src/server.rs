@@ -26,6 +26,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     pub control: bool,
     pub statics: Vec<(String, PathBuf)>,
+    /// Log one line per request to stderr (`--log`).
+    pub log: bool,
     /// Wakes `hang` faults (on reset and on clearing faults).
     pub release: Notify,
 }
@@ -101,6 +103,53 @@ pub async fn route(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Resp, Dropped> {
+    if !sh.log {
+        return dispatch(sh, req, peer).await;
+    }
+    let started = std::time::Instant::now();
+    let line = format!("{} {}", req.method(), masked_path(req.uri().path()));
+    let r = dispatch(sh, req, peer).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &r {
+        Ok(resp) => eprintln!("{line} -> {} ({ms:.1} ms)", resp.status().as_u16()),
+        Err(_) => eprintln!("{line} -> connection closed without an answer ({ms:.1} ms)"),
+    }
+    r
+}
+
+/// A path for the log, with a webhook secret replaced by `***`.
+pub fn masked_path(path: &str) -> String {
+    let segs: Vec<&str> = path.split('/').collect();
+    // ["", "rest", USER, SECRET, METHOD]
+    if segs.len() >= 5 && segs[1] == "rest" {
+        let mut s = segs.clone();
+        s[3] = "***";
+        return s.join("/");
+    }
+    path.to_string()
+}
+
+/// Is the request's Host a loopback name (guards the control API against DNS rebinding)?
+fn loopback_host(req: &Request<Incoming>) -> bool {
+    let Some(host) = req.headers().get("host").and_then(|h| h.to_str().ok()) else {
+        return true;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+async fn dispatch(
+    sh: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Resp, Dropped> {
     let path = req.uri().path().to_string();
     if path == "/rest" || path.starts_with("/rest/") {
         return rest_http(sh, req).await;
@@ -109,7 +158,7 @@ pub async fn route(
         return Ok(oauth_http(sh, req).await);
     }
     if path == "/_emulator" || path.starts_with("/_emulator/") {
-        if !sh.control || !peer.ip().is_loopback() {
+        if !sh.control || !peer.ip().is_loopback() || !loopback_host(&req) {
             return Ok(response(
                 404,
                 "text/plain",

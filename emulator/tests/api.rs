@@ -38,7 +38,13 @@ async fn raw(
     body: &[u8],
 ) -> std::io::Result<Res> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
+    }
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -1113,6 +1119,27 @@ async fn control_items_reset_and_seed() {
     assert!(s["items"].get("1030").is_none());
     assert_eq!(s["webhooks"].as_array().unwrap().len(), 4);
     assert_eq!(s["apps"][0]["client_id"].as_str().unwrap().len(), 29);
+}
+
+#[tokio::test]
+async fn control_refuses_foreign_host_header() {
+    let (emu, _) = start(|_| {}).await;
+    let r = raw(
+        emu.port,
+        "GET",
+        "/_emulator/state",
+        &[("Host", "evil.test")],
+        b"",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 404);
+    for host in ["localhost:1", "127.0.0.1", "[::1]:8080"] {
+        let r = raw(emu.port, "GET", "/_emulator/state", &[("Host", host)], b"")
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{host}");
+    }
 }
 
 #[tokio::test]
