@@ -195,7 +195,7 @@ pub fn int_param(params: &Map<String, Value>, name: &str) -> IntParam {
             }
             let digits = t.strip_prefix('-').unwrap_or(t);
             if !digits.is_empty()
-                && digits.len() <= 15
+                && digits.len() <= 18
                 && digits.bytes().all(|c| c.is_ascii_digit())
             {
                 IntParam::Value(t.parse().unwrap_or(0))
@@ -240,6 +240,9 @@ mod tests {
         assert_eq!(int_param(&m, "c"), IntParam::Missing);
         assert!(matches!(int_param(&m, "d"), IntParam::Invalid(_)));
         assert_eq!(int_param(&m, "zz"), IntParam::Missing);
+        let big = parse_query("a=9007199254740991&b=99999999999999999999");
+        assert_eq!(int_param(&big, "a"), IntParam::Value(9_007_199_254_740_991));
+        assert!(matches!(int_param(&big, "b"), IntParam::Invalid(_)));
         let j = json!({"a": 5, "b": 5.0, "c": 5.5});
         let j = j.as_object().unwrap();
         assert_eq!(int_param(j, "a"), IntParam::Value(5));
