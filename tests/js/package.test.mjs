@@ -10,6 +10,7 @@
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,10 @@ import { startEmulator } from './support/emulator.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = process.env.B24_REPO || path.resolve(here, '..', '..');
-const pkgDir = process.env.B24_PKG_DIR || path.join(repo, 'pkg');
+const builtPkgDir = process.env.B24_PKG_DIR || path.join(repo, 'pkg');
+// Serve a snapshot of the built package, so a rebuild while the tests run cannot change it under them.
+const pkgDir = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-pkg-'));
+process.once('exit', () => fs.rmSync(pkgDir, { recursive: true, force: true }));
 const pagesDir = path.join(here, 'pages');
 if (!process.env.B24_EMULATOR_BIN) {
   const bin = path.join(repo, 'target', 'debug', 'emulator');
@@ -38,7 +42,8 @@ let hooks;
 const contexts = new Set();
 
 before(async () => {
-  assert.ok(fs.existsSync(path.join(pkgDir, 'index.js')), `no built package at ${pkgDir}: run \`cargo xtask build\``);
+  assert.ok(fs.existsSync(path.join(builtPkgDir, 'index.js')), `no built package at ${builtPkgDir}: run \`cargo xtask build\``);
+  fs.cpSync(builtPkgDir, pkgDir, { recursive: true });
   emu = await startEmulator(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
   pageUrl = `http://localhost:${emu.port}/`;
   browser = await chromium.launch({ executablePath: process.env.B24_CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
