@@ -17,10 +17,10 @@ pub mod rest;
 pub mod server;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use portal::{Portal, Settings};
@@ -101,14 +101,13 @@ impl Emulator {
             config.clock.now(),
         );
         let webhook = format!("{url}/rest/1/{}/", portal.webhooks[0].secret);
-        let shared = Arc::new(server::Shared {
-            portal: Mutex::new(portal),
-            clock: config.clock.clone(),
-            control: config.control,
-            statics: config.statics.clone(),
-            log: config.log,
-            release: Notify::new(),
-        });
+        let shared = Arc::new(server::Shared::new(
+            portal,
+            config.clock.clone(),
+            config.control,
+            config.statics.clone(),
+            config.log,
+        ));
         let (stop, stopped) = watch::channel(false);
         let sh = shared.clone();
         let mut stop_accepting = stopped.clone();

@@ -121,8 +121,10 @@ pub enum Fault {
     Truncated { status: u16 },
     /// Wait `ms`, then handle normally.
     Delay { ms: u64 },
-    /// Execute the call, then close the connection without answering.
-    DropAfterApply,
+    /// Execute the call, then close the connection without answering. With `fresh` (the default)
+    /// every answer closes its connection while the fault is queued, so the dropped request comes
+    /// on a new connection and a browser reports a network error instead of silently re-sending it.
+    DropAfterApply { fresh: bool },
     /// Never answer (until the client gives up, or a reset / fault clear / 10 minutes).
     Hang,
 }
@@ -171,7 +173,9 @@ impl Fault {
             "delay" => Fault::Delay {
                 ms: v.get("ms").and_then(Value::as_u64).unwrap_or(1000),
             },
-            "drop_after_apply" | "drop" => Fault::DropAfterApply,
+            "drop_after_apply" | "drop" => Fault::DropAfterApply {
+                fresh: v.get("fresh").and_then(Value::as_bool).unwrap_or(true),
+            },
             "hang" => Fault::Hang,
             other => return Err(format!("unknown fault kind {other:?}")),
         })
@@ -585,6 +589,13 @@ impl Portal {
             .position(|f| f.method == "*" || f.method.eq_ignore_ascii_case(method))?;
         self.faults_served += 1;
         self.faults.remove(i).map(|f| f.fault)
+    }
+
+    /// Is a `drop_after_apply` fault with `fresh` queued?
+    pub fn drop_pending(&self) -> bool {
+        self.faults
+            .iter()
+            .any(|f| f.fault == Fault::DropAfterApply { fresh: true })
     }
 
     pub fn reject(&mut self, code: &str) {

@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Map, Value};
-use tokio::sync::Notify;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
 use crate::frame;
@@ -30,6 +32,31 @@ pub struct Shared {
     pub log: bool,
     /// Wakes `hang` faults (on reset and on clearing faults).
     pub release: Notify,
+    /// A `drop_after_apply` fault is queued: answers carry `Connection: close`.
+    pub drop_pending: AtomicBool,
+    /// Bumped to make every open connection close once idle.
+    pub close_idle: watch::Sender<u64>,
+}
+
+impl Shared {
+    pub fn new(
+        portal: Portal,
+        clock: Arc<dyn Clock>,
+        control: bool,
+        statics: Vec<(String, PathBuf)>,
+        log: bool,
+    ) -> Shared {
+        Shared {
+            portal: Mutex::new(portal),
+            clock,
+            control,
+            statics,
+            log,
+            release: Notify::new(),
+            drop_pending: AtomicBool::new(false),
+            close_idle: watch::channel(0).0,
+        }
+    }
 }
 
 pub type Resp = Response<Full<Bytes>>;
@@ -104,15 +131,30 @@ pub async fn route(
     peer: SocketAddr,
 ) -> Result<Resp, Dropped> {
     if !sh.log {
-        return dispatch(sh, req, peer).await;
+        return dispatch(sh.clone(), req, peer)
+            .await
+            .map(|r| close_if_drop_pending(&sh, r));
     }
     let started = std::time::Instant::now();
     let line = format!("{} {}", req.method(), masked_path(req.uri().path()));
-    let r = dispatch(sh, req, peer).await;
+    let r = dispatch(sh.clone(), req, peer)
+        .await
+        .map(|r| close_if_drop_pending(&sh, r));
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match &r {
         Ok(resp) => eprintln!("{line} -> {} ({ms:.1} ms)", resp.status().as_u16()),
         Err(_) => eprintln!("{line} -> connection closed without an answer ({ms:.1} ms)"),
+    }
+    r
+}
+
+/// While a `drop_after_apply` fault is queued, every answer closes its connection, so the dropped
+/// request arrives on a fresh connection: browsers silently re-send a request whose *reused*
+/// keep-alive connection closed before any answer byte, and would hide the dropped connection.
+fn close_if_drop_pending(sh: &Shared, mut r: Resp) -> Resp {
+    if sh.drop_pending.load(Ordering::Relaxed) {
+        r.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
     }
     r
 }
@@ -242,7 +284,9 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         let mut p = sh.portal.lock().unwrap();
         p.requests_total += 1;
         *p.by_method.entry(method.clone()).or_default() += 1;
-        p.take_fault(&method)
+        let f = p.take_fault(&method);
+        sh.drop_pending.store(p.drop_pending(), Ordering::Relaxed);
+        f
     };
     let with_cors = |mut r: Resp| {
         add_cors(&mut r, origin.as_ref());
@@ -301,7 +345,7 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
     };
     let mut bytes = serde_json::to_vec(&answer).unwrap_or_default();
     match fault {
-        Some(Fault::DropAfterApply) => return Err(Dropped),
+        Some(Fault::DropAfterApply { .. }) => return Err(Dropped),
         Some(Fault::Truncated { status }) => {
             bytes.truncate(bytes.len() / 2);
             return Ok(with_cors(response(status, JSON, bytes)));
@@ -392,10 +436,19 @@ async fn control_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
         }
     };
     let now = sh.clock.now();
-    let mut r = {
+    let (mut r, close_idle) = {
         let mut p = sh.portal.lock().unwrap();
-        control(&mut p, &sh, &method, &path, &body, now)
+        let before = p.drop_pending();
+        let r = control(&mut p, &sh, &method, &path, &body, now);
+        let after = p.drop_pending();
+        sh.drop_pending.store(after, Ordering::Relaxed);
+        (r, after && !before)
     };
+    if close_idle {
+        // Close the connections browsers keep idle, then give them a moment to go.
+        sh.close_idle.send_modify(|g| *g += 1);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     add_cors(&mut r, origin.as_ref());
     r
 }
@@ -658,13 +711,19 @@ fn static_http(sh: &Shared, req: &Request<Incoming>, path: &str) -> Resp {
 /// Serve one accepted connection.
 pub async fn serve_conn(sh: Arc<Shared>, stream: tokio::net::TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let mut close_idle = sh.close_idle.subscribe();
     let io = hyper_util::rt::TokioIo::new(stream);
     let svc = hyper::service::service_fn(move |req| {
         let sh = sh.clone();
         async move { route(sh, req, peer).await }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
-        .serve_connection(io, svc)
-        .await;
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = close_idle.changed() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }

@@ -1237,3 +1237,90 @@ async fn frame_host_page() {
         .unwrap()
         .contains("Unable to initialize Bitrix24 JS library!"));
 }
+
+/// Read one HTTP/1.1 response with a Content-Length from a keep-alive stream.
+async fn read_one(s: &mut TcpStream) -> String {
+    let mut buf = vec![];
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if body.len() >= len {
+                return head.to_string();
+            }
+        }
+    }
+}
+
+/// GET on a keep-alive connection; returns whether the answer says `Connection: close`.
+async fn answer_closes(port: u16, path: &str) -> bool {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    read_one(&mut s)
+        .await
+        .to_ascii_lowercase()
+        .contains("connection: close")
+}
+
+#[tokio::test]
+async fn drop_fault_closes_keepalive_connections_first() {
+    let (emu, _) = start(|_| {}).await;
+    let p = emu.port;
+    let path = format!("{}user.current", admin(&emu));
+    // an idle keep-alive connection, as a browser keeps one
+    let mut idle = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\n\r\n");
+    idle.write_all(req.as_bytes()).await.unwrap();
+    let head = read_one(&mut idle).await;
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "{head}"
+    );
+    // queuing a drop fault closes it, and answers carry Connection: close until the fault is used
+    post_json(
+        p,
+        "/_emulator/faults",
+        json!({"method":"crm.item.delete","fault":{"kind":"drop_after_apply"}}),
+    )
+    .await;
+    let mut rest = vec![];
+    let n = tokio::time::timeout(Duration::from_secs(2), idle.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "the idle connection was closed");
+    assert!(answer_closes(p, &path).await);
+    let del = format!("{}crm.item.delete", admin(&emu));
+    assert!(raw(p, "POST", &del, &[], br#"{"entityTypeId":2,"id":1}"#)
+        .await
+        .is_err());
+    assert!(!answer_closes(p, &path).await);
+    // fresh: false keeps keep-alive connections (a browser may then re-send the dropped request)
+    post_json(
+        p,
+        "/_emulator/faults",
+        json!({"method":"crm.item.delete","fault":{"kind":"drop_after_apply","fresh":false}}),
+    )
+    .await;
+    assert!(!answer_closes(p, &path).await);
+    assert!(raw(p, "POST", &del, &[], br#"{"entityTypeId":2,"id":2}"#)
+        .await
+        .is_err());
+    let s = state(&emu).await;
+    assert_eq!(
+        s["deleted"],
+        json!([{"entityTypeId":2,"id":1},{"entityTypeId":2,"id":2}])
+    );
+}

@@ -155,7 +155,7 @@ test('refreshAuth through the parent, callBatch, and auto-refresh of an expired 
   }
 });
 
-test('no callback on a 5xx; commands with a wrong APP_SID are refused', { skip }, async () => {
+test('no callback on a 5xx or a network error; commands with a wrong APP_SID are refused', { skip }, async () => {
   await emu.control.reset();
   const { page, frame, errors } = await openWidget('url=/fixtures/widget.html&placement=DEFAULT&options=%7B%22ID%22%3A%221%22%7D');
   try {
@@ -173,6 +173,15 @@ test('no callback on a 5xx; commands with a wrong APP_SID are refused', { skip }
     // the next call (no fault) calls back
     await frame.evaluate(() => window.fire('crm.item.delete', { entityTypeId: 1268, id: 2 }));
     await frame.waitForFunction(() => window.callbacks === 1);
+    // a network error (connection dropped after the delete was applied): no callback either
+    await emu.control.faults({ method: 'crm.item.delete', count: 1, fault: { kind: 'drop_after_apply' } });
+    await frame.evaluate(() => window.fire('crm.item.delete', { entityTypeId: 1268, id: 3 }));
+    const queryErrors = () => errors.filter((e) => e.includes('Query error!')).length;
+    for (let i = 0; i < 200 && queryErrors() < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(queryErrors(), 2, JSON.stringify(errors));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await frame.evaluate(() => window.callbacks), 1, 'no callback on a network error');
+    assert.ok(!(await emu.control.state()).items['1268'].includes(3), 'the dropped call was applied');
     // the parent refuses a command that carries another APP_SID
     await frame.evaluate(() => window.parent.postMessage('getInitData::x1:WRONGSID', '*'));
     await page.waitForFunction(() => window.__b24host.log.some((e) => e.reason === 'app_sid'));
