@@ -135,7 +135,10 @@ pub fn flatten_snippets(pkg: &Path) -> Result {
         // Only the module specifiers of `import` statements: the imports object keeps the
         // snippet path as its key, because the wasm binary names its import module so.
         for quote in ['\'', '"'] {
-            glue = glue.replace(&format!("from {quote}{from}{quote}"), &format!("from {quote}./{name}{quote}"));
+            glue = glue.replace(
+                &format!("from {quote}{from}{quote}"),
+                &format!("from {quote}./{name}{quote}"),
+            );
         }
         rewritten.insert(name.to_string());
     }
@@ -247,7 +250,12 @@ fn check_files_allow_list(pkg: &Path) -> Result {
     walk(pkg, &mut present)?;
     let present: BTreeSet<String> = present
         .iter()
-        .map(|p| p.strip_prefix(pkg).unwrap().to_string_lossy().replace('\\', "/"))
+        .map(|p| {
+            p.strip_prefix(pkg)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/")
+        })
         .filter(|p| p != "package.json")
         .collect();
     let listed: BTreeSet<String> = listed.into_iter().collect();
@@ -258,7 +266,10 @@ fn check_files_allow_list(pkg: &Path) -> Result {
     }
     let mut msg = String::from("pkg-template/package.json `files` does not match pkg/:");
     if !unlisted.is_empty() {
-        msg.push_str(&format!(" not listed (would not be published): {};", unlisted.join(", ")));
+        msg.push_str(&format!(
+            " not listed (would not be published): {};",
+            unlisted.join(", ")
+        ));
     }
     if !absent.is_empty() {
         msg.push_str(&format!(" listed but not built: {};", absent.join(", ")));
