@@ -493,6 +493,55 @@ fn container(entries: Vec<(String, Value)>, list_like: bool) -> Value {
     Value::Object(entries.into_iter().collect())
 }
 
+/// Replace `$result[key][field]...` in parameter values with earlier commands' results
+/// (scalars only; an unresolved reference stays as written).
+fn substitute_results(v: &mut Value, done: &[(String, Value)]) {
+    match v {
+        Value::String(s) if s.contains("$result[") => *s = substitute_str(s, done),
+        Value::Array(a) => a.iter_mut().for_each(|x| substitute_results(x, done)),
+        Value::Object(m) => m.values_mut().for_each(|x| substitute_results(x, done)),
+        _ => {}
+    }
+}
+
+fn substitute_str(s: &str, done: &[(String, Value)]) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("$result[") {
+        out.push_str(&rest[..at]);
+        let mut tail = &rest[at + "$result".len()..];
+        let mut path = vec![];
+        while let Some(inner) = tail.strip_prefix('[') {
+            let Some(close) = inner.find(']') else { break };
+            path.push(&inner[..close]);
+            tail = &inner[close + 1..];
+        }
+        let value = path.split_first().and_then(|(key, fields)| {
+            let mut v = &done.iter().find(|(k, _)| k == key)?.1;
+            for f in fields {
+                v = match v {
+                    Value::Object(m) => m.get(*f)?,
+                    Value::Array(a) => a.get(f.parse::<usize>().ok()?)?,
+                    _ => return None,
+                };
+            }
+            match v {
+                Value::String(x) => Some(x.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(if *b { "1" } else { "" }.to_string()),
+                _ => None,
+            }
+        });
+        match value {
+            Some(x) => out.push_str(&x),
+            None => out.push_str(&rest[at..rest.len() - tail.len()]),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
 /// `batch`: returns the inner `result` object (`result`, `result_error`, ...).
 fn batch(
     p: &mut Portal,
@@ -549,6 +598,9 @@ fn batch(
         let method = method.strip_suffix(".json").unwrap_or(&method).to_string();
         let mut sub = parse_query(query);
         sub.remove("auth");
+        for v in sub.values_mut() {
+            substitute_results(v, &result);
+        }
         let (ok, body) = if method == "batch" {
             let now = clock.now();
             let e = ApiError::new(

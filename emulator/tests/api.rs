@@ -605,6 +605,18 @@ async fn batch_shapes_and_halt() {
     .await
     .unwrap();
     assert_eq!(r.json()["result"]["result"]["d"], json!([]));
+    // $result[key][field] references to earlier results
+    let v = b(json!({"halt":0,"cmd":{
+        "add":"crm.item.add?entityTypeId=2&fields[title]=ref",
+        "get":"crm.item.get?entityTypeId=2&id=$result[add][item][id]",
+        "del":"crm.item.delete?entityTypeId=2&id=$result[get][item][id]",
+        "bad":"crm.item.get?entityTypeId=2&id=$result[nope][x]"
+    }}))
+    .await
+    .json();
+    assert_eq!(v["result"]["result"]["get"]["item"]["title"], "ref");
+    assert_eq!(v["result"]["result"]["del"], json!([]));
+    assert_eq!(v["result"]["result_error"]["bad"]["error"], "100");
     // per-command errors: scope of the caller applies
     let v = post_json(
         p,
@@ -619,7 +631,7 @@ async fn batch_shapes_and_halt() {
     );
     assert_eq!(v["result"]["result"]["u"]["ID"], "4");
     let s = state(&emu).await;
-    assert_eq!(s["requests"]["byMethod"]["batch"], 8);
+    assert_eq!(s["requests"]["byMethod"]["batch"], 9);
 }
 
 #[tokio::test]
