@@ -17,7 +17,7 @@ pub fn run(args: &[String]) -> Result {
     crate::build::build(false)?;
     emulator::build()?;
     if check {
-        check_page(port)
+        check_page(port).0
     } else {
         serve(port)
     }
@@ -55,22 +55,34 @@ fn serve(port: u16) -> Result {
     emu.wait()
 }
 
-/// Drive the page in headless Chromium (tests/js/demo-check.mjs); exit status decides.
-pub fn check_page(port: u16) -> Result {
-    let emu = Emulator::start(port, &static_flags(), false)?;
+/// Drive the page in headless Chromium (tests/js/demo-check.mjs); its exit status decides.
+/// Also returns the check lines it printed (`ok ...` / `FAIL ...`).
+pub fn check_page(port: u16) -> (Result, Vec<String>) {
+    let emu = match Emulator::start(port, &static_flags(), false) {
+        Ok(e) => e,
+        Err(e) => return (Err(e), Vec::new()),
+    };
     let url = page_url(&emu);
     let script = root().join("tests/js/demo-check.mjs");
-    util::run(
+    let (r, lines) = util::run_tee(
         Command::new("node")
             .arg(&script)
             .arg(&url)
             .arg(&emu.webhook)
             .current_dir(root()),
-    )
-    .map_err(|e| format!("demo check failed: {e}"))?;
+        |l| {
+            let t = l.trim_start();
+            t.starts_with("ok ") || t.starts_with("FAIL ")
+        },
+    );
     drop(emu);
-    println!("demo --check: ok");
-    Ok(())
+    match r {
+        Ok(()) => {
+            println!("demo --check: ok");
+            (Ok(()), lines)
+        }
+        Err(e) => (Err(format!("demo check failed: {e}")), lines),
+    }
 }
 
 /// Percent-encode a URL for use as a query parameter value.

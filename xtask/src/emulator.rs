@@ -122,15 +122,7 @@ impl Drop for Emulator {
 
 /// A webhook URL with its secret (the path segment after the user id) masked, for logs.
 pub fn mask(webhook: &str) -> String {
-    if let Some(i) = webhook.find("/rest/") {
-        let (head, tail) = webhook.split_at(i + "/rest/".len());
-        let mut parts: Vec<&str> = tail.splitn(3, '/').collect();
-        if parts.len() >= 2 && !parts[1].is_empty() {
-            parts[1] = "***";
-            return format!("{head}{}", parts.join("/"));
-        }
-    }
-    webhook.to_string()
+    util::mask_secrets(webhook)
 }
 
 #[cfg(test)]
@@ -140,6 +132,10 @@ mod tests {
         assert_eq!(
             super::mask("http://127.0.0.1:5/rest/1/abc123/"),
             "http://127.0.0.1:5/rest/1/***/"
+        );
+        assert_eq!(
+            crate::util::mask_secrets("node x.mjs http://h/ 'http://h:1/rest/12/s3c/' /rest/x/y"),
+            "node x.mjs http://h/ 'http://h:1/rest/12/***/' /rest/x/y"
         );
     }
 }

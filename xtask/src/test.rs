@@ -1,4 +1,8 @@
 //! `cargo xtask test [--quick]`: every check, every step run, one summary at the end.
+//!
+//! A failing step does not stop the others (a fmt slip must not hide test results); the exit
+//! status is non-zero if any step failed. The summary repeats each runner's counts and ends
+//! with one `tests: N passed, N failed, N skipped` line over all runners.
 
 use crate::emulator::{self, Emulator};
 use crate::setup::find_tool;
@@ -6,7 +10,51 @@ use crate::toolchain;
 use crate::util::{self, dur, root, Args, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, o: Counts) {
+        self.passed += o.passed;
+        self.failed += o.failed;
+        self.skipped += o.skipped;
+    }
+
+    fn show(&self) -> String {
+        format!(
+            "{} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// What a step returns: its result (Ok(Some(why)) = skipped) and, for test runners, the counts.
+struct Done {
+    result: Result<Option<String>>,
+    counts: Option<Counts>,
+}
+
+impl From<Result> for Done {
+    fn from(r: Result) -> Self {
+        Done {
+            result: r.map(|_| None),
+            counts: None,
+        }
+    }
+}
+
+fn skipped(why: &str) -> Done {
+    Done {
+        result: Ok(Some(why.to_string())),
+        counts: None,
+    }
+}
 
 enum Outcome {
     Ok,
@@ -14,37 +62,52 @@ enum Outcome {
     Failed(String),
 }
 
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    counts: Option<Counts>,
+    time: Duration,
+}
+
+#[derive(Default)]
 struct Steps {
-    done: Vec<(&'static str, Outcome, std::time::Duration)>,
+    done: Vec<Step>,
 }
 
 impl Steps {
-    fn run(&mut self, name: &'static str, f: impl FnOnce() -> Result<Option<String>>) -> bool {
+    fn run(&mut self, name: &'static str, f: impl FnOnce() -> Done) -> bool {
         println!("\n==> {name}");
         let t = Instant::now();
-        let outcome = match f() {
+        let d = f();
+        let outcome = match d.result {
             Ok(None) => Outcome::Ok,
             Ok(Some(why)) => {
-                println!("SKIPPED: {why}");
+                println!("SKIPPED: {name}: {why}");
                 Outcome::Skipped(why)
             }
             Err(e) => {
-                eprintln!("FAILED: {name}: {e}");
+                println!("FAILED: {name}: {e}");
                 Outcome::Failed(e)
             }
         };
         let ok = !matches!(outcome, Outcome::Failed(_));
-        self.done.push((name, outcome, t.elapsed()));
+        self.done.push(Step {
+            name,
+            outcome,
+            counts: d.counts,
+            time: t.elapsed(),
+        });
         ok
     }
 
-    fn fail(&mut self, name: &'static str, why: &str) {
-        println!("\n==> {name}\nFAILED: not run: {why}");
-        self.done.push((
+    fn not_run(&mut self, name: &'static str, why: &str) {
+        println!("\n==> {name}\nFAILED: {name}: not run: {why}");
+        self.done.push(Step {
             name,
-            Outcome::Failed(format!("not run: {why}")),
-            Default::default(),
-        ));
+            outcome: Outcome::Failed(format!("not run: {why}")),
+            counts: None,
+            time: Duration::ZERO,
+        });
     }
 }
 
@@ -54,14 +117,14 @@ pub fn run(args: &[String]) -> Result {
     a.finish()?;
     let started = Instant::now();
     let root = root();
-    let mut s = Steps { done: Vec::new() };
+    let mut s = Steps::default();
 
-    if !s.run("setup", || crate::setup::ensure().map(|_| None)) {
+    if !s.run("setup", || crate::setup::ensure().into()) {
         // Without the tools nothing below can say anything useful.
         return summary(&s, started);
     }
     s.run("cargo fmt --check", || {
-        cargo(&["fmt", "--all", "--check"]).map(|_| None)
+        cargo(&["fmt", "--all", "--check"]).into()
     });
     s.run("clippy -D warnings", || {
         cargo(&[
@@ -72,25 +135,24 @@ pub fn run(args: &[String]) -> Result {
             "-D",
             "warnings",
         ])
-        .map(|_| None)
+        .into()
     });
-    s.run("native tests", || {
-        cargo(&["test", "--workspace"]).map(|_| None)
-    });
+    s.run("clippy wasm32 -D warnings", clippy_wasm);
+    s.run("native tests", native_tests);
     if quick {
         println!("\n--quick: skipping build, wasm, JS and demo steps");
         return summary(&s, started);
     }
-    let built = s.run("build pkg/", || crate::build::build(false).map(|_| None));
+    let built = s.run("build pkg/", || crate::build::build(false).into());
     if built {
         let _ = crate::build::print_sizes(&root.join("pkg"));
     }
-    let emu_built = s.run("build emulator", || emulator::build().map(|_| None));
+    let emu_built = s.run("build emulator", || emulator::build().into());
 
     if emu_built {
         s.run("wasm tests (headless Chromium)", wasm_tests);
     } else {
-        s.fail(
+        s.not_run(
             "wasm tests (headless Chromium)",
             "the emulator did not build",
         );
@@ -98,10 +160,16 @@ pub fn run(args: &[String]) -> Result {
 
     if built && emu_built {
         s.run("JS package tests", js_tests);
-        s.run("demo --check", || crate::demo::check_page(0).map(|_| None));
+        s.run("demo --check", || {
+            let (r, lines) = crate::demo::check_page(0);
+            Done {
+                result: r.map(|_| None),
+                counts: Some(demo_counts(&lines)),
+            }
+        });
     } else {
-        s.fail("JS package tests", "pkg/ or the emulator did not build");
-        s.fail("demo --check", "pkg/ or the emulator did not build");
+        s.not_run("JS package tests", "pkg/ or the emulator did not build");
+        s.not_run("demo --check", "pkg/ or the emulator did not build");
     }
     summary(&s, started)
 }
@@ -110,24 +178,75 @@ fn cargo(args: &[&str]) -> Result {
     util::run(Command::new("cargo").args(args).current_dir(root()))
 }
 
-fn wasm_tests() -> Result<Option<String>> {
+fn native_tests() -> Done {
+    let (r, lines) = util::run_tee(
+        Command::new("cargo")
+            .args(["test", "--workspace"])
+            .current_dir(root()),
+        is_cargo_result,
+    );
+    Done {
+        result: r.map(|_| None),
+        counts: Some(cargo_counts(&lines)),
+    }
+}
+
+/// Clippy on the wasm32 build too: the binding layer only exists there.
+fn clippy_wasm() -> Done {
+    let tc = match toolchain::detect_or_err() {
+        Ok(tc) => tc,
+        Err(e) => return Err(e).into(),
+    };
+    if tc == toolchain::Wasm::BuildStd && !Path::new("/usr/bin/cargo-clippy").exists() {
+        return skipped("Debian's rustc-web has no clippy");
+    }
+    let mut cmd = tc.cargo("clippy", false);
+    cmd.args([
+        "--package",
+        crate::build::CRATE,
+        "--lib",
+        "--tests",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    util::run(&mut cmd).into()
+}
+
+fn wasm_tests() -> Done {
     let root = root();
     if !root.join("tests/wasm.rs").exists() {
-        return Ok(Some("tests/wasm.rs does not exist yet".into()));
+        return skipped("tests/wasm.rs does not exist yet");
     }
-    let tc = toolchain::detect_or_err()?;
-    let runner = find_tool("wasm-bindgen-test-runner")
-        .ok_or("wasm-bindgen-test-runner not found: run `cargo xtask setup`")?;
-    let emu = Emulator::start(0, &["--control".to_string()], false)?;
+    let tc = match toolchain::detect_or_err() {
+        Ok(tc) => tc,
+        Err(e) => return Err(e).into(),
+    };
+    let Some(runner) = find_tool("wasm-bindgen-test-runner") else {
+        return Err("wasm-bindgen-test-runner not found: run `cargo xtask setup`".to_string())
+            .into();
+    };
+    let emu = match Emulator::start(0, &["--control".to_string()], false) {
+        Ok(e) => e,
+        Err(e) => return Err(e).into(),
+    };
     let mut cmd = tc.cargo("test", false);
     cmd.args(["--package", crate::build::CRATE, "--test", "wasm"])
         .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER", &runner)
         .env("CHROMEDRIVER", chromedriver())
         .env("B24_EMULATOR_URL", &emu.url)
         .env("B24_EMULATOR_WEBHOOK", &emu.webhook);
-    let r = util::run(&mut cmd);
+    let (r, lines) = util::run_tee(&mut cmd, is_cargo_result);
     drop(emu);
-    r.map(|_| None)
+    let counts = cargo_counts(&lines);
+    let result = match r {
+        Ok(()) if counts.passed == 0 => Err("the wasm test runner ran no test".to_string()),
+        r => r.map(|_| None),
+    };
+    Done {
+        result,
+        counts: Some(counts),
+    }
 }
 
 fn chromedriver() -> PathBuf {
@@ -154,64 +273,158 @@ fn test_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn js_tests() -> Result<Option<String>> {
+fn js_tests() -> Done {
     let root = root();
     let mut files = test_files(&root.join("tests/js"));
     files.extend(test_files(&root.join("emulator/tests/js")));
     if files.is_empty() {
-        return Ok(Some(
-            "no *.test.mjs in tests/js/ or emulator/tests/js/ yet".into(),
-        ));
+        return skipped("no *.test.mjs in tests/js/ or emulator/tests/js/ yet");
     }
     let mut cmd = Command::new("node");
-    cmd.args(["--test", "--test-concurrency=1"])
+    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=tap"])
         .args(files.iter().map(|f| f.strip_prefix(&root).unwrap_or(f)))
         .current_dir(&root)
         .env("B24_EMULATOR_BIN", emulator::bin())
         .env("B24_PKG_DIR", root.join("pkg"))
         .env("B24_REPO", &root);
-    util::run(&mut cmd).map(|_| None)
+    let (r, lines) = util::run_tee(&mut cmd, |l| node_count(l).is_some());
+    let mut c = Counts::default();
+    for l in &lines {
+        if let Some((key, n)) = node_count(l) {
+            match key {
+                "pass" => c.passed += n,
+                "fail" => c.failed += n,
+                _ => c.skipped += n, // skipped, todo, cancelled
+            }
+        }
+    }
+    Done {
+        result: r.map(|_| None),
+        counts: Some(c),
+    }
+}
+
+fn is_cargo_result(l: &str) -> bool {
+    l.trim_start().starts_with("test result:")
+}
+
+/// Sum `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
+fn cargo_counts(lines: &[String]) -> Counts {
+    let mut c = Counts::default();
+    for l in lines {
+        for part in l.split([';', '.']) {
+            let mut w = part.split_whitespace();
+            if let (Some(n), Some(what)) = (w.next(), w.next()) {
+                if let Ok(n) = n.parse::<u64>() {
+                    match what {
+                        "passed" => c.passed += n,
+                        "failed" => c.failed += n,
+                        "ignored" => c.skipped += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Node's TAP totals: `# pass 42`, `# fail 0`, `# skipped 1`, `# todo 2`, `# cancelled 0`.
+fn node_count(l: &str) -> Option<(&str, u64)> {
+    let rest = l.strip_prefix("# ")?;
+    let (key, n) = rest.split_once(' ')?;
+    if !["pass", "fail", "skipped", "todo", "cancelled"].contains(&key) {
+        return None;
+    }
+    Some((key, n.trim().parse().ok()?))
+}
+
+/// demo-check.mjs prints `  ok   ...` / `  FAIL ...` per check.
+fn demo_counts(lines: &[String]) -> Counts {
+    let mut c = Counts::default();
+    for l in lines {
+        let t = l.trim_start();
+        if t.starts_with("ok ") {
+            c.passed += 1;
+        } else if t.starts_with("FAIL ") {
+            c.failed += 1;
+        }
+    }
+    c
 }
 
 fn summary(s: &Steps, started: Instant) -> Result {
     println!("\n==> summary");
-    let (mut failed, mut passed, mut skipped) = (0, 0, 0);
-    for (name, outcome, d) in &s.done {
-        let (word, extra) = match outcome {
-            Outcome::Ok => {
-                passed += 1;
-                ("ok", String::new())
-            }
-            Outcome::Skipped(why) => {
-                skipped += 1;
-                ("skipped", format!("  ({why})"))
-            }
+    let mut failed = 0;
+    let mut total = Counts::default();
+    for st in &s.done {
+        let (word, extra) = match &st.outcome {
+            Outcome::Ok => ("ok", String::new()),
+            Outcome::Skipped(why) => ("skipped", format!("  ({why})")),
             Outcome::Failed(e) => {
                 failed += 1;
                 ("FAILED", format!("  ({})", first_line(e)))
             }
         };
-        println!("  {word:<8} {name:<32} {:>8}{extra}", dur(*d));
+        let counts = match st.counts {
+            Some(c) => {
+                total.add(c);
+                format!("  [{}]", c.show())
+            }
+            None => String::new(),
+        };
+        println!(
+            "  {word:<8} {:<32} {:>8}{counts}{extra}",
+            st.name,
+            dur(st.time)
+        );
     }
-    println!("  total {}", dur(started.elapsed()));
-    println!("steps: {passed} passed, {failed} failed, {skipped} skipped");
+    println!("  total time {}", dur(started.elapsed()));
+    if failed > 0 {
+        println!("{failed} step(s) FAILED");
+    } else {
+        println!("all steps passed");
+    }
+    println!("tests: {}", total.show());
     if failed > 0 {
         Err(format!("{failed} step(s) failed"))
     } else {
-        println!("all steps passed");
         Ok(())
     }
 }
 
 fn first_line(s: &str) -> &str {
     let l = s.lines().next().unwrap_or("");
-    if l.len() > 120 {
-        let mut end = 120;
+    if l.len() > 100 {
+        let mut end = 100;
         while !l.is_char_boundary(end) {
             end -= 1;
         }
         &l[..end]
     } else {
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_lines_are_summed() {
+        let lines = vec![
+            "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s".to_string(),
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s".to_string(),
+        ];
+        let c = cargo_counts(&lines);
+        assert_eq!((c.passed, c.failed, c.skipped), (15, 2, 1));
+    }
+
+    #[test]
+    fn node_totals_are_read() {
+        assert_eq!(node_count("# pass 42"), Some(("pass", 42)));
+        assert_eq!(node_count("# todo 5"), Some(("todo", 5)));
+        assert_eq!(node_count("# duration_ms 12.5"), None);
+        assert_eq!(node_count("# Subtest: x"), None);
     }
 }

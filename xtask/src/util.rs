@@ -41,7 +41,34 @@ pub fn show(cmd: &Command) -> String {
             s.push_str(&a);
         }
     }
-    s
+    mask_secrets(&s)
+}
+
+/// Mask webhook secrets (`/rest/<user id>/<secret>/` → `/rest/<user id>/***/`) in a log line.
+pub fn mask_secrets(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("/rest/") {
+        let (head, tail) = rest.split_at(i + "/rest/".len());
+        out.push_str(head);
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        let after = &tail[digits..];
+        match after.strip_prefix('/') {
+            Some(secret_and_more) if digits > 0 => {
+                let end = secret_and_more
+                    .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+                    .unwrap_or(secret_and_more.len());
+                out.push_str(&tail[..digits + 1]);
+                if end > 0 {
+                    out.push_str("***");
+                }
+                rest = &secret_and_more[end..];
+            }
+            _ => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Run a command with inherited stdio; an error names the command and its exit status.
@@ -55,6 +82,43 @@ pub fn run(cmd: &mut Command) -> Result {
     } else {
         Err(format!("`{}` failed ({status})", show(cmd)))
     }
+}
+
+/// Run a command, echoing its stdout line by line (stderr is inherited), and return the lines
+/// for which `keep` is true (runners' summary lines) along with the outcome.
+pub fn run_tee(cmd: &mut Command, keep: impl Fn(&str) -> bool) -> (Result, Vec<String>) {
+    use std::io::{BufRead, BufReader, Write};
+    println!("$ {}", show(cmd));
+    let mut child = match cmd.stdout(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                Err(format!("cannot start `{}`: {e}", show(cmd))),
+                Vec::new(),
+            )
+        }
+    };
+    let mut kept = Vec::new();
+    let out = child.stdout.take().expect("piped");
+    let stdout = std::io::stdout();
+    for line in BufReader::new(out).split(b'\n') {
+        let Ok(line) = line else { break };
+        let line = String::from_utf8_lossy(&line).into_owned();
+        {
+            let mut o = stdout.lock();
+            let _ = writeln!(o, "{line}");
+            let _ = o.flush();
+        }
+        if keep(&line) {
+            kept.push(line);
+        }
+    }
+    let r = match child.wait() {
+        Ok(st) if st.success() => Ok(()),
+        Ok(st) => Err(format!("`{}` failed ({st})", show(cmd))),
+        Err(e) => Err(e.to_string()),
+    };
+    (r, kept)
 }
 
 /// Run a command quietly and return its stdout (trimmed); `None` if it can't start or fails.
