@@ -42,6 +42,11 @@ let hooks;
 const contexts = new Set();
 
 before(async () => {
+  // (A concurrent `cargo xtask build` rewrites pkg/: give it a moment to finish.)
+  const files = ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm'];
+  for (let i = 0; i < 120 && !files.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
   assert.ok(fs.existsSync(path.join(builtPkgDir, 'index.js')), `no built package at ${builtPkgDir}: run \`cargo xtask build\``);
   fs.cpSync(builtPkgDir, pkgDir, { recursive: true });
   emu = await startEmulator(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);

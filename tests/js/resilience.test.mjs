@@ -40,6 +40,11 @@ let emu;
 const contexts = new Set();
 
 before(async () => {
+  // (A concurrent `cargo xtask build` rewrites pkg/: give it a moment to finish.)
+  const files = ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm'];
+  for (let i = 0; i < 120 && !files.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
   assert.ok(fs.existsSync(path.join(builtPkgDir, 'index.js')), `no built package at ${builtPkgDir}: run \`cargo xtask build\``);
   fs.cpSync(builtPkgDir, pkgDir, { recursive: true });
   emu = await startEmulator(['--no-limits', ...STATIC]);
@@ -84,6 +89,8 @@ async function openPage(server = emu) {
     e.message += `\n(after ${Date.now() - t0} ms) console: ${JSON.stringify(consoleLines)} failed requests: ${JSON.stringify(failed)}`;
     throw e;
   }
+  // Load the wasm now, so timings below measure the calls, not the first call's lazy load.
+  await page.evaluate(() => window.lib.init());
   return { page, restRequests, consoleLines };
 }
 
@@ -257,30 +264,35 @@ test('truncated JSON after the delete was applied: the retry gets NOT_FOUND, res
   assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
-// Chromium re-sends a request by itself when a *reused* keep-alive connection closes before any
-// byte of the answer (ERR_EMPTY_RESPONSE on a reused socket). The first POST of a page to the API
-// always goes over the connection its CORS preflight opened, so the browser's own re-send meets the
-// already-applied delete and the library sees NOT_FOUND as the answer to its first attempt.
-const DROP_TODO = 'library: a delete applied on a dropped keep-alive connection is reported as NOT_FOUND '
-  + '(attempts 1; the emulator saw 2 requests): Chromium transparently re-sends the POST and the library '
-  + 'never sees the unknown outcome';
-
-test('connection dropped after the delete was applied: the retry gets NOT_FOUND, resolves as deleted', { todo: DROP_TODO }, async () => {
+test('connection dropped after the delete was applied: NETWORK_ERROR, the retry gets NOT_FOUND, resolves as deleted', async () => {
   const { r, sent, id } = await throughFaults([{ fault: { kind: 'drop_after_apply' } }], { timeoutMs: 10000 });
   assertResolved(r, id, 'drop_after_apply');
-  assert.equal(sent, 2, 'requests');
+  assert.equal(sent, 2, 'requests: the dropped one and the retry');
+  assert.ok(r.ms >= 700 && r.ms <= 2500, `took ${r.ms} ms, expected ~1 s of backoff`);
   await assertDeleted(id, true, 'drop_after_apply');
+  assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
-test('connection dropped after the delete was applied, on a fresh connection too: NETWORK_ERROR, the retry gets NOT_FOUND, resolves as deleted', async () => {
-  // Two drops: Chromium's own re-send (see above) takes the second one on a fresh connection, so the
-  // failure reaches the library as a network error; its retry then meets the applied delete.
+test('two dropped connections in a row, the first after the delete was applied: resolves as deleted, 3 requests', async () => {
   const { r, sent, id } = await throughFaults([{ fault: { kind: 'drop_after_apply' }, count: 2 }], { timeoutMs: 10000 });
   assertResolved(r, id, 'drop_after_apply x2');
-  assert.equal(sent, 3, 'requests: the dropped one, the browser\'s re-send (also dropped), the library\'s retry');
-  assert.ok(r.ms >= 700 && r.ms <= 2500, `took ${r.ms} ms, expected ~1 s of backoff`);
+  assert.equal(sent, 3, 'requests');
+  assert.ok(r.ms >= 2200 && r.ms <= 4500, `took ${r.ms} ms, expected ~1 s + ~2 s of backoff`);
   await assertDeleted(id, true, 'drop_after_apply x2');
   assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
+});
+
+// A plain drop on a *reused* keep-alive connection: Chromium re-sends the POST by itself (a reused
+// connection that closes before any byte of the answer), the re-sent request meets the applied delete,
+// and the page's fetch gets NOT_FOUND as the answer to the library's first and only attempt.
+test('connection dropped after the delete was applied, on a reused keep-alive connection (fresh: false): resolves as deleted', {
+  todo: 'library (limitation): reported as NOT_FOUND, attempts 1, while the emulator saw 2 requests and the item '
+    + 'was deleted by the first: Chromium re-sends the POST transparently, so the library never sees an unknown outcome',
+}, async () => {
+  const { r, sent, id } = await throughFaults([{ fault: { kind: 'drop_after_apply', fresh: false } }], { timeoutMs: 10000 });
+  assert.equal(sent, 2, 'requests: the dropped one and a re-send');
+  await assertDeleted(id, true, 'drop_after_apply, fresh: false');
+  assertResolved(r, id, 'drop_after_apply, fresh: false');
 });
 
 test('NOT_FOUND on a first attempt is not turned into success', async () => {
@@ -625,7 +637,6 @@ function runLoad() {
       const { page } = await openPage(load);
       const r = await page.evaluate(async ([hook, t, ids, burst, perSecond]) => {
         const client = new window.lib.Client({ webhookUrl: hook, rateLimit: { burst, perSecond }, timeoutMs: 60000 });
-        await window.lib.init?.();
         const t0 = performance.now();
         const results = await Promise.all(ids.map((id) => window.settle(client.deleteItem(t, id))));
         const ms = performance.now() - t0;
@@ -658,8 +669,7 @@ test('load: 1,000 concurrent deletes at burst 20 / 50 per second: every call res
 });
 
 test('load: the emulator with the same limits answers zero 503s, one request per delete', { todo: PACING_TODO }, async (t) => {
-  const { N, requests, rejected503, figures } = await runLoad();
-  t.diagnostic(figures);
+  const { N, requests, rejected503 } = await runLoad();
   assert.equal(rejected503, 0, 'zero 503s seen by the emulator');
   assert.equal(requests, N, 'one request per delete');
 });
