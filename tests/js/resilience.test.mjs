@@ -568,7 +568,7 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
 // request reaches the portal later than a later one (the first one waits for the CORS preflight; the
 // browser queues requests per connection), the portal's bucket is over by a fraction and answers 503.
 const PACING_TODO = 'library: pacing has no margin for network jitter; a portal with the same limits '
-  + 'still answers QUERY_LIMIT_EXCEEDED (1 of 10 at 3/5 per s, 1 of 55 at 50/2, 1-7 of 1,000 at 20/50)';
+  + 'still answers QUERY_LIMIT_EXCEEDED (seen: 1 of 10 calls at 3 burst/5 per s, 1 of 55 at 50/2, 1-20 of 1,000 at 20/50)';
 
 test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.4 s', { todo: PACING_TODO }, async () => {
   const { page, restRequests } = await openPage();
