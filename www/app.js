@@ -222,13 +222,18 @@ async function doDelete(entityTypeId, id) {
     const type = r?.entityTypeId ?? entityTypeId;
     const itemId = r?.id ?? id;
     showOutcome(true, 'Deleted', `Item ${itemId} of entity type ${type} (${typeName(type)}) was deleted.`,
-      `${ms} ms${r?.time?.duration != null ? ` · portal time ${Math.round(r.time.duration * 1000)} ms` : ''}`);
+      `${ms} ms in all${r?.time?.duration != null ? ` · ${portalTime(r.time.duration)} on the portal` : ''}`);
     log('ok', `deleted ${type}/${itemId} in ${ms} ms`);
   } catch (e) {
     showOutcome(false, 'Not deleted', e);
     log('error', `${e instanceof B24Error ? e.code : 'Error'}: ${plainWords(e)}`);
   }
   refreshItems();
+}
+
+function portalTime(seconds) {
+  const ms = seconds * 1000;
+  return ms < 1 ? 'under 1 ms' : `${Math.round(ms)} ms`;
 }
 
 $('delete-form').addEventListener('submit', (e) => {
