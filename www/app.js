@@ -22,7 +22,7 @@ const PLAIN = {
   ENTITY_TYPE_NOT_SUPPORTED: 'This entity type cannot be deleted with crm.item.delete.',
   ERROR_METHOD_NOT_FOUND: 'The portal does not know the method crm.item.delete.',
   INTERNAL_SERVER_ERROR: 'The portal failed while handling the request. Trying again later may work.',
-  INVALID_ARGUMENT: 'Check the values: entityTypeId and id must be positive whole numbers, and the connection must be a valid https webhook URL or portal (http only for localhost).',
+  INVALID_ARGUMENT: 'Nothing was sent: check the values. entityTypeId and id must be positive whole numbers, and the connection a valid https webhook URL or portal (http only for localhost).',
   NOT_CONFIGURED: 'Connect first: no webhook or OAuth token is set.',
   NETWORK_ERROR: 'The portal could not be reached: the address is wrong, the network is down, or the portal does not allow this page (CORS).',
   TIMEOUT: 'The portal did not answer in time.',
@@ -207,7 +207,7 @@ function showOutcome(ok, title, errOrText, meta = '') {
       if (e.status) bits.push(`HTTP ${e.status}`);
       bits.push(`kind: ${e.kind}`);
       bits.push(e.retryable ? 'may succeed if retried' : 'retrying will not help');
-      if (e.description && e.description !== PLAIN[e.code]) bits.push(`portal says: “${e.description}”`);
+      if (e.description && e.description !== PLAIN[e.code]) bits.push(`${e.kind === 'api' ? 'portal says' : 'details'}: “${e.description}”`);
     }
     $('result-meta').textContent = bits.join(' · ');
   }
