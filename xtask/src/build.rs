@@ -38,7 +38,9 @@ pub fn build(dev: bool) -> Result {
     }
     util::run(&mut cmd)?;
     let profile = if dev { "debug" } else { "release" };
-    let wasm = root.join(format!("target/wasm/{TARGET}/{profile}/{LIB}.wasm"));
+    let wasm = tc
+        .target_dir()
+        .join(format!("{TARGET}/{profile}/{LIB}.wasm"));
     if !wasm.exists() {
         return Err(format!("{} was not produced", wasm.display()));
     }

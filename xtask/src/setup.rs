@@ -147,7 +147,7 @@ fn try_rustup_target_add() -> bool {
     }
     println!("setup: trying `rustup target add {TARGET}`");
     let ok = Command::new("timeout")
-        .args(["180", "rustup", "target", "add", TARGET])
+        .args(["120", "rustup", "target", "add", TARGET])
         .current_dir(root())
         .status()
         .map(|s| s.success())

@@ -5,7 +5,7 @@
 //! 2. otherwise Debian's `rustc-web`/`cargo-web`/`rust-web-src` (in /usr/bin) with `-Zbuild-std`
 //!    and LLVM 19's `wasm-ld`: std is compiled from source for the target.
 //!
-//! Both build into `target/wasm` so they never fight with the native build over `target/`.
+//! They build into `target/wasm` / `target/wasm-build-std`, never fighting with the native build.
 
 use crate::util::{capture, root, which};
 use std::path::{Path, PathBuf};
@@ -111,8 +111,17 @@ impl Wasm {
             }
         }
         cmd.args(["--target", TARGET, "--target-dir"])
-            .arg(root.join("target/wasm"))
+            .arg(self.target_dir())
             .current_dir(&root);
         cmd
+    }
+
+    /// `target/wasm` (rustup) or `target/wasm-build-std`: apart from the native `target/`, and
+    /// apart from each other so switching (B24_WASM_TOOLCHAIN) never forces a full rebuild.
+    pub fn target_dir(&self) -> PathBuf {
+        root().join(match self {
+            Wasm::Rustup => "target/wasm",
+            Wasm::BuildStd => "target/wasm-build-std",
+        })
     }
 }
