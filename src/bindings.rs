@@ -281,6 +281,10 @@ impl Env for WebEnv {
         })
     }
 
+    fn aborted(&self) -> bool {
+        get(&self.signal, "aborted").is_truthy()
+    }
+
     async fn refresh_token(&self) -> Result<Secret, Error> {
         let Some(callback) = &self.on_token_expired else {
             return Err(Error::NotConfigured);

@@ -45,14 +45,28 @@ pub struct BulkOptions {
 
 /// The ids without repeats, in first-seen order.
 pub fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
-    // Sort (id, position), keep each id's first position, restore input order. No hash set:
-    // it would pull hashing code into the wasm.
-    let mut indexed: Vec<(u64, usize)> =
-        ids.into_iter().enumerate().map(|(i, id)| (id, i)).collect();
-    indexed.sort_unstable();
-    indexed.dedup_by_key(|&mut (id, _)| id);
-    indexed.sort_unstable_by_key(|&(_, position)| position);
-    indexed.into_iter().map(|(id, _)| id).collect()
+    let ids: Vec<u64> = ids.into_iter().collect();
+    // A small open-addressing set (ids are never 0, so 0 marks a free slot). Neither std's
+    // HashSet nor a sort: both cost kilobytes of wasm.
+    let capacity = (ids.len() * 2).next_power_of_two().max(16);
+    let mut slots = vec![0u64; capacity];
+    let mask = capacity - 1;
+    let mut unique = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut slot = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
+        loop {
+            match slots[slot] {
+                0 => {
+                    slots[slot] = id;
+                    unique.push(id);
+                    break;
+                }
+                seen if seen == id => break,
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+    unique
 }
 
 impl BulkReport {
@@ -351,6 +365,13 @@ mod tests {
     #[test]
     fn distinct_keeps_first_seen_order() {
         assert_eq!(distinct([3, 1, 3, 2, 1]), vec![3, 1, 2]);
+        let many: Vec<u64> = (1..=5000)
+            .chain((1..=5000).rev())
+            .chain([1 << 52, 1 << 52])
+            .collect();
+        let unique = distinct(many);
+        assert_eq!(unique.len(), 5001);
+        assert_eq!(unique[..3], [1, 2, 3]);
     }
 
     proptest::proptest! {
@@ -379,6 +400,7 @@ mod tests {
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
                 async fn refresh_token(&self) -> Result<crate::secret::Secret, Error> { Err(Error::NotConfigured) }
+                fn aborted(&self) -> bool { false }
                 async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);
                     let body = request.body.expose();

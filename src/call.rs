@@ -38,6 +38,8 @@ pub trait Env {
     /// Sends one request and reads the whole body; gives up after `timeout_ms` with `Timeout`.
     /// Fails with `Network` below HTTP and `Aborted` when the call is aborted.
     async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error>;
+    /// Whether the call's signal has fired.
+    fn aborted(&self) -> bool;
     /// Asks the user's `onTokenExpired` for a fresh access token.
     async fn refresh_token(&self) -> Result<Secret, Error>;
 }
@@ -166,6 +168,12 @@ impl Client {
                     .map_err(|error| CallError { error, attempts })?;
                 (build(auth), state.generation)
             };
+            if env.aborted() {
+                return Err(CallError {
+                    error: Error::Aborted,
+                    attempts,
+                });
+            }
             attempts += 1;
             let remaining = deadline - env.now_ms();
             let answer = env
@@ -443,6 +451,9 @@ pub(crate) mod tests {
             self.refreshes.set(self.refreshes.get() + 1);
             self.new_token.borrow().clone()
         }
+        fn aborted(&self) -> bool {
+            false
+        }
     }
 
     pub fn block_on<F: Future>(future: F) -> F::Output {
@@ -668,6 +679,9 @@ pub(crate) mod tests {
                 ok(SUCCESS)
             }
         }
+        fn aborted(&self) -> bool {
+            false
+        }
         async fn refresh_token(&self) -> Result<Secret, Error> {
             self.inner.refreshes.set(self.inner.refreshes.get() + 1);
             let gate = self.gate.clone();
@@ -720,7 +734,7 @@ pub(crate) mod tests {
         let client = webhook_client(
             0.0,
             RateLimitInput::Custom {
-                burst: 2.0,
+                burst: 4.0,
                 per_second: 2.0,
             },
         );
@@ -734,7 +748,8 @@ pub(crate) mod tests {
             .iter()
             .map(|s| s.0 - 1_700_000_000_000.0)
             .collect();
-        // Two at once (10 ms apart, the fake latency), then one per 500 ms.
+        // Two at once (10 ms apart, the fake latency; two of the four kept in reserve), then one
+        // per 500 ms.
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
 

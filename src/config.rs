@@ -158,7 +158,9 @@ impl Config {
             timeout_ms: parse_timeout(input.timeout_ms)?.unwrap_or(DEFAULT_TIMEOUT_MS),
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
-                Some(n) if n.is_finite() && n >= 0.0 && n <= 100.0 && n.fract() == 0.0 => n as u32,
+                Some(n) if n.is_finite() && (0.0..=100.0).contains(&n) && n.fract() == 0.0 => {
+                    n as u32
+                }
                 Some(_) => {
                     return Err(Error::InvalidConfig(
                         "maxRetries must be an integer from 0 to 100",
@@ -170,12 +172,10 @@ impl Config {
                 RateLimitInput::Off => None,
                 RateLimitInput::Custom { burst, per_second } => {
                     let burst_ok = burst.is_finite()
-                        && burst >= 1.0
-                        && burst <= 100_000.0
+                        && (1.0..=100_000.0).contains(&burst)
                         && burst.fract() == 0.0;
-                    if !burst_ok
-                        || !(per_second.is_finite() && per_second > 0.0 && per_second <= 100_000.0)
-                    {
+                    let rate_ok = per_second > 0.0 && per_second <= 100_000.0;
+                    if !(burst_ok && rate_ok) {
                         return Err(Error::InvalidConfig(
                             "rateLimit must be false or { burst: integer >= 1, perSecond: number > 0 }",
                         ));
@@ -194,7 +194,7 @@ impl Config {
 pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
     match timeout_ms {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && ms >= 1.0 && ms <= MAX_TIMEOUT_MS => Ok(Some(ms as u32)),
+        Some(ms) if ms.is_finite() && (1.0..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Some(ms as u32)),
         Some(_) => Err(Error::InvalidArgument(
             "timeoutMs must be a number of milliseconds from 1 to 2147483647",
         )),

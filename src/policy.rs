@@ -89,6 +89,16 @@ pub fn attempt_timeout_ms(remaining_ms: f64, retries_left: u32) -> f64 {
     }
 }
 
+/// Slots of the burst the client leaves unused: one, plus what the portal drains in
+/// [`ARRIVAL_SLACK_MS`] — at most all but one.
+pub fn reserve_slots(limit: RateLimit) -> u32 {
+    let drained = (limit.per_second * ARRIVAL_SLACK_MS / 1000.0).ceil() as u32;
+    (1 + drained).min(limit.burst.saturating_sub(1))
+}
+
+/// How much later than planned a request may reach the portal without meeting its limit.
+pub const ARRIVAL_SLACK_MS: f64 = 250.0;
+
 /// A client-side leaky bucket in the portal's terms: `burst` requests at once, draining
 /// `per_second`. Implemented as a virtual schedule (GCRA): each reservation takes the next free
 /// slot, so waiting calls go out first-come, first-served.
@@ -101,12 +111,15 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    /// A bucket for `limit`.
+    /// A bucket for `limit`, keeping [`reserve_slots`] of the burst unused: a request can reach
+    /// the portal later than it left, and then the portal has drained less than the client
+    /// counted, so a bucket exactly the portal's size would meet its edge.
     pub fn new(limit: RateLimit) -> Bucket {
         let interval_ms = 1000.0 / limit.per_second;
+        let burst = limit.burst - reserve_slots(limit);
         Bucket {
             interval_ms,
-            tolerance_ms: f64::from(limit.burst.saturating_sub(1)) * interval_ms,
+            tolerance_ms: f64::from(burst.saturating_sub(1)) * interval_ms,
             empty_at_ms: 0.0,
         }
     }
@@ -317,18 +330,21 @@ mod tests {
 
     #[test]
     fn bucket_allows_a_burst_then_drains() {
-        let mut bucket = Bucket::new(RateLimit {
+        // 50 / 2: two slots kept in reserve (one, plus 250 ms of drain).
+        let limit = RateLimit {
             burst: 50,
             per_second: 2.0,
-        });
-        for _ in 0..50 {
+        };
+        assert_eq!(reserve_slots(limit), 2);
+        let mut bucket = Bucket::new(limit);
+        for _ in 0..48 {
             assert_eq!(bucket.reserve(0.0), 0.0);
         }
         assert_eq!(bucket.reserve(0.0), 500.0);
         assert_eq!(bucket.reserve(0.0), 1000.0);
         // After a long pause it is full again.
         let mut later = bucket.clone();
-        for _ in 0..50 {
+        for _ in 0..48 {
             assert_eq!(later.reserve(1_000_000.0), 1_000_000.0);
         }
         assert_eq!(later.next_slot(1_000_000.0), 1_000_500.0);
@@ -370,11 +386,21 @@ mod tests {
             let sent: Vec<f64> = arrivals.iter().map(|&t| bucket.reserve(t)).collect();
             proptest::prop_assert!(sent.windows(2).all(|w| w[0] <= w[1]), "FIFO order");
             proptest::prop_assert_eq!(portal_accepts(&sent, limit), 0);
-            // And no slower than needed: n requests at once take (n - burst) intervals.
+            // Still never refused when requests reach the portal up to the slack late (when the
+            // burst is large enough to keep the whole reserve).
+            let full_reserve = 1 + (f64::from(per_second) * ARRIVAL_SLACK_MS / 1000.0).ceil() as u32;
+            let late: Vec<f64> = sent.iter().enumerate().map(|(i, &t)| t + if i % 2 == 0 { ARRIVAL_SLACK_MS } else { 0.0 }).collect();
+            let mut late_sorted = late.clone();
+            late_sorted.sort_by(f64::total_cmp);
+            if reserve_slots(limit) == full_reserve {
+                proptest::prop_assert_eq!(portal_accepts(&late_sorted, limit), 0);
+            }
+            // And no slower than needed: n requests at once take (n - usable burst) intervals.
             let n = arrivals.len() as f64;
-            if arrivals.iter().all(|&t| t == arrivals[0]) && n > f64::from(burst) {
+            let usable = f64::from(burst - reserve_slots(limit));
+            if arrivals.iter().all(|&t| t == arrivals[0]) && n > usable {
                 let last = sent[sent.len() - 1] - arrivals[0];
-                proptest::prop_assert!((last - (n - f64::from(burst)) * 1000.0 / f64::from(per_second)).abs() < 1e-6);
+                proptest::prop_assert!((last - (n - usable) * 1000.0 / f64::from(per_second)).abs() < 1e-6);
             }
         }
     }
