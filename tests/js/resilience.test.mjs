@@ -282,18 +282,10 @@ test('two dropped connections in a row, the first after the delete was applied: 
   assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
-// A plain drop on a *reused* keep-alive connection: Chromium re-sends the POST by itself (a reused
-// connection that closes before any byte of the answer), the re-sent request meets the applied delete,
-// and the page's fetch gets NOT_FOUND as the answer to the library's first and only attempt.
-test('connection dropped after the delete was applied, on a reused keep-alive connection (fresh: false): resolves as deleted', {
-  todo: 'library (limitation): reported as NOT_FOUND, attempts 1, while the emulator saw 2 requests and the item '
-    + 'was deleted by the first: Chromium re-sends the POST transparently, so the library never sees an unknown outcome',
-}, async () => {
-  const { r, sent, id } = await throughFaults([{ fault: { kind: 'drop_after_apply', fresh: false } }], { timeoutMs: 10000 });
-  assert.equal(sent, 2, 'requests: the dropped one and a re-send');
-  await assertDeleted(id, true, 'drop_after_apply, fresh: false');
-  assertResolved(r, id, 'drop_after_apply, fresh: false');
-});
+// Not tested, a documented limitation (README, "Limits, retries and errors"): a plain drop on a
+// *reused* keep-alive connection (`drop_after_apply` with `fresh: false`) is re-sent by Chromium
+// itself, below fetch; the re-sent request meets the applied delete and the library's only attempt
+// sees NOT_FOUND, with no unknown outcome it could know of.
 
 test('NOT_FOUND on a first attempt is not turned into success', async () => {
   const { page } = await openPage();
@@ -548,9 +540,7 @@ test('an already aborted signal: ABORTED without a request', async () => {
   await assertDeleted(id, false, 'pre-aborted');
 });
 
-test('an already aborted signal: the error says no request was sent (attempts 0)', {
-  todo: 'library: attempts is 1 for a call whose signal was aborted before it started, although no request was sent',
-}, async () => {
+test('an already aborted signal: the error says no request was sent (attempts 0)', async () => {
   const { page } = await openPage();
   const id = (await items())[0];
   const before = await deleteCount();
@@ -564,13 +554,11 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
 
 // ---- pacing ------------------------------------------------------------------------------------
 
-// The client's bucket schedules sends exactly on the portal's limit, with no margin: when an early
-// request reaches the portal later than a later one (the first one waits for the CORS preflight; the
-// browser queues requests per connection), the portal's bucket is over by a fraction and answers 503.
-const PACING_TODO = 'library: pacing has no margin for network jitter; a portal with the same limits '
-  + 'still answers QUERY_LIMIT_EXCEEDED (seen: 1 of 10 calls at 3 burst/5 per s, 1 of 55 at 50/2, 1-20 of 1,000 at 20/50)';
-
-test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.4 s', { todo: PACING_TODO }, async () => {
+// The client keeps part of the burst in reserve (one slot, plus what the portal drains in 250 ms),
+// because an early request can reach the portal after a later one (the first waits for the CORS
+// preflight; the browser queues requests per connection): a bucket exactly the portal's size would
+// then meet its edge. So 3 / 5 uses one slot at once, and 50 / 2 uses 48.
+test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s', async () => {
   const { page, restRequests } = await openPage();
   await emu.control.config({ burst: 3, drain: 5 });
   const ids = (await items()).slice(0, 10);
@@ -584,12 +572,12 @@ test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.4 s'
   const state = await emu.control.state();
   assert.equal(state.rejected.QUERY_LIMIT_EXCEEDED ?? 0, 0, 'no 503 from the emulator');
   assert.equal(state.requests.byMethod[METHOD], 10);
-  assert.ok(r.ms >= 1300 && r.ms <= 2200, `took ${r.ms} ms, the bucket allows 1400`);
+  assert.ok(r.ms >= 1700 && r.ms <= 2700, `took ${r.ms} ms, the bucket (2 of 3 slots in reserve) allows 1800`);
   const sentOrder = restRequests.map((x) => JSON.parse(x.body).id);
   assert.deepEqual(sentOrder.slice(3), ids.slice(3), 'queued calls go out first come, first served');
 });
 
-test('default pacing (50 burst, 2/s) keeps a default-limits portal from answering 503', { todo: PACING_TODO }, async () => {
+test('default pacing (50 burst, 2/s) keeps a default-limits portal from answering 503', async () => {
   const { page } = await openPage();
   await emu.control.config({ burst: 50, drain: 2 });
   await emu.control.items(SPA, 40);
@@ -605,7 +593,7 @@ test('default pacing (50 burst, 2/s) keeps a default-limits portal from answerin
   const state = await emu.control.state();
   assert.equal(state.rejected.QUERY_LIMIT_EXCEEDED ?? 0, 0, 'no 503 from the emulator');
   assert.equal(state.requests.byMethod[METHOD], 55);
-  assert.ok(r.ms >= 2300 && r.ms <= 3500, `took ${r.ms} ms, the bucket allows (55-50)/2 = 2.5 s`);
+  assert.ok(r.ms >= 3300 && r.ms <= 4600, `took ${r.ms} ms, the bucket (2 of 50 in reserve) allows (55-48)/2 = 3.5 s`);
 });
 
 test('rateLimit: false sends at once', async () => {
@@ -668,7 +656,7 @@ test('load: 1,000 concurrent deletes at burst 20 / 50 per second: every call res
   assert.ok(Math.abs(r.ms - minimum) <= minimum * 0.1, `time ${r.ms} ms not within 10 % of ${minimum} ms`);
 });
 
-test('load: the emulator with the same limits answers zero 503s, one request per delete', { todo: PACING_TODO }, async (t) => {
+test('load: the emulator with the same limits answers zero 503s, one request per delete', async (t) => {
   const { N, requests, rejected503 } = await runLoad();
   assert.equal(rejected503, 0, 'zero 503s seen by the emulator');
   assert.equal(requests, N, 'one request per delete');
