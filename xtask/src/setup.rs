@@ -191,6 +191,18 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Files the tools use from a node_modules (a partial install must not pass for a complete one).
+fn needed_files(dir: &Path) -> Vec<PathBuf> {
+    if dir.ends_with("tests") {
+        vec![
+            dir.join("node_modules/.bin/wasm-opt"),
+            dir.join("node_modules/playwright-core/package.json"),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
 fn mtime(p: &Path) -> Option<SystemTime> {
     p.metadata().and_then(|m| m.modified()).ok()
 }
@@ -216,7 +228,7 @@ fn npm_ci(dir: &Path) -> Result {
     ) {
         (Some(m), Some(l), Some(p)) => m >= l && m >= p,
         _ => false,
-    };
+    } && needed_files(dir).iter().all(|f| f.exists());
     if fresh {
         println!("setup: {rel}/node_modules up to date");
         return Ok(());
