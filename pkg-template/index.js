@@ -35,7 +35,7 @@ export class Client {
   }
 
   #client() {
-    return (this.#inner ??= init().then((glue) => new glue.Client(this.#config)));
+    return (this.#inner ??= init().then((glue) => new glue.Client(withFrame(this.#config))));
   }
 
   /** Deletes one CRM item (`crm.item.delete`). */
@@ -72,8 +72,18 @@ export function isInsideBitrix24() {
   return typeof g.name === 'string' && /^[^|]+\|[01]\|[^|]+$/.test(g.name) && typeof g.BX24 === 'object' && g.BX24 !== null;
 }
 
-// Unconfigured calls go through a client with no endpoint: it validates the arguments, then
-// rejects with NOT_CONFIGURED.
+// Unconfigured calls go through a client with no endpoint: inside a Bitrix24 frame it uses the
+// frame; elsewhere it validates the arguments, then rejects with NOT_CONFIGURED.
+let frameClient;
+let unconfiguredClient;
 function currentClient() {
-  return (defaultClient ??= new Client({}));
+  if (defaultClient) return defaultClient;
+  return isInsideBitrix24() ? (frameClient ??= new Client({ frame: true })) : (unconfiguredClient ??= new Client({}));
+}
+
+// `frame` left out and no other way to reach the portal: auto-detect the frame at the first call.
+function withFrame(config) {
+  const unset = config && typeof config === 'object' && config.frame === undefined
+    && config.webhookUrl === undefined && config.portal === undefined && config.accessToken === undefined;
+  return unset && isInsideBitrix24() ? { ...config, frame: true } : config;
 }

@@ -101,3 +101,87 @@ export async function refreshToken(callback, timeoutMs, signal) {
     clearTimeout(timer);
   }
 }
+
+/** Resolves true once BX24.init has run (at once if it already has), false after `timeoutMs`. */
+function bx24Ready(bx24, timeoutMs) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs, false);
+    try {
+      bx24.init(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    } catch {
+      clearTimeout(timer);
+      resolve(false);
+    }
+  });
+}
+
+/**
+ * The frame's auth, for calling the portal directly: [3, restBase, token]; or [2] to go through
+ * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [0] when
+ * there is no BX24. `first`: the current token (BX24.getAuth); else a refreshed one (BX24.refreshAuth).
+ */
+export async function frameAuth(first, timeoutMs) {
+  const bx24 = globalThis.BX24;
+  if (!bx24 || typeof bx24.init !== 'function' || typeof bx24.callMethod !== 'function') return [0];
+  if (!(await bx24Ready(bx24, timeoutMs))) return [1];
+  let auth = first && typeof bx24.getAuth === 'function' ? bx24.getAuth() : false;
+  if (!auth && typeof bx24.refreshAuth === 'function') {
+    auth = await new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs, null);
+      try {
+        bx24.refreshAuth((fresh) => {
+          clearTimeout(timer);
+          resolve(fresh || false);
+        });
+      } catch {
+        clearTimeout(timer);
+        resolve(false);
+      }
+    });
+    if (auth === null) return [1];
+  }
+  if (!auth || typeof auth.access_token !== 'string' || !auth.access_token) return [2];
+  // window.name is "DOMAIN|PROTOCOL|APP_SID"; PROTOCOL 1 is https.
+  const [domain, protocol] = String(globalThis.name).split('|');
+  return [3, `${protocol === '1' ? 'https' : 'http'}://${auth.domain || domain}/rest/`, auth.access_token];
+}
+
+/**
+ * BX24.callMethod(method, params) bounded by `timeoutMs` (BX24 never calls back on a 5xx or a
+ * network error). Resolves like send(): [status, JSON text] for an answer, else [0, kind, cause].
+ */
+export function callBx24(method, body, timeoutMs, signal) {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve([0, ABORTED, signal.reason]);
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = () => finish([0, ABORTED, signal.reason]);
+    const timer = setTimeout(finish, timeoutMs, [0, TIMEOUT]);
+    signal?.addEventListener('abort', onAbort);
+    try {
+      globalThis.BX24.callMethod(method, JSON.parse(body), (result) => {
+        try {
+          const error = result.error();
+          const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
+          const answer = error
+            ? (error.ex ?? { error: String(error.error ?? error), error_description: String(error.error_description ?? '') })
+            : (result.answer ?? { result: result.data(), time: result.time?.() });
+          finish([status, JSON.stringify(answer)]);
+        } catch (cause) {
+          finish([0, NETWORK, cause]);
+        }
+      });
+    } catch (cause) {
+      finish([0, NETWORK, cause]);
+    }
+  });
+}

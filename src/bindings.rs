@@ -13,8 +13,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::bulk::{self, BulkOptions, BulkReport};
-use crate::call::{self, CallError, CallOptions, Env, RawResponse};
-use crate::config::{self, Config, ConfigInput, RateLimitInput};
+use crate::call::{self, CallError, CallOptions, Credentials, Env, RawResponse};
+use crate::config::{self, Config, ConfigInput, Endpoint, RateLimitInput};
 use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
 use crate::id::{self, RawId};
@@ -42,13 +42,38 @@ extern "C" {
 
     #[wasm_bindgen(js_name = refreshToken)]
     fn refresh_token(callback: &Function, timeout_ms: f64, signal: &JsValue) -> Promise;
+
+    #[wasm_bindgen(js_name = frameAuth)]
+    fn frame_auth(first: bool, timeout_ms: f64) -> Promise;
+
+    #[wasm_bindgen(js_name = callBx24)]
+    fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
 }
 
 /// A Bitrix24 client: one configuration, one pacing bucket, one token.
 #[wasm_bindgen]
 pub struct Client {
     core: Rc<call::Client>,
+    platform: Platform,
+}
+
+/// What each call's [`WebEnv`] is made from.
+#[derive(Clone)]
+struct Platform {
     on_token_expired: Option<Function>,
+    /// The client reaches the portal through the enclosing Bitrix24 frame.
+    frame: bool,
+}
+
+impl Platform {
+    fn env(self, signal: JsValue) -> WebEnv {
+        WebEnv {
+            signal,
+            cause: RefCell::new(JsValue::UNDEFINED),
+            on_token_expired: self.on_token_expired,
+            frame: self.frame,
+        }
+    }
 }
 
 #[wasm_bindgen]
@@ -60,9 +85,13 @@ impl Client {
             read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
         let config =
             Config::parse(input).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
+        let frame = config.endpoint == Endpoint::Frame;
         Ok(Client {
             core: Rc::new(call::Client::new(config)),
-            on_token_expired,
+            platform: Platform {
+                on_token_expired,
+                frame,
+            },
         })
     }
 
@@ -70,7 +99,7 @@ impl Client {
     #[wasm_bindgen(js_name = deleteItem)]
     pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> Promise {
         let core = self.core.clone();
-        let callback = self.on_token_expired.clone();
+        let platform = self.platform.clone();
         future_to_promise(async move {
             let checked = (|| {
                 let entity_type_id = read_id(
@@ -86,11 +115,7 @@ impl Client {
             })();
             let (entity_type_id, id, call_options, signal) = checked
                 .map_err(|e| to_js_error(&e.into(), envelope::DELETE, &JsValue::UNDEFINED))?;
-            let env = WebEnv {
-                signal,
-                cause: RefCell::new(JsValue::UNDEFINED),
-                on_token_expired: callback,
-            };
+            let env = platform.env(signal);
             match core
                 .delete_item(&env, entity_type_id, id, call_options)
                 .await
@@ -109,7 +134,7 @@ impl Client {
     #[wasm_bindgen(js_name = deleteItems)]
     pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> Promise {
         let core = self.core.clone();
-        let callback = self.on_token_expired.clone();
+        let platform = self.platform.clone();
         future_to_promise(async move {
             let checked = (|| {
                 let entity_type_id = read_id(
@@ -139,11 +164,7 @@ impl Client {
             })();
             let (entity_type_id, ids, options, signal, on_progress) = checked
                 .map_err(|e| to_js_error(&e.into(), envelope::BATCH, &JsValue::UNDEFINED))?;
-            let env = WebEnv {
-                signal,
-                cause: RefCell::new(JsValue::UNDEFINED),
-                on_token_expired: callback,
-            };
+            let env = platform.env(signal);
             let report = core
                 .delete_items(&env, entity_type_id, &ids, options, |done, total| {
                     if let Some(callback) = &on_progress {
@@ -223,6 +244,8 @@ struct WebEnv {
     /// The JS error behind the latest failure, for `B24Error.cause`.
     cause: RefCell<JsValue>,
     on_token_expired: Option<Function>,
+    /// The client reaches the portal through the enclosing Bitrix24 frame.
+    frame: bool,
 }
 
 impl WebEnv {
@@ -258,13 +281,12 @@ impl Env for WebEnv {
     }
 
     async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
-        let answer = JsFuture::from(send(
-            request.url.expose(),
-            request.body.expose(),
-            timeout_ms,
-            &self.signal,
-        ))
-        .await;
+        let (url, body) = (request.url.expose(), request.body.expose());
+        let answer = if request.bx24 {
+            JsFuture::from(call_bx24(url, body, timeout_ms, &self.signal)).await
+        } else {
+            JsFuture::from(send(url, body, timeout_ms, &self.signal)).await
+        };
         let answer: Array = answer.unwrap_or_default().unchecked_into();
         let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
@@ -285,14 +307,41 @@ impl Env for WebEnv {
         get(&self.signal, "aborted").is_truthy()
     }
 
-    async fn refresh_token(&self) -> Result<Secret, Error> {
+    async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
+        if self.frame {
+            // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
+            // [3, restBase, token] call the portal directly.
+            let answer: Array = JsFuture::from(frame_auth(first, timeout_ms))
+                .await
+                .unwrap_or_default()
+                .unchecked_into();
+            return match answer.get(0).as_f64() {
+                Some(3.0) => {
+                    let token = answer.get(2).as_string().unwrap_or_default();
+                    // A portal that fails the https rule is reached through BX24 instead.
+                    match config::parse_portal(&answer.get(1).as_string().unwrap_or_default()) {
+                        Ok(rest_base) if !token.is_empty() => Ok(Credentials::Token {
+                            token: Secret::new(token),
+                            rest_base: Some(rest_base),
+                        }),
+                        _ => Ok(Credentials::Bx24),
+                    }
+                }
+                Some(2.0) => Ok(Credentials::Bx24),
+                Some(1.0) => Err(Error::Timeout),
+                _ => Err(Error::NotConfigured),
+            };
+        }
         let Some(callback) = &self.on_token_expired else {
             return Err(Error::NotConfigured);
         };
-        let answer = JsFuture::from(refresh_token(callback, 30_000.0, &self.signal)).await;
+        let answer = JsFuture::from(refresh_token(callback, timeout_ms, &self.signal)).await;
         let answer: Array = answer.unwrap_or_default().unchecked_into();
         match answer.get(0).as_string() {
-            Some(token) => Ok(Secret::new(token)),
+            Some(token) => Ok(Credentials::Token {
+                token: Secret::new(token),
+                rest_base: None,
+            }),
             None => {
                 *self.cause.borrow_mut() = answer.get(1);
                 Err(Error::InvalidConfig("onTokenExpired failed"))

@@ -399,7 +399,7 @@ mod tests {
                 fn now_ms(&self) -> f64 { self.fake.now_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
-                async fn refresh_token(&self) -> Result<crate::secret::Secret, Error> { Err(Error::NotConfigured) }
+                async fn refresh_token(&self, _first: bool, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
                 fn aborted(&self) -> bool { false }
                 async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);

@@ -40,8 +40,23 @@ pub trait Env {
     async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error>;
     /// Whether the call's signal has fired.
     fn aborted(&self) -> bool;
-    /// Asks the user's `onTokenExpired` for a fresh access token.
-    async fn refresh_token(&self) -> Result<Secret, Error>;
+    /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (`first`:
+    /// the frame's current token, else a refreshed one). Gives up after `timeout_ms`.
+    async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error>;
+}
+
+/// What a token refresh, or a frame's first look at BX24, gives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    /// An access token, and in a frame the portal's REST base (`https://host/rest/`).
+    Token {
+        /// The access token.
+        token: Secret,
+        /// The REST base, when it comes with the token.
+        rest_base: Option<String>,
+    },
+    /// The frame's portal cannot be called directly: send through `BX24.callMethod`.
+    Bx24,
 }
 
 /// Why a call failed, after how many requests.
@@ -72,6 +87,12 @@ pub struct Client {
 #[derive(Debug, Default)]
 struct TokenState {
     token: Option<Secret>,
+    /// In a frame: the portal's REST base, once known.
+    rest_base: Option<String>,
+    /// In a frame: requests go through `BX24.callMethod`.
+    bx24: bool,
+    /// Why the latest refresh failed, for the calls that waited on it.
+    failure: Option<Error>,
     /// Bumped by every successful refresh.
     generation: u32,
     refreshing: bool,
@@ -147,11 +168,13 @@ impl Client {
         build: impl Fn(Auth<'_>) -> HttpRequest,
         read: impl Fn(u16, &str, bool) -> Result<T, Failure>,
     ) -> Result<T, CallError> {
-        if !matches!(
-            self.config.endpoint,
-            Endpoint::Webhook { .. } | Endpoint::OAuth { .. }
-        ) {
-            return Err(Error::NotConfigured.into());
+        match self.config.endpoint {
+            Endpoint::Auto => return Err(Error::NotConfigured.into()),
+            // A frame's first call reads its auth from BX24 (shared with concurrent calls).
+            Endpoint::Frame if self.token.borrow().generation == 0 => {
+                self.refresh(env, 0, deadline).await?;
+            }
+            _ => {}
         }
         let mut attempts = 0;
         let mut retries = 0;
@@ -164,7 +187,7 @@ impl Client {
             let (request, generation) = {
                 let state = self.token.borrow();
                 let auth = self
-                    .auth(state.token.as_ref())
+                    .auth(&state)
                     .map_err(|error| CallError { error, attempts })?;
                 (build(auth), state.generation)
             };
@@ -202,14 +225,7 @@ impl Client {
                     remaining_ms: remaining,
                     now_unix_ms: env.now_ms(),
                     operating_reset_at: self.reset_at(request.method),
-                    can_refresh: !refreshed
-                        && matches!(
-                            self.config.endpoint,
-                            Endpoint::OAuth {
-                                refreshable: true,
-                                ..
-                            }
-                        ),
+                    can_refresh: !refreshed && self.can_refresh(),
                     random: env.random(),
                 },
             );
@@ -229,7 +245,7 @@ impl Client {
                 }
                 Decision::RefreshToken => {
                     refreshed = true;
-                    if !self.refresh(env, generation).await {
+                    if self.refresh(env, generation, deadline).await.is_err() {
                         return Err(CallError {
                             error: failure.error,
                             attempts,
@@ -241,13 +257,25 @@ impl Client {
     }
 
     /// The request auth for the configured endpoint.
-    fn auth<'a>(&'a self, token: Option<&'a Secret>) -> Result<Auth<'a>, Error> {
-        match (&self.config.endpoint, token) {
-            (Endpoint::Webhook { base, redacted }, _) => Ok(Auth::Webhook { base, redacted }),
-            (Endpoint::OAuth { rest_base, .. }, Some(token)) => {
+    fn auth<'a>(&'a self, state: &'a TokenState) -> Result<Auth<'a>, Error> {
+        match (&self.config.endpoint, &state.token, &state.rest_base) {
+            (Endpoint::Webhook { base, redacted }, ..) => Ok(Auth::Webhook { base, redacted }),
+            (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
                 Ok(Auth::OAuth { rest_base, token })
             }
+            (Endpoint::Frame, ..) if state.bx24 => Ok(Auth::Bx24),
+            (Endpoint::Frame, Some(token), Some(rest_base)) => Ok(Auth::OAuth { rest_base, token }),
             _ => Err(Error::NotConfigured),
+        }
+    }
+
+    /// Whether an `expired_token` can be answered with a new token: OAuth with
+    /// `onTokenExpired`, or a frame calling the portal directly (BX24 refreshes its own).
+    fn can_refresh(&self) -> bool {
+        match self.config.endpoint {
+            Endpoint::OAuth { refreshable, .. } => refreshable,
+            Endpoint::Frame => !self.token.borrow().bx24,
+            _ => false,
         }
     }
 
@@ -295,14 +323,20 @@ impl Client {
             .map(|&(_, at)| at)
     }
 
-    /// Makes sure the token is newer than `used_generation`: joins a refresh in flight, or runs
-    /// one. Returns whether a newer token is now there. Concurrent calls share one refresh.
-    async fn refresh(&self, env: &impl Env, used_generation: u32) -> bool {
+    /// Makes sure the credentials are newer than `used_generation` (0: none yet): joins a
+    /// refresh in flight, or runs one. Concurrent calls share one refresh; a failed one fails
+    /// every call that waited on it.
+    async fn refresh(
+        &self,
+        env: &impl Env,
+        used_generation: u32,
+        deadline: f64,
+    ) -> Result<(), Error> {
         loop {
             {
                 let state = self.token.borrow();
                 if state.generation != used_generation {
-                    return true;
+                    return Ok(());
                 }
                 if !state.refreshing {
                     break;
@@ -313,23 +347,40 @@ impl Client {
                 registered: false,
             }
             .await;
-            if self.token.borrow().generation == used_generation {
-                return false; // the shared refresh failed
+            let state = self.token.borrow();
+            if state.generation == used_generation {
+                return Err(state.failure.clone().unwrap_or(Error::NotConfigured));
             }
         }
         self.token.borrow_mut().refreshing = true;
-        let result = env.refresh_token().await;
+        let remaining = deadline - env.now_ms();
+        let result = env.refresh_token(used_generation == 0, remaining).await;
         let mut state = self.token.borrow_mut();
         state.refreshing = false;
-        let ok = result.is_ok();
-        if let Ok(token) = result {
-            state.token = Some(token);
-            state.generation = state.generation.wrapping_add(1);
-        }
+        let outcome = match result {
+            Ok(credentials) => {
+                match credentials {
+                    Credentials::Token { token, rest_base } => {
+                        state.token = Some(token);
+                        if rest_base.is_some() {
+                            state.rest_base = rest_base;
+                        }
+                    }
+                    Credentials::Bx24 => state.bx24 = true,
+                }
+                // Never back to 0, which means "no credentials yet".
+                state.generation = state.generation.wrapping_add(1).max(1);
+                Ok(())
+            }
+            Err(error) => {
+                state.failure = Some(error.clone());
+                Err(error)
+            }
+        };
         for waker in state.waiters.drain(..) {
             waker.wake();
         }
-        ok
+        outcome
     }
 
     /// The current token's generation (bumped by each refresh).
@@ -378,7 +429,8 @@ pub(crate) mod tests {
         pub answers: RefCell<VecDeque<Result<RawResponse, Error>>>,
         pub sent: RefCell<Vec<(f64, String, String)>>,
         pub refreshes: Cell<u32>,
-        pub new_token: RefCell<Result<Secret, Error>>,
+        pub firsts: RefCell<Vec<bool>>,
+        pub new_token: RefCell<Result<Credentials, Error>>,
         /// How long each request takes, in fake milliseconds.
         pub latency_ms: f64,
     }
@@ -390,9 +442,17 @@ pub(crate) mod tests {
                 answers: RefCell::new(answers.into()),
                 sent: RefCell::new(Vec::new()),
                 refreshes: Cell::new(0),
-                new_token: RefCell::new(Ok(Secret::new("fresh".into()))),
+                firsts: RefCell::new(Vec::new()),
+                new_token: RefCell::new(Ok(token("fresh"))),
                 latency_ms: 10.0,
             }
+        }
+    }
+
+    pub fn token(value: &str) -> Credentials {
+        Credentials::Token {
+            token: Secret::new(value.into()),
+            rest_base: None,
         }
     }
 
@@ -447,8 +507,9 @@ pub(crate) mod tests {
             self.now.set(self.now.get() + took);
             answer
         }
-        async fn refresh_token(&self) -> Result<Secret, Error> {
+        async fn refresh_token(&self, first: bool, _timeout_ms: f64) -> Result<Credentials, Error> {
             self.refreshes.set(self.refreshes.get() + 1);
+            self.firsts.borrow_mut().push(first);
             self.new_token.borrow().clone()
         }
         fn aborted(&self) -> bool {
@@ -682,7 +743,11 @@ pub(crate) mod tests {
         fn aborted(&self) -> bool {
             false
         }
-        async fn refresh_token(&self) -> Result<Secret, Error> {
+        async fn refresh_token(
+            &self,
+            _first: bool,
+            _timeout_ms: f64,
+        ) -> Result<Credentials, Error> {
             self.inner.refreshes.set(self.inner.refreshes.get() + 1);
             let gate = self.gate.clone();
             std::future::poll_fn(move |cx| {
@@ -694,7 +759,7 @@ pub(crate) mod tests {
                 }
             })
             .await;
-            Ok(Secret::new("fresh".into()))
+            Ok(token("fresh"))
         }
     }
 
@@ -783,5 +848,75 @@ pub(crate) mod tests {
         .unwrap_err();
         assert_eq!((error.error, error.attempts), (Error::Timeout, 0));
         assert_eq!(env.sent.borrow().len(), 1);
+    }
+
+    fn frame_client() -> Client {
+        Client::new(
+            Config::parse(ConfigInput {
+                frame: Some(true),
+                rate_limit: RateLimitInput::Off,
+                ..Default::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    fn frame_token(value: &str) -> Credentials {
+        Credentials::Token {
+            token: Secret::new(value.into()),
+            rest_base: Some("https://acme.bitrix24.com/rest/".into()),
+        }
+    }
+
+    #[test]
+    fn a_frame_reads_its_auth_once_then_calls_the_portal_directly() {
+        let client = frame_client();
+        let env = FakeEnv::new(vec![ok(SUCCESS), ok(SUCCESS)]);
+        *env.new_token.borrow_mut() = Ok(frame_token("frame-token"));
+        for id in [1, 2] {
+            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
+        }
+        assert_eq!(*env.firsts.borrow(), vec![true]);
+        let sent = env.sent.borrow();
+        assert_eq!(sent[0].1, "https://acme.bitrix24.com/rest/crm.item.delete");
+        assert_eq!(
+            sent[0].2,
+            r#"{"entityTypeId":1268,"id":1,"auth":"frame-token"}"#
+        );
+    }
+
+    #[test]
+    fn a_frame_refreshes_through_bx24_on_expired_token() {
+        let client = frame_client();
+        let env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
+        *env.new_token.borrow_mut() = Ok(frame_token("first"));
+        // The first look at BX24 (first = true), then a refresh after expired_token (first = false).
+        assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
+        assert_eq!(*env.firsts.borrow(), vec![true, false]);
+        assert_eq!(env.sent.borrow().len(), 2);
+    }
+
+    #[test]
+    fn a_frame_without_direct_access_goes_through_bx24() {
+        let client = frame_client();
+        let env = FakeEnv::new(vec![ok(SUCCESS)]);
+        *env.new_token.borrow_mut() = Ok(Credentials::Bx24);
+        assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
+        assert_eq!(env.sent.borrow()[0].1, "crm.item.delete");
+        assert_eq!(env.sent.borrow()[0].2, r#"{"entityTypeId":2,"id":9}"#);
+    }
+
+    #[test]
+    fn a_frame_whose_bx24_never_answers_fails_without_sending() {
+        let client = frame_client();
+        let env = FakeEnv::new(vec![ok(SUCCESS)]);
+        *env.new_token.borrow_mut() = Err(Error::Timeout);
+        let error = block_on(client.delete_item(&env, 2, 9, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error, error.attempts), (Error::Timeout, 0));
+        assert!(env.sent.borrow().is_empty());
+        // Auto (nothing configured, not in a frame) never sends either.
+        let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
+        let error = block_on(auto.delete_item(&env, 2, 9, CallOptions::default())).unwrap_err();
+        assert_eq!(error.error, Error::NotConfigured);
     }
 }

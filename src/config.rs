@@ -238,7 +238,8 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
 
 const PORTAL_SHAPE: &str = "portal must look like https://PORTAL (or https://PORTAL/rest/)";
 
-fn parse_portal(url: &str) -> Result<String, Error> {
+/// Checks a portal URL (`https:`, or `http:` for loopback) and gives its REST base `…/rest/`.
+pub fn parse_portal(url: &str) -> Result<String, Error> {
     let (origin, path) =
         split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(PORTAL_SHAPE)))?;
     if !matches!(path, "" | "/" | "/rest" | "/rest/") {

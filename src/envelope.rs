@@ -30,6 +30,8 @@ pub enum Auth<'a> {
         /// The base URL with the secret masked.
         redacted: &'a str,
     },
+    /// Through the frame's `BX24.callMethod`, which adds the auth itself.
+    Bx24,
     /// An OAuth REST base (`https://host/rest/`) and the current access token.
     OAuth {
         /// `https://host/rest/`
@@ -51,6 +53,8 @@ pub struct HttpRequest {
     pub body: Secret,
     /// `POST <url> <body>` with the webhook secret and the token masked.
     pub log: String,
+    /// Send through `BX24.callMethod(method, body)` instead of `fetch(url)`.
+    pub bx24: bool,
 }
 
 /// The `crm.item.delete` request for one item.
@@ -99,16 +103,11 @@ pub fn batch_key_index(key: &str) -> Option<usize> {
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.
 fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
-    match auth {
+    let (url, log, bx24) = match auth {
         Auth::Webhook { base, redacted } => {
             params.push('}');
             let log = ["POST ", redacted, method, " ", &params].concat();
-            HttpRequest {
-                method,
-                url: Secret::new([base.expose(), method].concat()),
-                body: Secret::new(params),
-                log,
-            }
+            ([base.expose(), method].concat(), log, false)
         }
         Auth::OAuth { rest_base, token } => {
             let url = [rest_base, method].concat();
@@ -116,13 +115,20 @@ fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpReques
             params.push_str(",\"auth\":");
             push_json_string(&mut params, token.expose());
             params.push('}');
-            HttpRequest {
-                method,
-                url: Secret::new(url),
-                body: Secret::new(params),
-                log,
-            }
+            (url, log, false)
         }
+        Auth::Bx24 => {
+            params.push('}');
+            let log = ["BX24.callMethod ", method, " ", &params].concat();
+            (method.to_owned(), log, true)
+        }
+    };
+    HttpRequest {
+        method,
+        url: Secret::new(url),
+        body: Secret::new(params),
+        log,
+        bx24,
     }
 }
 
@@ -260,6 +266,18 @@ mod tests {
         assert_eq!(batch_key_index("k49"), Some(49));
         assert_eq!(batch_key_index("x1"), None);
         assert_eq!(batch_key_index("k"), None);
+    }
+
+    #[test]
+    fn through_bx24() {
+        let request = delete_item(Auth::Bx24, 1268, 3);
+        assert!(request.bx24);
+        assert_eq!(request.url.expose(), "crm.item.delete");
+        assert_eq!(request.body.expose(), r#"{"entityTypeId":1268,"id":3}"#);
+        assert_eq!(
+            request.log,
+            r#"BX24.callMethod crm.item.delete {"entityTypeId":1268,"id":3}"#
+        );
     }
 
     #[test]

@@ -39,11 +39,19 @@ fn emulator() -> &'static str {
 }
 
 async fn state() -> JsValue {
-    JsFuture::from(control(emulator(), "state", JsValue::UNDEFINED)).await.unwrap()
+    JsFuture::from(control(emulator(), "state", JsValue::UNDEFINED))
+        .await
+        .unwrap()
 }
 
 async fn post(path: &str, body: &str) -> JsValue {
-    JsFuture::from(control(emulator(), path, js_sys::JSON::parse(body).unwrap())).await.unwrap()
+    JsFuture::from(control(
+        emulator(),
+        path,
+        js_sys::JSON::parse(body).unwrap(),
+    ))
+    .await
+    .unwrap()
 }
 
 fn config(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -55,7 +63,12 @@ fn config(pairs: &[(&str, JsValue)]) -> JsValue {
 }
 
 fn webhook_client(url: &str) -> Client {
-    Client::new(&config(&[("webhookUrl", url.into()), ("rateLimit", false.into()), ("maxRetries", 0.into())])).unwrap()
+    Client::new(&config(&[
+        ("webhookUrl", url.into()),
+        ("rateLimit", false.into()),
+        ("maxRetries", 0.into()),
+    ]))
+    .unwrap()
 }
 
 fn field(value: &JsValue, key: &str) -> JsValue {
@@ -68,12 +81,21 @@ async fn delete(client: &Client, entity_type_id: f64, id: f64) -> Result<JsValue
 
 /// Asserts the error's code, status and kind, and that it is a real `Error` named `B24Error`.
 fn assert_error(error: &JsValue, code: &str, status: u32, kind: &str) {
-    assert!(error.is_instance_of::<js_sys::Error>(), "not an Error: {error:?}");
-    assert_eq!(field(error, "name").as_string().as_deref(), Some("B24Error"));
+    assert!(
+        error.is_instance_of::<js_sys::Error>(),
+        "not an Error: {error:?}"
+    );
+    assert_eq!(
+        field(error, "name").as_string().as_deref(),
+        Some("B24Error")
+    );
     assert_eq!(field(error, "code").as_string().as_deref(), Some(code));
     assert_eq!(field(error, "status").as_f64(), Some(f64::from(status)));
     assert_eq!(field(error, "kind").as_string().as_deref(), Some(kind));
-    assert_eq!(field(error, "method").as_string().as_deref(), Some("crm.item.delete"));
+    assert_eq!(
+        field(error, "method").as_string().as_deref(),
+        Some("crm.item.delete")
+    );
 }
 
 #[wasm_bindgen_test]
@@ -89,7 +111,10 @@ async fn deletes_an_item_and_reports_time() {
     // Again: the item is gone.
     let error = delete(&client, 1268.0, id).await.unwrap_err();
     assert_error(&error, "NOT_FOUND", 400, "api");
-    assert_eq!(field(&error, "description").as_string().as_deref(), Some("Item not found"));
+    assert_eq!(
+        field(&error, "description").as_string().as_deref(),
+        Some("Item not found")
+    );
     assert_eq!(field(&error, "retryable").as_bool(), Some(false));
 }
 
@@ -98,23 +123,51 @@ async fn each_documented_error() {
     let s = state().await;
     let id = items_of(&s, 1268)[1];
     let admin = webhook_client(&webhook_of(&s, "admin"));
-    assert_error(&delete(&admin, 999.0, id).await.unwrap_err(), "NOT_FOUND", 400, "api");
-    assert_error(&delete(&admin, 5.0, 1.0).await.unwrap_err(), "ENTITY_TYPE_NOT_SUPPORTED", 400, "api");
-    assert_error(&delete(&webhook_client(&webhook_of(&s, "no_delete")), 1268.0, id).await.unwrap_err(), "ACCESS_DENIED", 403, "api");
     assert_error(
-        &delete(&webhook_client(&webhook_of(&s, "extranet")), 1268.0, id).await.unwrap_err(),
+        &delete(&admin, 999.0, id).await.unwrap_err(),
+        "NOT_FOUND",
+        400,
+        "api",
+    );
+    assert_error(
+        &delete(&admin, 5.0, 1.0).await.unwrap_err(),
+        "ENTITY_TYPE_NOT_SUPPORTED",
+        400,
+        "api",
+    );
+    assert_error(
+        &delete(&webhook_client(&webhook_of(&s, "no_delete")), 1268.0, id)
+            .await
+            .unwrap_err(),
+        "ACCESS_DENIED",
+        403,
+        "api",
+    );
+    assert_error(
+        &delete(&webhook_client(&webhook_of(&s, "extranet")), 1268.0, id)
+            .await
+            .unwrap_err(),
         "allowed_only_intranet_user",
         403,
         "api",
     );
     assert_error(
-        &delete(&webhook_client(&webhook_of(&s, "no_crm_scope")), 1268.0, id).await.unwrap_err(),
+        &delete(&webhook_client(&webhook_of(&s, "no_crm_scope")), 1268.0, id)
+            .await
+            .unwrap_err(),
         "insufficient_scope",
         403,
         "api",
     );
     let wrong = [emulator(), "/rest/1/wrongsecret/"].concat();
-    assert_error(&delete(&webhook_client(&wrong), 1268.0, id).await.unwrap_err(), "NO_AUTH_FOUND", 401, "api");
+    assert_error(
+        &delete(&webhook_client(&wrong), 1268.0, id)
+            .await
+            .unwrap_err(),
+        "NO_AUTH_FOUND",
+        401,
+        "api",
+    );
     // None of those deleted the item.
     assert!(items_of(&state().await, 1268).contains(&id));
 }
@@ -134,9 +187,15 @@ async fn expired_oauth_token() {
 
 #[wasm_bindgen_test]
 async fn an_html_page_is_a_bad_response() {
-    post("faults", r#"{"method":"crm.item.delete","count":1,"fault":{"kind":"html","status":502}}"#).await;
+    post(
+        "faults",
+        r#"{"method":"crm.item.delete","count":1,"fault":{"kind":"html","status":502}}"#,
+    )
+    .await;
     let id = items_of(&state().await, 2)[0];
-    let error = delete(&webhook_client(WEBHOOK.unwrap()), 2.0, id).await.unwrap_err();
+    let error = delete(&webhook_client(WEBHOOK.unwrap()), 2.0, id)
+        .await
+        .unwrap_err();
     assert_error(&error, "BAD_RESPONSE", 502, "response");
     assert_eq!(field(&error, "retryable").as_bool(), Some(true));
 }
@@ -147,26 +206,52 @@ async fn invalid_arguments_send_nothing() {
     let client = webhook_client(WEBHOOK.unwrap());
     for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, 9007199254740992.0] {
         let error = delete(&client, bad, 1.0).await.unwrap_err();
-        assert_eq!(field(&error, "code").as_string().as_deref(), Some("INVALID_ARGUMENT"));
-        assert_eq!(field(&error, "kind").as_string().as_deref(), Some("argument"));
+        assert_eq!(
+            field(&error, "code").as_string().as_deref(),
+            Some("INVALID_ARGUMENT")
+        );
+        assert_eq!(
+            field(&error, "kind").as_string().as_deref(),
+            Some("argument")
+        );
     }
     for bad in ["01", " 1", "1e3", ""] {
-        let error = JsFuture::from(client.delete_item(1268.into(), bad.into(), JsValue::UNDEFINED)).await.unwrap_err();
-        assert_eq!(field(&error, "code").as_string().as_deref(), Some("INVALID_ARGUMENT"), "{bad:?}");
+        let error = JsFuture::from(client.delete_item(1268.into(), bad.into(), JsValue::UNDEFINED))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            field(&error, "code").as_string().as_deref(),
+            Some("INVALID_ARGUMENT"),
+            "{bad:?}"
+        );
     }
-    assert_eq!(field(&field(&state().await, "requests"), "total").as_f64(), before);
+    assert_eq!(
+        field(&field(&state().await, "requests"), "total").as_f64(),
+        before
+    );
 }
 
 #[wasm_bindgen_test]
 fn invalid_configs_throw_without_the_secret() {
-    for url in ["http://acme.example.com/rest/1/s3cr3tvalue/", "https://acme.example.com/rest/s3cr3tvalue/"] {
-        let error = Client::new(&config(&[("webhookUrl", url.into())])).err().unwrap();
-        assert_eq!(field(&error, "code").as_string().as_deref(), Some("INVALID_ARGUMENT"));
+    for url in [
+        "http://acme.example.com/rest/1/s3cr3tvalue/",
+        "https://acme.example.com/rest/s3cr3tvalue/",
+    ] {
+        let error = Client::new(&config(&[("webhookUrl", url.into())]))
+            .err()
+            .unwrap();
+        assert_eq!(
+            field(&error, "code").as_string().as_deref(),
+            Some("INVALID_ARGUMENT")
+        );
         assert_eq!(field(&error, "kind").as_string().as_deref(), Some("config"));
         let text = [
             field(&error, "message").as_string().unwrap(),
             field(&error, "stack").as_string().unwrap_or_default(),
-            js_sys::JSON::stringify(&error).unwrap().as_string().unwrap(),
+            js_sys::JSON::stringify(&error)
+                .unwrap()
+                .as_string()
+                .unwrap(),
         ]
         .concat();
         assert!(!text.contains("s3cr3tvalue"), "{text}");
