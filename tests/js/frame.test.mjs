@@ -1,0 +1,440 @@
+// Issue 4: the library inside a Bitrix24 frame, and the placement widget example (www/widget/).
+// The built package (pkg/) in headless Chromium, in the emulator's frame host (/app/{name}), which
+// embeds a page the way a portal does and answers BX24.js's postMessage commands; plus fixture pages
+// (tests/js/pages/frame/) with a stub BX24 that never answers, and a bench page for the cost of a call.
+//
+//   node --test --test-concurrency=1 tests/js/frame.test.mjs
+//
+// Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
+
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startEmulator } from './support/emulator.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = process.env.B24_REPO || path.resolve(here, '..', '..');
+const builtPkgDir = process.env.B24_PKG_DIR || path.join(repo, 'pkg');
+// Serve a snapshot of the built package, so a rebuild while the tests run cannot change it under them.
+const pkgDir = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-pkg-'));
+process.once('exit', () => fs.rmSync(pkgDir, { recursive: true, force: true }));
+if (!process.env.B24_EMULATOR_BIN) {
+  const bin = path.join(repo, 'target', 'debug', 'emulator');
+  if (fs.existsSync(bin)) process.env.B24_EMULATOR_BIN = bin;
+}
+
+const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const SPA = 1268;
+const DEAL = 2;
+const WIDGET = '/widget/index.html';
+const STATIC = ['--static', `/=${path.join(repo, 'www')}`, '--static', `/pkg=${pkgDir}`,
+  '--static', `/frame-fixtures=${path.join(here, 'pages', 'frame')}`];
+
+let browser;
+/** Limits off: the measurement sends hundreds of calls; the widget's own pacing stays on. */
+let emu;
+const contexts = new Set();
+
+before(async () => {
+  // (A concurrent `cargo xtask build` rewrites pkg/: give it a moment to finish.)
+  const files = ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm'];
+  for (let i = 0; i < 120 && !files.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  assert.ok(fs.existsSync(path.join(builtPkgDir, 'index.js')), `no built package at ${builtPkgDir}: run \`cargo xtask build\``);
+  fs.cpSync(builtPkgDir, pkgDir, { recursive: true });
+  emu = await startEmulator(['--no-limits', ...STATIC]);
+  browser = await chromium.launch({ executablePath: process.env.B24_CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  await browser?.close();
+  await emu?.stop();
+});
+
+beforeEach(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  contexts.clear();
+  await emu.control.reset();
+});
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function newPage({ initScript } = {}) {
+  const context = await browser.newContext();
+  contexts.add(context);
+  if (initScript) await context.addInitScript(initScript);
+  const page = await context.newPage();
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => { if (msg.type() === 'error' && !/^Failed to load resource/.test(msg.text())) problems.push(`console: ${msg.text()}`); });
+  page.on('response', (res) => { if (res.status() >= 400 && !new URL(res.url()).pathname.startsWith('/rest/')) problems.push(`${res.status()} ${res.url()}`); });
+  /** REST requests of every frame of the page: {url, contentType, body}. */
+  const rest = [];
+  page.on('request', (req) => {
+    if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() === 'POST') {
+      rest.push({ url: req.url(), contentType: req.headers()['content-type'], body: req.postData() });
+    }
+  });
+  return { page, problems, rest };
+}
+
+/** The frame host's URL for `url` (a path on the emulator) in `placement` with `options`. */
+function hostUrl(url, { placement = 'CRM_DYNAMIC_1268_DETAIL_TAB', options, user, lifetime } = {}) {
+  const q = new URLSearchParams({ url, placement });
+  if (options !== undefined) q.set('options', JSON.stringify(options));
+  if (user !== undefined) q.set('user', String(user));
+  if (lifetime !== undefined) q.set('lifetime', String(lifetime));
+  return `${emu.url}/app/widget?${q}`;
+}
+
+async function frameOf(page, urlPart) {
+  for (let i = 0; i < 200; i++) {
+    const f = page.frames().find((fr) => fr !== page.mainFrame() && fr.url().includes(urlPart));
+    if (f) return f;
+    await sleep(50);
+  }
+  throw new Error(`no frame with ${urlPart} in ${page.frames().map((f) => f.url())}`);
+}
+
+/** Opens the widget in the frame host and waits until it has read its placement. */
+async function openWidget(opts = {}) {
+  const { page, problems, rest } = await newPage(opts);
+  await page.goto(hostUrl(WIDGET, opts));
+  const frame = await frameOf(page, WIDGET);
+  try {
+    await frame.waitForFunction(() => !['loading', undefined].includes(document.body?.dataset.state), null, { timeout: 15000 });
+  } catch (e) {
+    e.message += `\nproblems: ${JSON.stringify(problems)}`;
+    throw e;
+  }
+  return { page, frame, problems, rest };
+}
+
+const text = (frame, sel) => frame.locator(sel).textContent().then((t) => t.trim());
+
+/** Delete → Yes, delete; resolves the widget's final state, outcome and error code. */
+async function deleteThroughWidget(frame) {
+  await frame.click('#delete');
+  assert.equal(await frame.isVisible('#confirm'), true, 'the confirmation step shows "Yes, delete"');
+  assert.equal(await frame.isVisible('#cancel'), true, 'and Cancel');
+  await frame.click('#confirm');
+  await frame.waitForFunction(() => ['done', 'error'].includes(document.body.dataset.state), null, { timeout: 35000 });
+  return {
+    state: await frame.evaluate(() => document.body.dataset.state),
+    outcome: await text(frame, '#outcome'),
+    code: await text(frame, '#error-code'),
+  };
+}
+
+async function itemsOf(type) {
+  return (await emu.control.state()).items[String(type)] ?? [];
+}
+
+async function requestsOf(method) {
+  return (await emu.control.state()).requests.byMethod[method] ?? 0;
+}
+
+// ---- the widget --------------------------------------------------------------------------------
+
+test('widget in a smart-process detail tab: shows the item, Delete → Yes, delete → deleted, one direct request', async () => {
+  const id = (await itemsOf(SPA))[6];
+  const { frame, problems, rest } = await openWidget({ options: { ID: String(id) } });
+  assert.equal(await frame.getAttribute('#target', 'data-entity-type-id'), '1268');
+  assert.equal(await frame.getAttribute('#target', 'data-id'), String(id));
+  const target = await text(frame, '#target');
+  assert.match(target, /\b1268\b/, 'the target names the type');
+  assert.match(target, new RegExp(`#${id}\\b`), 'and the id');
+  assert.equal(await frame.isVisible('#confirm'), false, 'no confirmation before Delete');
+
+  // Cancel goes back without deleting.
+  await frame.click('#delete');
+  await frame.click('#cancel');
+  assert.equal(await frame.isVisible('#confirm'), false);
+  assert.equal(await frame.isVisible('#delete'), true);
+  assert.equal(await requestsOf('crm.item.delete'), 0, 'Cancel sent nothing');
+
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'done', JSON.stringify(r));
+  assert.match(r.outcome, /^Deleted\b/);
+  assert.match(r.outcome, new RegExp(`#${id}\\b`));
+  assert.equal(r.code, '');
+  assert.equal((await itemsOf(SPA)).includes(id), false, 'the item is gone from the emulator');
+  const state = await emu.control.state();
+  assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
+  assert.equal(state.requests.byMethod['crm.item.delete'], 1);
+  // Directly: the library's JSON POST to DOMAIN/rest/crm.item.delete with the frame's token, not BX24's form POST.
+  const deletes = rest.filter((q) => /\/rest\/crm\.item\.delete/.test(q.url));
+  assert.equal(deletes.length, 1, JSON.stringify(rest));
+  assert.equal(deletes[0].url, `${emu.url}/rest/crm.item.delete`);
+  assert.match(deletes[0].contentType, /^application\/json/);
+  const body = JSON.parse(deletes[0].body);
+  assert.deepEqual({ entityTypeId: body.entityTypeId, id: body.id }, { entityTypeId: SPA, id });
+  assert.equal(typeof body.auth, 'string');
+  assert.deepEqual(problems, []);
+});
+
+test('widget in a deal detail tab (CRM_DEAL_DETAIL_TAB) deletes the deal (entityTypeId 2)', async () => {
+  const id = (await itemsOf(DEAL))[2];
+  const { frame, problems } = await openWidget({ placement: 'CRM_DEAL_DETAIL_TAB', options: { ID: String(id) } });
+  assert.equal(await frame.getAttribute('#target', 'data-entity-type-id'), '2');
+  assert.match(await text(frame, '#target'), new RegExp(`^Deal #${id}\\b`));
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'done', JSON.stringify(r));
+  const state = await emu.control.state();
+  assert.deepEqual(state.deleted, [{ entityTypeId: DEAL, id }]);
+  assert.equal(state.items[String(SPA)].length, 20, 'no smart-process item touched');
+  assert.deepEqual(problems, []);
+});
+
+/** In the widget's frame: BX24.placement.info() gives PLACEMENT_OPTIONS as a JSON string. */
+function optionsAsString() {
+  if (window === window.top) return;
+  let bx24;
+  Object.defineProperty(window, 'BX24', {
+    configurable: true,
+    get: () => bx24,
+    set: (value) => {
+      bx24 = value;
+      if (!value?.placement) return;
+      const info = value.placement.info;
+      value.placement.info = () => ({ ...info(), options: JSON.stringify(info().options) });
+    },
+  });
+}
+
+test('widget: PLACEMENT_OPTIONS as an object (BX24.placement.info) or as a JSON string; ID or ENTITY_ID', async () => {
+  const ids = await itemsOf(SPA);
+  for (const [placement, options, initScript, label] of [
+    ['CRM_DYNAMIC_1268_DETAIL_TAB', { ID: String(ids[0]) }, undefined, 'object, ID'],
+    ['CRM_DYNAMIC_1268_DETAIL_TAB', { ID: String(ids[1]) }, optionsAsString, 'string, ID'],
+    ['CRM_DYNAMIC_1268_DETAIL_TOOLBAR', { ENTITY_ID: String(ids[2]) }, optionsAsString, 'string, ENTITY_ID'],
+    ['CRM_DYNAMIC_1268_LIST_MENU', { ENTITY_ID: String(ids[3]) }, undefined, 'object, ENTITY_ID'],
+  ]) {
+    const { frame } = await openWidget({ placement, options, initScript });
+    const seen = await frame.evaluate(() => typeof BX24.placement.info().options);
+    assert.equal(seen, initScript ? 'string' : 'object', label);
+    assert.equal(await frame.getAttribute('#target', 'data-entity-type-id'), '1268', label);
+    assert.equal(await frame.getAttribute('#target', 'data-id'), options.ID ?? options.ENTITY_ID, label);
+    assert.equal(await frame.isVisible('#delete'), true, label);
+  }
+});
+
+test('widget: the entity type from each placement code', async () => {
+  for (const [placement, type, name] of [
+    ['CRM_LEAD_DETAIL_TAB', 1, 'Lead'], ['CRM_DEAL_LIST_MENU', 2, 'Deal'], ['CRM_CONTACT_DETAIL_TOOLBAR', 3, 'Contact'],
+    ['CRM_COMPANY_DETAIL_TAB', 4, 'Company'], ['CRM_QUOTE_DETAIL_TAB', 7, 'Estimate'],
+    ['CRM_SMART_INVOICE_DETAIL_TAB', 31, 'Invoice'], ['CRM_DYNAMIC_183_DETAIL_ACTIVITY', 183, 'Smart process item (type 183)'],
+  ]) {
+    const { frame } = await openWidget({ placement, options: { ID: '42' } });
+    assert.equal(await frame.getAttribute('#target', 'data-entity-type-id'), String(type), placement);
+    assert.match(await text(frame, '#target'), new RegExp(`^${name.replace(/[()]/g, '\\$&')} #42 `), placement);
+  }
+  for (const [placement, options] of [['CRM_FUNNELS_TOOLBAR', { ID: '42' }], ['CRM_DEAL_DETAIL_TAB', { ID: '0' }],
+    ['CRM_DEAL_DETAIL_TAB', { ID: 'abc' }], ['CRM_DEAL_LIST_TOOLBAR', {}]]) {
+    const { frame } = await openWidget({ placement, options });
+    assert.equal(await frame.evaluate(() => document.body.dataset.state), 'no-item', `${placement} ${JSON.stringify(options)}`);
+    assert.equal(await frame.isVisible('#delete'), false);
+  }
+});
+
+test('widget: a denied delete (control.deny) shows ACCESS_DENIED in plain words; the item is kept', async () => {
+  const id = (await itemsOf(SPA))[3];
+  await emu.control.deny(SPA, [id]);
+  const { frame } = await openWidget({ options: { ID: String(id) } });
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'error');
+  assert.equal(r.code, 'ACCESS_DENIED');
+  assert.equal(r.outcome, 'You do not have permission to delete this item.');
+  assert.equal((await itemsOf(SPA)).includes(id), true, 'the item is kept');
+  assert.equal(await requestsOf('crm.item.delete'), 1, 'not retried');
+});
+
+test('widget: the frame host\'s user 2 (no delete right on 1268) gets ACCESS_DENIED; the item is kept', async () => {
+  const id = (await itemsOf(SPA))[4];
+  const { frame } = await openWidget({ options: { ID: String(id) }, user: 2 });
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.code, 'ACCESS_DENIED');
+  assert.equal(r.outcome, 'You do not have permission to delete this item.');
+  assert.equal((await itemsOf(SPA)).includes(id), true);
+});
+
+test('widget: a missing item shows NOT_FOUND in plain words', async () => {
+  const { frame } = await openWidget({ options: { ID: '99999' } });
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'error');
+  assert.equal(r.code, 'NOT_FOUND');
+  assert.equal(r.outcome, 'This item does not exist any more: it may have been deleted already.');
+  assert.equal(await frame.isVisible('#delete'), false, 'nothing left to delete');
+  assert.equal((await itemsOf(SPA)).length, 20);
+});
+
+test('widget: a placement without an item (DEFAULT) says so and offers no Delete', async () => {
+  const { frame, problems } = await openWidget({ placement: 'DEFAULT' });
+  assert.equal(await frame.evaluate(() => document.body.dataset.state), 'no-item');
+  assert.match(await text(frame, '#target'), /DEFAULT.*nothing to delete/);
+  assert.equal(await frame.isVisible('#delete'), false);
+  assert.deepEqual(problems, []);
+});
+
+test('widget: token expired mid-session (lifetime 1 s): the delete still works through BX24.refreshAuth', async () => {
+  const id = (await itemsOf(SPA))[5];
+  const { page, frame } = await openWidget({ options: { ID: String(id) }, lifetime: 1 });
+  await sleep(2000);
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'done', JSON.stringify(r));
+  assert.equal((await itemsOf(SPA)).includes(id), false, 'the item is gone');
+  const log = await page.evaluate(() => window.__b24host.log);
+  assert.ok(log.some((e) => e.cmd === 'refreshAuth' && e.accepted), `the parent refreshed the token: ${JSON.stringify(log)}`);
+});
+
+test('widget: the portal answers expired_token (tokens revoked): refreshAuth, then one repeat succeeds', async () => {
+  const id = (await itemsOf(SPA))[7];
+  const { page, frame } = await openWidget({ options: { ID: String(id) } });
+  await emu.control.expireTokens();
+  const r = await deleteThroughWidget(frame);
+  assert.equal(r.state, 'done', JSON.stringify(r));
+  const state = await emu.control.state();
+  assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
+  assert.equal(state.requests.byMethod['crm.item.delete'], 2, 'the expired_token answer and the repeat');
+  assert.equal(state.rejected.expired_token, 1);
+  const log = await page.evaluate(() => window.__b24host.log);
+  assert.equal(log.filter((e) => e.cmd === 'refreshAuth' && e.accepted).length, 1, JSON.stringify(log));
+});
+
+test('widget opened outside a frame: a clear message, no Delete, no crash; isInsideBitrix24() false', async () => {
+  const { page, problems } = await newPage();
+  await page.goto(`${emu.url}${WIDGET}`);
+  await page.waitForFunction(() => document.body.dataset.state === 'outside', null, { timeout: 15000 });
+  assert.match(await text(page, '#target'), /^Open this page inside Bitrix24/);
+  assert.equal(await text(page, '#outcome'), 'This page is not running inside Bitrix24, so it has no portal to talk to.');
+  assert.equal(await text(page, '#error-code'), 'NOT_CONFIGURED');
+  assert.equal(await page.isVisible('#delete'), false);
+  assert.equal(await page.evaluate(async () => (await import('/pkg/index.js')).isInsideBitrix24()), false);
+  // The library itself, unconfigured here, rejects NOT_CONFIGURED (and sends nothing).
+  const code = await page.evaluate(async () => {
+    const lib = await import('/pkg/index.js');
+    return lib.deleteItem(1268, 1).then(() => 'resolved', (e) => e.code);
+  });
+  assert.equal(code, 'NOT_CONFIGURED');
+  // The only error is BX24.js's own, which refuses to load outside a frame (as the real one does).
+  assert.deepEqual(problems, ['pageerror: Unable to initialize Bitrix24 JS library!']);
+  assert.equal(await requestsOf('crm.item.delete'), 0);
+});
+
+test('isInsideBitrix24() is true inside the frame host', async () => {
+  const { frame } = await openWidget({ options: { ID: '1' } });
+  assert.equal(await frame.evaluate(async () => (await import('/pkg/index.js')).isInsideBitrix24()), true);
+});
+
+// ---- BX24 that never answers, and BX24.callMethod's errors (stub pages) ------------------------
+
+async function openStub(mode) {
+  const { page, problems, rest } = await newPage();
+  await page.goto(`${emu.url}/frame-fixtures/stub.html?mode=${mode}`);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+  await page.evaluate(() => window.lib.init());
+  return { page, problems, rest };
+}
+
+test('BX24.init never calls back: deleteItem(…, {timeoutMs: 1500}) rejects TIMEOUT in 1.5-2.5 s', async () => {
+  const { page, rest } = await openStub('never-init');
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 1500 })));
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.isB24, true);
+  assert.equal(r.error.code, 'TIMEOUT');
+  assert.equal(r.error.kind, 'timeout');
+  assert.ok(r.ms >= 1400 && r.ms <= 2500, `took ${r.ms} ms`);
+  assert.deepEqual(rest, [], 'nothing sent');
+  assert.deepEqual(await page.evaluate(() => window.bx24Calls), ['init']);
+});
+
+test('no token (getAuth false, refreshAuth false) and callMethod never calls back: TIMEOUT within the deadline', async () => {
+  const { page, rest } = await openStub('silent-method');
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, '3', { timeoutMs: 1500 })));
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.code, 'TIMEOUT');
+  assert.ok(r.ms >= 1400 && r.ms <= 2500, `took ${r.ms} ms`);
+  assert.deepEqual(rest, [], 'no direct request without a token');
+  const calls = await page.evaluate(() => window.bx24Calls);
+  assert.ok(calls.includes('callMethod:crm.item.delete:{"entityTypeId":1268,"id":3}'), JSON.stringify(calls));
+  assert.ok(calls.includes('refreshAuth'), JSON.stringify(calls));
+});
+
+test('BX24.callMethod answers an ajaxResult 403 ACCESS_DENIED: B24Error ACCESS_DENIED, status 403', async () => {
+  const { page } = await openStub('denied-method');
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 5, { timeoutMs: 5000 })));
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.isB24, true);
+  assert.equal(r.error.isError, true);
+  assert.equal(r.error.code, 'ACCESS_DENIED');
+  assert.equal(r.error.description, 'Access denied');
+  assert.equal(r.error.status, 403);
+  assert.equal(r.error.kind, 'api');
+  assert.equal(r.error.retryable, false);
+  assert.equal(r.error.method, 'crm.item.delete');
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.equal(calls.length, 1, 'not retried');
+});
+
+// ---- deleteItems in a frame ------------------------------------------------------------------
+
+test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requests', async () => {
+  const ids = (await emu.control.items(SPA, 120)).ids;
+  const { frame } = await openWidget({ options: { ID: String(ids[0]) } });
+  const report = await frame.evaluate(async (ids) => {
+    const lib = await import('/pkg/index.js');
+    const r = await lib.deleteItems(1268, ids);
+    return { deleted: r.deleted, notFound: r.notFound, failed: r.failed.map((f) => ({ id: f.id, code: f.error.code })) };
+  }, ids);
+  assert.deepEqual(report.failed, []);
+  assert.deepEqual(report.notFound, []);
+  assert.deepEqual([...report.deleted].sort((a, b) => a - b), ids);
+  const state = await emu.control.state();
+  assert.equal(state.requests.byMethod.batch, 3);
+  assert.equal(state.requests.byMethod['crm.item.delete'] ?? 0, 0);
+  assert.equal(state.items[String(SPA)].length, 20, 'only the 120 new items went');
+});
+
+// ---- what a call costs through each path -------------------------------------------------------
+
+function stats(ms) {
+  const s = [...ms].sort((a, b) => a - b);
+  const at = (p) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)];
+  return { median: at(0.5), p90: at(0.9), n: s.length };
+}
+
+test('measurement: ms per deleteItem in the frame, direct fetch vs BX24.callMethod vs a plain fetch', async () => {
+  const N = 200;
+  const WARMUP = 5;
+  const ids = (await emu.control.items(SPA, 3 * (N + WARMUP))).ids;
+  const { page } = await newPage();
+  await page.goto(hostUrl('/frame-fixtures/bench.html', { options: { ID: '1' } }));
+  const frame = await frameOf(page, '/frame-fixtures/bench.html');
+  await frame.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+  await frame.evaluate(() => window.lib.init());
+
+  const rows = [];
+  const paths = [['direct', 'library, direct fetch with BX24.getAuth()'], ['bx24', 'library, BX24.callMethod fallback'], ['fetch', 'plain fetch, same endpoint']];
+  for (const [i, [path, label]] of paths.entries()) {
+    const mine = ids.slice(i * (N + WARMUP), (i + 1) * (N + WARMUP));
+    const before = await emu.control.state();
+    const { ms, failures } = await frame.evaluate(([path, ids]) => window.timeDeletes(path, 1268, ids), [path, mine]);
+    assert.deepEqual(failures, [], `${path}: every call succeeds`);
+    const after = await emu.control.state();
+    assert.equal((after.requests.byMethod['crm.item.delete'] ?? 0) - (before.requests.byMethod['crm.item.delete'] ?? 0), N + WARMUP,
+      `${path}: one request per call`);
+    rows.push({ path: label, ...stats(ms.slice(WARMUP)) });
+  }
+  assert.equal((await itemsOf(SPA)).length, 20, 'all measured items deleted');
+  const f = (x) => x.toFixed(2).padStart(7);
+  console.log(`\nms per deleteItem, ${N} sequential calls each, headless Chromium in the emulator's frame host:`);
+  console.log(`  ${'path'.padEnd(44)} ${'median'.padStart(7)} ${'p90'.padStart(7)}`);
+  for (const r of rows) console.log(`  ${r.path.padEnd(44)} ${f(r.median)} ${f(r.p90)}`);
+});
