@@ -27,7 +27,11 @@ pub fn wasm_opt_path() -> PathBuf {
 /// Build `pkg/`. `dev`: debug profile and no wasm-opt.
 pub fn build(dev: bool) -> Result {
     let root = root();
-    let tc = toolchain::detect_or_err()?;
+    let tc = if dev {
+        toolchain::detect_or_err()?
+    } else {
+        toolchain::detect_for_release()?
+    };
     println!("build: wasm toolchain: {}", tc.describe());
 
     // 1. The wasm.
@@ -56,22 +60,35 @@ pub fn build(dev: bool) -> Result {
             bindgen.display()
         ));
     }
-    let pkg = root.join("pkg");
-    if pkg.exists() {
-        fs::remove_dir_all(&pkg).map_err(|e| format!("cannot clear pkg/: {e}"))?;
+    // Assembled in a staging folder and swapped in at the end, so a concurrent build or a test
+    // serving pkg/ never sees a half-written package.
+    let staging = root.join(format!("target/pkg-staging-{}", std::process::id()));
+    let r =
+        assemble(&bindgen, &wasm, &staging, dev).and_then(|_| swap_in(&staging, &root.join("pkg")));
+    if r.is_err() {
+        let _ = fs::remove_dir_all(&staging);
     }
-    let mut cmd = Command::new(&bindgen);
+    r?;
+    println!("build: package ready in {}", root.join("pkg").display());
+    Ok(())
+}
+
+fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
+    if pkg.exists() {
+        fs::remove_dir_all(pkg).map_err(|e| format!("cannot clear {}: {e}", pkg.display()))?;
+    }
+    let mut cmd = Command::new(bindgen);
     cmd.args(["--target", "web", "--out-dir"])
-        .arg(&pkg)
+        .arg(pkg)
         .args(["--out-name", LIB, "--no-typescript"])
-        .arg(&wasm);
+        .arg(wasm);
     if dev {
         cmd.arg("--debug");
     }
     util::run(&mut cmd)?;
 
     // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
-    flatten_snippets(&pkg)?;
+    flatten_snippets(pkg)?;
 
     // 4. wasm-opt -Oz.
     let bg = pkg.join(format!("{LIB}_bg.wasm"));
@@ -82,13 +99,25 @@ pub fn build(dev: bool) -> Result {
     }
 
     // 5. The package files.
-    copy_template(&root.join("pkg-template"), &pkg)?;
+    copy_template(&root().join("pkg-template"), pkg)?;
     if !pkg.join("index.js").exists() {
         println!(
             "build: NOTE: pkg-template/index.js does not exist yet; the package has no entry point"
         );
     }
-    println!("build: package ready in {}", pkg.display());
+    Ok(())
+}
+
+/// Replace `pkg` by `staging` with two renames (the window without a pkg/ is a few microseconds).
+fn swap_in(staging: &Path, pkg: &Path) -> Result {
+    let old = staging.with_extension("old");
+    if pkg.exists() {
+        fs::rename(pkg, &old).map_err(|e| format!("cannot move the old pkg/ aside: {e}"))?;
+    }
+    fs::rename(staging, pkg).map_err(|e| format!("cannot move the new package to pkg/: {e}"))?;
+    if old.exists() {
+        let _ = fs::remove_dir_all(&old);
+    }
     Ok(())
 }
 

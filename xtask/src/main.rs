@@ -19,14 +19,17 @@ cargo xtask <command> [options]
 
 Commands:
   setup              Install what the build and the tests need (idempotent; a fast
-                     no-op when everything is present): the wasm32 standard library
-                     (rustup target, else Debian rustc-web + build-std), lld,
-                     Chromium + chromedriver, wasm-bindgen-cli at the exact version
-                     in Cargo.lock, and the npm dev dependencies of tests/ (and www/).
-  build [--dev]      Release wasm build (size profile), wasm-bindgen, wasm-opt -Oz,
-                     and the npm package assembled in pkg/ from pkg-template/.
-                     --dev: debug wasm, no wasm-opt (faster, much bigger).
+                     no-op when everything is present): a wasm32 standard library
+                     (Debian rustc-web + rust-web-src + lld-19 for build-std where apt
+                     works, else the rustup target), Chromium + chromedriver,
+                     wasm-bindgen-cli at the exact version in Cargo.lock, and the npm
+                     dev dependencies of tests/ (and www/). Not root: says what to run.
+  build [--dev]      Release wasm build (size profile; Debian build-std with
+                     immediate-abort when installed, else rustup's target),
+                     wasm-bindgen, wasm-opt -Oz, and the npm package assembled in pkg/
+                     from pkg-template/. --dev: debug wasm, no wasm-opt.
                      Prints the gzip -9 sizes.
+                     B24_WASM_TOOLCHAIN=rustup|build-std forces a toolchain.
   test [--quick]     setup (if needed), fmt --check, clippy -D warnings, native
                      tests, build, wasm tests in headless Chromium against the
                      emulator, JS package tests, demo --check. Runs every step,

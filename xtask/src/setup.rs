@@ -23,18 +23,33 @@ pub fn ensure() -> Result {
 
     check_node()?;
 
-    // 1. A wasm32 standard library.
+    // 1. A wasm32 standard library. Debian's rustc-web with build-std is preferred for the
+    //    release package (immediate-abort: a much smaller wasm), so it is installed wherever
+    //    apt can; a rustup wasm32 target is enough where it cannot (not root, not Debian).
     let mut apt_wanted: Vec<&str> = APT_BROWSER.to_vec();
-    if toolchain::rustup_has_wasm32() {
-        println!("setup: wasm32 std: rustup target {TARGET} is installed");
-    } else if toolchain::debian_build_std_present() {
+    let apt_ok = root_ok && which("apt-get").is_some();
+    if toolchain::debian_build_std_present() {
         println!("setup: wasm32 std: Debian rustc-web + rust-web-src (build-std) is installed");
         apt_wanted.extend(APT_WASM);
+    } else if apt_ok {
+        println!(
+            "setup: wasm32 std: Debian rustc-web + rust-web-src (build-std) will be installed"
+        );
+        apt_wanted.extend(APT_WASM);
+    } else if toolchain::rustup_has_wasm32() {
+        println!(
+            "setup: wasm32 std: rustup target {TARGET} is installed (the release wasm would be \
+                  smaller with Debian's rustc-web: apt-get install -y {})",
+            APT_WASM.join(" ")
+        );
     } else if try_rustup_target_add() {
         println!("setup: wasm32 std: installed the rustup target {TARGET}");
     } else {
-        println!("setup: wasm32 std: rustup cannot provide {TARGET}; using Debian's rustc-web with build-std");
+        println!("setup: wasm32 std: rustup cannot provide {TARGET}; Debian's rustc-web with build-std is needed");
         apt_wanted.extend(APT_WASM);
+    }
+    if toolchain::rustup_has_wasm32() {
+        println!("setup: (rustup's wasm32 target is installed too: tests and clippy use it)");
     }
 
     // 2. Debian packages: Chromium + chromedriver (+ the build-std toolchain when needed).

@@ -61,6 +61,16 @@ pub fn detect() -> Option<Wasm> {
     }
 }
 
+/// For the release package: Debian's build-std toolchain when it is installed, because
+/// `-Cpanic=immediate-abort` with a size-optimised std makes a much smaller wasm (measured:
+/// 32.8 vs 40.8 KB gzip at the same commit); otherwise the same as [`detect`].
+pub fn detect_for_release() -> Result<Wasm, String> {
+    if std::env::var_os("B24_WASM_TOOLCHAIN").is_none() && debian_build_std_present() {
+        return Ok(Wasm::BuildStd);
+    }
+    detect_or_err()
+}
+
 pub fn detect_or_err() -> Result<Wasm, String> {
     detect().ok_or_else(|| {
         "no Rust toolchain can build for wasm32-unknown-unknown here: run `cargo xtask setup` \
