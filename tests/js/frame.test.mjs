@@ -335,9 +335,9 @@ test('isInsideBitrix24() is true inside the frame host', async () => {
 
 // ---- BX24 that never answers, and BX24.callMethod's errors (stub pages) ------------------------
 
-async function openStub(mode) {
+async function openStub(mode, extra = '') {
   const { page, problems, rest } = await newPage();
-  await page.goto(`${emu.url}/frame-fixtures/stub.html?mode=${mode}`);
+  await page.goto(`${emu.url}/frame-fixtures/stub.html?mode=${mode}${extra}`);
   await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
   await page.evaluate(() => window.lib.init());
   return { page, problems, rest };
@@ -383,6 +383,32 @@ test('BX24.callMethod answers an ajaxResult 403 ACCESS_DENIED: B24Error ACCESS_D
   assert.equal(calls.length, 1, 'not retried');
 });
 
+test('BX24.init still pending at the first call (answers after 800 ms): the call waits for it, then deletes directly', async () => {
+  const { access_token: token } = await emu.control.token({});
+  const id = (await itemsOf(SPA))[9];
+  const { page, rest } = await openStub('slow-init', `&token=${token}`);
+  const r = await page.evaluate((id) => window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })), id);
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.deepEqual({ entityTypeId: r.value.entityTypeId, id: r.value.id }, { entityTypeId: SPA, id });
+  assert.ok(r.ms >= 700, `took ${r.ms} ms: it waited for BX24.init`);
+  assert.equal(rest.length, 1);
+  assert.equal(rest[0].url, `${emu.url}/rest/crm.item.delete`);
+  assert.equal((await itemsOf(SPA)).includes(id), false);
+});
+
+test('a frame on a plain-http, non-loopback portal: no direct fetch (https rule), BX24.callMethod instead', async () => {
+  const { page, rest } = await openStub('http-portal');
+  const requests = [];
+  page.on('request', (req) => requests.push(req.url()));
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 11, { timeoutMs: 5000 })));
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.deepEqual({ entityTypeId: r.value.entityTypeId, id: r.value.id }, { entityTypeId: SPA, id: 11 });
+  assert.deepEqual(rest, []);
+  assert.deepEqual(requests.filter((u) => u.includes('acme.example.com')), [], 'nothing sent to http://acme.example.com');
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":11}']);
+});
+
 // ---- deleteItems in a frame ------------------------------------------------------------------
 
 test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requests', async () => {
@@ -411,30 +437,35 @@ function stats(ms) {
 }
 
 test('measurement: ms per deleteItem in the frame, direct fetch vs BX24.callMethod vs a plain fetch', async () => {
-  const N = 200;
-  const WARMUP = 5;
+  const [ROUNDS, PER_ROUND, WARMUP] = [10, 20, 5];
+  const N = ROUNDS * PER_ROUND;
   const ids = (await emu.control.items(SPA, 3 * (N + WARMUP))).ids;
-  const { page } = await newPage();
+  const { page, rest } = await newPage();
   await page.goto(hostUrl('/frame-fixtures/bench.html', { options: { ID: '1' } }));
   const frame = await frameOf(page, '/frame-fixtures/bench.html');
   await frame.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
   await frame.evaluate(() => window.lib.init());
 
-  const rows = [];
-  const paths = [['direct', 'library, direct fetch with BX24.getAuth()'], ['bx24', 'library, BX24.callMethod fallback'], ['fetch', 'plain fetch, same endpoint']];
-  for (const [i, [path, label]] of paths.entries()) {
-    const mine = ids.slice(i * (N + WARMUP), (i + 1) * (N + WARMUP));
-    const before = await emu.control.state();
-    const { ms, failures } = await frame.evaluate(([path, ids]) => window.timeDeletes(path, 1268, ids), [path, mine]);
-    assert.deepEqual(failures, [], `${path}: every call succeeds`);
-    const after = await emu.control.state();
-    assert.equal((after.requests.byMethod['crm.item.delete'] ?? 0) - (before.requests.byMethod['crm.item.delete'] ?? 0), N + WARMUP,
-      `${path}: one request per call`);
-    rows.push({ path: label, ...stats(ms.slice(WARMUP)) });
-  }
+  const { ms, failures } = await frame.evaluate(([ids, plan]) => window.bench(1268, ids, plan),
+    [ids, { rounds: ROUNDS, perRound: PER_ROUND, warmup: WARMUP }]);
+  assert.deepEqual(failures, [], 'every call succeeds');
+  for (const path of ['direct', 'bx24', 'fetch']) assert.equal(ms[path].length, N, path);
   assert.equal((await itemsOf(SPA)).length, 20, 'all measured items deleted');
-  const f = (x) => x.toFixed(2).padStart(7);
-  console.log(`\nms per deleteItem, ${N} sequential calls each, headless Chromium in the emulator's frame host:`);
+  // Each path went where it should: BX24.callMethod posts a form to /rest/crm.item.delete.json; the
+  // library's direct path and the plain fetch post JSON to /rest/crm.item.delete.
+  const sent = (suffix) => rest.filter((q) => q.url === `${emu.url}/rest/crm.item.delete${suffix}`).length;
+  assert.equal(sent('.json'), N + WARMUP, 'BX24.callMethod requests');
+  assert.equal(sent(''), 2 * (N + WARMUP), 'direct requests (library + plain fetch)');
+  assert.equal((await emu.control.state()).requests.byMethod['crm.item.delete'], 3 * (N + WARMUP));
+
+  const rows = [['library, direct fetch with BX24.getAuth()', ms.direct], ['library, BX24.callMethod fallback', ms.bx24],
+    ['plain fetch, same endpoint and token', ms.fetch]];
+  const f = (x) => x.toFixed(1).padStart(7);
+  console.log(`\nms per crm.item.delete call, ${N} sequential calls per path (${ROUNDS} interleaved rounds of ${PER_ROUND}),`);
+  console.log('headless Chromium, a page in the emulator\'s frame host, emulator on loopback:');
   console.log(`  ${'path'.padEnd(44)} ${'median'.padStart(7)} ${'p90'.padStart(7)}`);
-  for (const r of rows) console.log(`  ${r.path.padEnd(44)} ${f(r.median)} ${f(r.p90)}`);
+  for (const [label, values] of rows) {
+    const s = stats(values);
+    console.log(`  ${label.padEnd(44)} ${f(s.median)} ${f(s.p90)}`);
+  }
 });
