@@ -428,6 +428,80 @@ test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requ
   assert.equal(state.items[String(SPA)].length, 20, 'only the 120 new items went');
 });
 
+// ---- the same policy on both paths, in the frame host with the real (emulated) BX24.js ----------
+
+/** The bench fixture in the frame host: the real BX24.js; window.useBx24('bx24') hides its token. */
+async function openBench() {
+  const { page, problems, rest } = await newPage();
+  await page.goto(hostUrl('/frame-fixtures/bench.html', { options: { ID: '1' } }));
+  const frame = await frameOf(page, '/frame-fixtures/bench.html');
+  await frame.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+  await frame.evaluate(() => window.lib.init());
+  return { page, frame, problems, rest };
+}
+
+function frameDelete(frame, path, id, opts) {
+  return frame.evaluate(([path, id, opts]) => {
+    window.useBx24(path);
+    return window.settle(new window.lib.Client({ frame: true, rateLimit: false }).deleteItem(1268, id, opts));
+  }, [path, id, opts]);
+}
+
+test('frame, direct path: a 503 QUERY_LIMIT_EXCEEDED is retried after a backoff, like the fetch path', async () => {
+  const { frame } = await openBench();
+  const id = (await itemsOf(SPA))[10];
+  await emu.control.faults({ method: 'crm.item.delete', count: 1, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
+  const r = await frameDelete(frame, 'direct', id, { timeoutMs: 10000 });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.ok(r.ms >= 700, `took ${r.ms} ms: ~1 s of backoff`);
+  assert.equal(await requestsOf('crm.item.delete'), 2);
+  assert.equal((await itemsOf(SPA)).includes(id), false);
+});
+
+test('frame, BX24.callMethod path: a 503 (BX24.js never calls back) rejects TIMEOUT within the deadline; item kept', async () => {
+  const { frame } = await openBench();
+  const id = (await itemsOf(SPA))[11];
+  await emu.control.faults({ method: 'crm.item.delete', count: 20, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
+  const r = await frameDelete(frame, 'bx24', id, { timeoutMs: 2000 });
+  await emu.control.clearFaults();
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.code, 'TIMEOUT');
+  assert.ok(r.ms >= 1900 && r.ms <= 3000, `took ${r.ms} ms`);
+  assert.ok(await requestsOf('crm.item.delete') >= 1);
+  assert.equal((await itemsOf(SPA)).includes(id), true);
+});
+
+test('frame, BX24.callMethod path: a 404 NOT_FOUND answer (4xx reaches the callback) rejects NOT_FOUND at once', async () => {
+  const { frame } = await openBench();
+  const r = await frameDelete(frame, 'bx24', 99999, { timeoutMs: 5000 });
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.code, 'NOT_FOUND');
+  assert.equal(r.error.status, 400);
+  assert.equal(r.error.retryable, false);
+  assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+  assert.equal(await requestsOf('crm.item.delete'), 1);
+});
+
+test('frame, BX24.callMethod path: deleteItems of 120 ids goes through BX24 batch calls, all deleted', async () => {
+  const ids = (await emu.control.items(SPA, 120)).ids;
+  const { frame, rest } = await openBench();
+  const report = await frame.evaluate(async (ids) => {
+    window.useBx24('bx24');
+    try {
+      const r = await new window.lib.Client({ frame: true }).deleteItems(1268, ids);
+      return { deleted: r.deleted, notFound: r.notFound, failed: r.failed.map((f) => ({ id: f.id, code: f.error.code })) };
+    } finally {
+      window.useBx24('direct');
+    }
+  }, ids);
+  assert.deepEqual(report.failed, []);
+  assert.deepEqual(report.notFound, []);
+  assert.deepEqual([...report.deleted].sort((a, b) => a - b), ids);
+  assert.equal(await requestsOf('batch'), 3);
+  assert.equal(rest.filter((q) => q.url === `${emu.url}/rest/batch.json`).length, 3, 'BX24.js form POSTs');
+  assert.equal((await itemsOf(SPA)).length, 20);
+});
+
 // ---- what a call costs through each path -------------------------------------------------------
 
 function stats(ms) {
