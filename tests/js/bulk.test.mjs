@@ -595,3 +595,160 @@ test('a wrong webhook secret: every id failed NO_AUTH_FOUND with method "batch",
   assert.equal((s.items[String(SPA)] ?? []).length, ids.length, 'nothing deleted');
   progressChecks(r.progress, ids.length, 'wrong secret');
 });
+
+// ---- a batch that fails after its retries, the run's deadline, the delete-safe rule ------------
+
+test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIMIT_EXCEEDED (method "batch"), the run goes on', async () => {
+  const ids = (await emu.control.items(SPA, 150)).ids;
+  await emu.control.faults({ method: BATCH, fault: PASS });
+  await emu.control.faults({ method: BATCH, count: 2, fault: FAULT_503 });
+  const { page } = await openPage();
+  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, maxRetries: 1, timeoutMs: 10000 }, SPA, ids);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.report, ids, '503 x2');
+  const s = await state();
+  assert.equal(s.requests.byMethod[BATCH], 4, 'batch 1, batch 2 twice, batch 3');
+  const second = ids.slice(BATCH_SIZE, 2 * BATCH_SIZE);
+  const rest = [...ids.slice(0, BATCH_SIZE), ...ids.slice(2 * BATCH_SIZE)];
+  assert.deepEqual(sorted(r.report.deleted), sorted(rest));
+  assert.deepEqual(sorted(r.report.deleted), sorted(deletedIds(s)));
+  const failed = failedById(r.report);
+  assert.deepEqual(sorted(failed.keys()), sorted(second));
+  const left = new Set(s.items[String(SPA)]);
+  for (const id of second) {
+    const { error } = failed.get(id);
+    assert.equal(error.code, 'QUERY_LIMIT_EXCEEDED', `id ${id}: ${JSON.stringify(error)}`);
+    assert.equal(error.method, BATCH);
+    assert.equal(error.status, 503);
+    assert.equal(error.retryable, true);
+    assert.equal(error.attempts, 2, 'attempts = maxRetries + 1');
+    assert.ok(left.has(id), `id ${id} kept`);
+  }
+  progressChecks(r.progress, ids.length, '503 x2');
+});
+
+test('the run\'s timeoutMs: a hung 2nd batch times out at the deadline; its ids and the unsent ones fail TIMEOUT', async () => {
+  const ids = (await emu.control.items(SPA, 200)).ids;
+  await emu.control.faults({ method: BATCH, fault: PASS });
+  await emu.control.faults({ method: BATCH, fault: { kind: 'hang' } });
+  const { page } = await openPage();
+  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 30000 }, SPA, ids, { timeoutMs: 3000 });
+  await emu.control.clearFaults();
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.report, ids, 'deadline');
+  assert.ok(r.ms >= 2900 && r.ms <= 4000, `settled after ${r.ms} ms, expected the 3000 ms deadline`);
+  const s = await state();
+  assert.equal(s.requests.byMethod[BATCH], 2, 'batch requests');
+  const first = ids.slice(0, BATCH_SIZE);
+  const hung = ids.slice(BATCH_SIZE, 2 * BATCH_SIZE);
+  const unsent = ids.slice(2 * BATCH_SIZE);
+  assert.deepEqual(sorted(r.report.deleted), sorted(first));
+  assert.deepEqual(sorted(r.report.deleted), sorted(deletedIds(s)));
+  const failed = failedById(r.report);
+  const left = new Set(s.items[String(SPA)]);
+  for (const id of hung) {
+    const { error } = failed.get(id);
+    assert.equal(error.code, 'TIMEOUT', `hung id ${id}: ${JSON.stringify(error)}`);
+    assert.equal(error.kind, 'timeout');
+    assert.equal(error.method, BATCH);
+  }
+  for (const id of unsent) {
+    const { error } = failed.get(id);
+    assert.equal(error.code, 'TIMEOUT', `unsent id ${id}: ${JSON.stringify(error)}`);
+    assert.equal(error.kind, 'timeout');
+    assert.ok(left.has(id), `unsent id ${id} kept`);
+  }
+  progressChecks(r.progress, ids.length, 'deadline');
+});
+
+test('after a dropped connection the re-sent batch\'s NOT_FOUND counts as deleted (the delete-safe rule), denied stays failed', async () => {
+  const ids = (await emu.control.items(SPA, 48)).ids;
+  const ghost = Math.max(...(await items())) + 1000; // never existed
+  const denied = ids[7];
+  await emu.control.deny(SPA, [denied]);
+  const input = [...ids.slice(0, 20), ghost, ...ids.slice(20)];
+  await emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
+  const { page } = await openPage();
+  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, input);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.report, input, 'drop');
+  const s = await state();
+  assert.equal(s.requests.byMethod[BATCH], 2, 'the dropped batch and its repeat');
+  const emuDeleted = deletedIds(s);
+  assert.deepEqual(sorted(emuDeleted), sorted(ids.filter((id) => id !== denied)), 'the first attempt deleted them');
+  // The repeat met NOT_FOUND for every applied delete, and for the ghost: all "deleted".
+  assert.deepEqual(sorted(r.report.deleted), sorted([...emuDeleted, ghost]));
+  assert.deepEqual(r.report.notFound, []);
+  assert.equal(r.report.failed.length, 1);
+  assert.equal(r.report.failed[0].id, denied);
+  assert.equal(r.report.failed[0].error.code, 'ACCESS_DENIED');
+  assert.equal(r.report.failed[0].error.method, DELETE);
+  assert.ok((await items()).includes(denied));
+});
+
+// ---- an already aborted signal, a generator, an expired OAuth token ----------------------------
+
+test('an already aborted signal: resolves with every id failed ABORTED (cause === the reason), no request', async () => {
+  const ids = (await emu.control.items(SPA, 70)).ids;
+  const { page } = await openPage();
+  const r = await page.evaluate(async ([hook, t, ids]) => {
+    const reason = new Error('too late');
+    const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
+    const progress = [];
+    return client.deleteItems(t, ids, { signal: AbortSignal.abort(reason), onProgress: (p) => progress.push({ ...p }) }).then(
+      (rep) => ({ ok: true, deleted: rep.deleted, notFound: rep.notFound, progress,
+        failed: rep.failed.map((f) => ({ id: f.id, code: f.error.code, causeIsReason: f.error.cause === reason })) }),
+      (e) => ({ ok: false, error: window.serializeError(e) }));
+  }, [emu.webhook, SPA, ids]);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assert.deepEqual(r.deleted, []);
+  assert.deepEqual(r.notFound, []);
+  assert.deepEqual(sorted(r.failed.map((f) => f.id)), sorted(ids));
+  for (const f of r.failed) {
+    assert.equal(f.code, 'ABORTED', `id ${f.id}`);
+    assert.equal(f.causeIsReason, true, `id ${f.id}: cause === the reason`);
+  }
+  assert.deepEqual(r.progress.at(-1), { done: ids.length, total: ids.length });
+  assert.equal((await state()).requests.total, 0, 'no request');
+});
+
+test('ids from a generator (any iterable), mixed numbers and strings: deleted in batches, duplicates once', async () => {
+  const ids = (await emu.control.items(SPA, 60)).ids;
+  const { page, restRequests } = await openPage();
+  const r = await page.evaluate(async ([hook, t, ids]) => {
+    function* gen() {
+      for (const id of ids) { yield id; yield String(id); }
+    }
+    const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
+    return window.settle(client.deleteItems(t, gen()));
+  }, [emu.webhook, SPA, ids]);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assert.deepEqual(r.value.deleted, ids, 'deleted, in input order');
+  assert.deepEqual(r.value.failed, []);
+  assert.deepEqual(batchBodies(restRequests).map((b) => b.ids), [ids.slice(0, 50), ids.slice(50)]);
+  assert.equal((await items()).length, 0);
+});
+
+test('OAuth with an expired token and onTokenExpired: one refresh, the batch repeated, all deleted', async () => {
+  const ids = (await emu.control.items(SPA, 120)).ids;
+  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const { page, restRequests } = await openPage();
+  let refreshes = 0;
+  await page.exposeFunction('freshToken', async () => {
+    refreshes += 1;
+    return (await emu.control.token()).access_token;
+  });
+  const r = await page.evaluate(async ([portal, token, t, ids]) => {
+    const client = new window.lib.Client({ portal, accessToken: token, rateLimit: false, onTokenExpired: () => window.freshToken() });
+    return window.settle(client.deleteItems(t, ids));
+  }, [emu.url, expired, SPA, ids]);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.value, ids, 'oauth refresh');
+  assert.deepEqual(sorted(r.value.deleted), sorted(ids));
+  assert.equal(refreshes, 1, 'one refresh');
+  const bodies = batchBodies(restRequests);
+  assert.equal(bodies.length, 4, 'the expired batch, its repeat, two more');
+  assert.equal(bodies[0].body.auth, expired);
+  for (const b of bodies.slice(1)) assert.notEqual(b.body.auth, expired, 'later batches carry the new token');
+  assert.equal((await items()).length, 0);
+});
