@@ -752,3 +752,32 @@ test('OAuth with an expired token and onTokenExpired: one refresh, the batch rep
   for (const b of bodies.slice(1)) assert.notEqual(b.body.auth, expired, 'later batches carry the new token');
   assert.equal((await items()).length, 0);
 });
+
+// ---- haltOnError after an unknown outcome ------------------------------------------------------
+
+// Library bug (todo): the repeat is sent with "halt":1, so the portal stops at its first command
+// (NOT_FOUND: the dropped attempt deleted it); k0 is rightly counted deleted, but k1..k49, deleted
+// by the dropped attempt and never run by the repeat, are reported failed ABORTED ("the run
+// halted"), and the run halts although no id failed: 49 deleted ids reported as failed, 50 more
+// never sent. (src/bulk.rs: `record` counts a re-sent NOT_FOUND as an error for the halt, and the
+// repeat of an unknown-outcome batch keeps `halt: 1`.)
+test('haltOnError with a dropped connection on the 1st batch: the repeat\'s NOT_FOUNDs are deletions, not a halt; nothing deleted is reported failed', {
+  todo: 'bulk: with haltOnError the repeat of an unknown-outcome batch halts at its first NOT_FOUND; ids the dropped attempt deleted are reported failed ABORTED',
+}, async () => {
+  const ids = (await emu.control.items(SPA, 100)).ids;
+  await emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
+  const { page, restRequests } = await openPage();
+  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, ids, { haltOnError: true });
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.report, ids, 'halt + drop');
+  const s = await state();
+  const emuDeleted = deletedIds(s);
+  const deleted = new Set(r.report.deleted);
+  const wronglyFailed = r.report.failed.filter((f) => emuDeleted.includes(f.id));
+  assert.deepEqual(wronglyFailed.slice(0, 3).map((f) => ({ id: f.id, code: f.error.code })), [],
+    `${wronglyFailed.length} ids the emulator deleted are reported failed`);
+  assert.deepEqual(sorted(r.report.deleted), sorted(emuDeleted), 'deleted = the emulator\'s deletions');
+  assert.deepEqual(sorted(emuDeleted), sorted(ids), 'no error, so no halt: every item deleted');
+  assert.equal(deleted.size, ids.length);
+  assert.ok(batchBodies(restRequests).length >= 3, 'the dropped batch, its repeat, and the 2nd batch');
+});
