@@ -98,24 +98,23 @@ impl Client {
     /// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
     #[wasm_bindgen(js_name = deleteItem)]
     pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> Promise {
+        // Arguments are checked before anything async: a bad one rejects at once.
+        let checked = (|| {
+            let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
+            let id = read_id(
+                &id,
+                "id must be a positive safe integer or its decimal string",
+            )?;
+            let (call_options, signal) = read_options(&options)?;
+            Ok::<_, Error>((entity_type_id, id, call_options, signal))
+        })();
+        let (entity_type_id, id, call_options, signal) = match checked {
+            Ok(checked) => checked,
+            Err(error) => return rejected(error, envelope::DELETE),
+        };
         let core = self.core.clone();
-        let platform = self.platform.clone();
+        let env = self.platform.clone().env(signal);
         future_to_promise(async move {
-            let checked = (|| {
-                let entity_type_id = read_id(
-                    &entity_type_id,
-                    "entityTypeId must be a positive safe integer or its decimal string",
-                )?;
-                let id = read_id(
-                    &id,
-                    "id must be a positive safe integer or its decimal string",
-                )?;
-                let (call_options, signal) = read_options(&options)?;
-                Ok::<_, Error>((entity_type_id, id, call_options, signal))
-            })();
-            let (entity_type_id, id, call_options, signal) = checked
-                .map_err(|e| to_js_error(&e.into(), envelope::DELETE, &JsValue::UNDEFINED))?;
-            let env = platform.env(signal);
             match core
                 .delete_item(&env, entity_type_id, id, call_options)
                 .await
@@ -125,46 +124,41 @@ impl Client {
             }
         })
     }
-}
 
-#[wasm_bindgen]
-impl Client {
     /// Deletes many items of one type through `batch`. Resolves a report that accounts for
     /// every distinct id; rejects only for invalid arguments, before any request.
     #[wasm_bindgen(js_name = deleteItems)]
     pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> Promise {
+        let checked = (|| {
+            let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
+            let ids = read_ids(&ids)?;
+            let (call_options, signal) = read_options(&options)?;
+            let halt_on_error = match get(&options, "haltOnError") {
+                v if v.is_undefined() => false,
+                v => v
+                    .as_bool()
+                    .ok_or(Error::InvalidArgument("haltOnError must be a boolean"))?,
+            };
+            let on_progress = match get(&options, "onProgress") {
+                v if v.is_undefined() => None,
+                v => Some(
+                    v.dyn_into::<Function>()
+                        .map_err(|_| Error::InvalidArgument("onProgress must be a function"))?,
+                ),
+            };
+            let options = BulkOptions {
+                timeout_ms: call_options.timeout_ms,
+                halt_on_error,
+            };
+            Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
+        })();
+        let (entity_type_id, ids, options, signal, on_progress) = match checked {
+            Ok(checked) => checked,
+            Err(error) => return rejected(error, envelope::BATCH),
+        };
         let core = self.core.clone();
-        let platform = self.platform.clone();
+        let env = self.platform.clone().env(signal);
         future_to_promise(async move {
-            let checked = (|| {
-                let entity_type_id = read_id(
-                    &entity_type_id,
-                    "entityTypeId must be a positive safe integer or its decimal string",
-                )?;
-                let ids = read_ids(&ids)?;
-                let (call_options, signal) = read_options(&options)?;
-                let halt_on_error = match get(&options, "haltOnError") {
-                    v if v.is_undefined() => false,
-                    v => v
-                        .as_bool()
-                        .ok_or(Error::InvalidArgument("haltOnError must be a boolean"))?,
-                };
-                let on_progress = match get(&options, "onProgress") {
-                    v if v.is_undefined() => None,
-                    v => Some(
-                        v.dyn_into::<Function>()
-                            .map_err(|_| Error::InvalidArgument("onProgress must be a function"))?,
-                    ),
-                };
-                let options = BulkOptions {
-                    timeout_ms: call_options.timeout_ms,
-                    halt_on_error,
-                };
-                Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
-            })();
-            let (entity_type_id, ids, options, signal, on_progress) = checked
-                .map_err(|e| to_js_error(&e.into(), envelope::BATCH, &JsValue::UNDEFINED))?;
-            let env = platform.env(signal);
             let report = core
                 .delete_items(&env, entity_type_id, &ids, options, |done, total| {
                     if let Some(callback) = &on_progress {
@@ -187,6 +181,13 @@ impl Client {
             Ok(bulk_report(&report, &env))
         })
     }
+}
+
+const ENTITY_TYPE_ID: &str = "entityTypeId must be a positive safe integer or its decimal string";
+
+/// A promise rejected with the `B24Error` for an argument error (nothing was sent).
+fn rejected(error: Error, method: &str) -> Promise {
+    Promise::reject(&to_js_error(&error.into(), method, &JsValue::UNDEFINED))
 }
 
 /// Reads an iterable of ids, without repeats.
@@ -480,9 +481,8 @@ fn read_options(options: &JsValue) -> Result<(CallOptions, JsValue), Error> {
         return Err(Error::InvalidArgument("options must be an object"));
     }
     let signal = get(options, "signal");
-    if !signal.is_undefined()
-        && !(signal.is_object() && get(&signal, "addEventListener").is_function())
-    {
+    let is_signal = signal.is_object() && get(&signal, "addEventListener").is_function();
+    if !(signal.is_undefined() || is_signal) {
         return Err(Error::InvalidArgument("signal must be an AbortSignal"));
     }
     let timeout = number_option(

@@ -5,10 +5,10 @@
 //! (lost connection, timeout, unreadable answer), a `NOT_FOUND` for one of its commands means an
 //! earlier attempt deleted the item, so it counts as deleted.
 
-use crate::call::{CallError, Client, Env};
+use crate::call::{Answer, CallError, Client, Env, Job};
 use crate::envelope::{self, BATCH_LIMIT};
 use crate::error::Error;
-use crate::response::{self, CommandOutcome};
+use crate::response::CommandOutcome;
 
 /// One id that was not deleted.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,18 +175,14 @@ impl Client {
             let batch_deadline = env.now_ms() + f64::from(self.config().timeout_ms);
             let deadline = run_deadline.map_or(batch_deadline, |d| d.min(batch_deadline));
             let halt = options.halt_on_error;
-            let answer = self
-                .run(
-                    env,
-                    deadline,
-                    |auth| envelope::delete_batch(auth, entity_type_id, chunk, halt),
-                    |status, body: &str, unknown| {
-                        response::read_batch(status, body, chunk.len()).map(|a| (a, unknown))
-                    },
-                )
-                .await;
-            match answer {
-                Ok((answer, earlier_unknown)) => {
+            let job = Job::Batch {
+                entity_type_id,
+                ids: chunk,
+                halt,
+            };
+            match self.run(env, deadline, job).await {
+                Ok((Answer::Deleted(_), _)) => unreachable!("a batch job gets a batch answer"),
+                Ok((Answer::Batch(answer), earlier_unknown)) => {
                     let attempts = 1; // per-command errors carry the batch's last attempt
                     if report.record(chunk, &answer.outcomes, earlier_unknown, attempts) && halt {
                         stop = Some((

@@ -13,7 +13,7 @@ use crate::config::{Config, Endpoint};
 use crate::envelope::{self, Auth, HttpRequest};
 use crate::error::Error;
 use crate::policy::{self, Attempt, Bucket, Decision};
-use crate::response::{self, Deleted, Failure, RequestTime};
+use crate::response::{self, BatchAnswer, Deleted, Failure, RequestTime};
 use crate::secret::Secret;
 
 /// An HTTP answer as the transport got it.
@@ -57,6 +57,70 @@ pub enum Credentials {
     },
     /// The frame's portal cannot be called directly: send through `BX24.callMethod`.
     Bx24,
+}
+
+/// What one REST request does.
+#[derive(Debug, Clone, Copy)]
+pub enum Job<'a> {
+    /// `crm.item.delete` of one item.
+    Delete {
+        /// The type.
+        entity_type_id: u64,
+        /// The item.
+        id: u64,
+    },
+    /// `batch` of `crm.item.delete` commands, `k{i}` deleting `ids[i]`.
+    Batch {
+        /// The type.
+        entity_type_id: u64,
+        /// At most 50 ids.
+        ids: &'a [u64],
+        /// `halt: 1`.
+        halt: bool,
+    },
+}
+
+/// A successful answer to a [`Job`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// To [`Job::Delete`].
+    Deleted(Deleted),
+    /// To [`Job::Batch`].
+    Batch(BatchAnswer),
+}
+
+impl Job<'_> {
+    fn request(&self, auth: Auth<'_>) -> HttpRequest {
+        match *self {
+            Job::Delete { entity_type_id, id } => envelope::delete_item(auth, entity_type_id, id),
+            Job::Batch {
+                entity_type_id,
+                ids,
+                halt,
+            } => envelope::delete_batch(auth, entity_type_id, ids, halt),
+        }
+    }
+
+    /// Reads an answer; `earlier_outcome_unknown`: an earlier attempt may have been executed.
+    fn read(
+        &self,
+        status: u16,
+        body: &str,
+        earlier_outcome_unknown: bool,
+    ) -> Result<Answer, Failure> {
+        match *self {
+            Job::Delete { .. } => match response::read_delete(status, body) {
+                // An earlier attempt deleted it; its answer was lost.
+                Err(failure) if earlier_outcome_unknown && failure.error.code() == "NOT_FOUND" => {
+                    Ok(Answer::Deleted(Deleted::default()))
+                }
+                other => other.map(Answer::Deleted),
+            },
+            Job::Batch { ids, .. } => {
+                response::read_batch(status, body, ids.len()).map(Answer::Batch)
+            }
+        }
+    }
 }
 
 /// Why a call failed, after how many requests.
@@ -140,34 +204,24 @@ impl Client {
     ) -> Result<Deleted, CallError> {
         let deadline =
             env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
-        let read =
-            |status, body: &str, earlier_outcome_unknown| match response::read_delete(status, body)
-            {
-                // An earlier attempt deleted it; its answer was lost.
-                Err(failure) if earlier_outcome_unknown && failure.error.code() == "NOT_FOUND" => {
-                    Ok(Deleted::default())
-                }
-                other => other,
-            };
-        self.run(
-            env,
-            deadline,
-            |auth| envelope::delete_item(auth, entity_type_id, id),
-            read,
-        )
-        .await
+        match self
+            .run(env, deadline, Job::Delete { entity_type_id, id })
+            .await?
+        {
+            (Answer::Deleted(deleted), _) => Ok(deleted),
+            (Answer::Batch(_), _) => unreachable!("a delete job gets a delete answer"),
+        }
     }
 
-    /// Runs one REST request to completion: the retry loop every call shares. `build` makes the
-    /// request for the current auth; `read` reads an answer, told whether an earlier attempt's
-    /// outcome is unknown (it may have been executed, so a `NOT_FOUND` now means "deleted").
-    pub async fn run<T>(
+    /// Runs one REST request to completion: the retry loop every call shares (one copy of it in
+    /// the wasm, whatever the job). Also says whether an earlier attempt's outcome was unknown:
+    /// it may have been executed, so a `NOT_FOUND` now means "deleted".
+    pub async fn run(
         &self,
         env: &impl Env,
         deadline: f64,
-        build: impl Fn(Auth<'_>) -> HttpRequest,
-        read: impl Fn(u16, &str, bool) -> Result<T, Failure>,
-    ) -> Result<T, CallError> {
+        job: Job<'_>,
+    ) -> Result<(Answer, bool), CallError> {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
             // A frame's first call reads its auth from BX24 (shared with concurrent calls).
@@ -189,7 +243,7 @@ impl Client {
                 let auth = self
                     .auth(&state)
                     .map_err(|error| CallError { error, attempts })?;
-                (build(auth), state.generation)
+                (job.request(auth), state.generation)
             };
             if env.aborted() {
                 return Err(CallError {
@@ -206,8 +260,8 @@ impl Client {
                 )
                 .await;
             let failure = match answer {
-                Ok(raw) => match read(raw.status, &raw.body, outcome_unknown) {
-                    Ok(value) => return Ok(value),
+                Ok(raw) => match job.read(raw.status, &raw.body, outcome_unknown) {
+                    Ok(answer) => return Ok((answer, outcome_unknown)),
                     Err(failure) => failure,
                 },
                 Err(error) => Failure::from(error),
@@ -799,7 +853,7 @@ pub(crate) mod tests {
         let client = webhook_client(
             0.0,
             RateLimitInput::Custom {
-                burst: 4.0,
+                burst: 5.0,
                 per_second: 2.0,
             },
         );
@@ -813,8 +867,8 @@ pub(crate) mod tests {
             .iter()
             .map(|s| s.0 - 1_700_000_000_000.0)
             .collect();
-        // Two at once (10 ms apart, the fake latency; two of the four kept in reserve), then one
-        // per 500 ms.
+        // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
+        // reserve), then one per 500 ms.
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
 

@@ -96,8 +96,10 @@ pub fn reserve_slots(limit: RateLimit) -> u32 {
     (1 + drained).min(limit.burst.saturating_sub(1))
 }
 
-/// How much later than planned a request may reach the portal without meeting its limit.
-pub const ARRIVAL_SLACK_MS: f64 = 250.0;
+/// How much later than planned a request may reach the portal without meeting its limit. A
+/// browser holds requests back (six connections per host, a busy main thread): measured against
+/// the emulator, 250 ms still let 1,000 concurrent calls at 50/s meet 503s on a loaded machine.
+pub const ARRIVAL_SLACK_MS: f64 = 1000.0;
 
 /// A client-side leaky bucket in the portal's terms: `burst` requests at once, draining
 /// `per_second`. Implemented as a virtual schedule (GCRA): each reservation takes the next free
@@ -330,21 +332,21 @@ mod tests {
 
     #[test]
     fn bucket_allows_a_burst_then_drains() {
-        // 50 / 2: two slots kept in reserve (one, plus 250 ms of drain).
+        // 50 / 2: three slots kept in reserve (one, plus 1 s of drain).
         let limit = RateLimit {
             burst: 50,
             per_second: 2.0,
         };
-        assert_eq!(reserve_slots(limit), 2);
+        assert_eq!(reserve_slots(limit), 3);
         let mut bucket = Bucket::new(limit);
-        for _ in 0..48 {
+        for _ in 0..47 {
             assert_eq!(bucket.reserve(0.0), 0.0);
         }
         assert_eq!(bucket.reserve(0.0), 500.0);
         assert_eq!(bucket.reserve(0.0), 1000.0);
         // After a long pause it is full again.
         let mut later = bucket.clone();
-        for _ in 0..48 {
+        for _ in 0..47 {
             assert_eq!(later.reserve(1_000_000.0), 1_000_000.0);
         }
         assert_eq!(later.next_slot(1_000_000.0), 1_000_500.0);

@@ -554,10 +554,10 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
 
 // ---- pacing ------------------------------------------------------------------------------------
 
-// The client keeps part of the burst in reserve (one slot, plus what the portal drains in 250 ms),
+// The client keeps part of the burst in reserve (one slot, plus what the portal drains in 1 s),
 // because an early request can reach the portal after a later one (the first waits for the CORS
 // preflight; the browser queues requests per connection): a bucket exactly the portal's size would
-// then meet its edge. So 3 / 5 uses one slot at once, and 50 / 2 uses 48.
+// then meet its edge. So 3 / 5 uses one slot at once, and 50 / 2 uses 47.
 test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s', async () => {
   const { page, restRequests } = await openPage();
   await emu.control.config({ burst: 3, drain: 5 });
@@ -593,7 +593,7 @@ test('default pacing (50 burst, 2/s) keeps a default-limits portal from answerin
   const state = await emu.control.state();
   assert.equal(state.rejected.QUERY_LIMIT_EXCEEDED ?? 0, 0, 'no 503 from the emulator');
   assert.equal(state.requests.byMethod[METHOD], 55);
-  assert.ok(r.ms >= 3300 && r.ms <= 4600, `took ${r.ms} ms, the bucket (2 of 50 in reserve) allows (55-48)/2 = 3.5 s`);
+  assert.ok(r.ms >= 3800 && r.ms <= 5100, `took ${r.ms} ms, the bucket (3 of 50 in reserve) allows (55-47)/2 = 4 s`);
 });
 
 test('rateLimit: false sends at once', async () => {
