@@ -234,7 +234,7 @@ test('widget: the entity type from each placement code', async () => {
   ]) {
     const { frame } = await openWidget({ placement, options: { ID: '42' } });
     assert.equal(await frame.getAttribute('#target', 'data-entity-type-id'), String(type), placement);
-    assert.match(await text(frame, '#target'), new RegExp(`^${name.replace(/[()]/g, '\\$&')} #42 `), placement);
+    assert.match(await text(frame, '#target'), new RegExp(`^${name.replace(/[()]/g, '\\$&')} #42,`), placement);
   }
   for (const [placement, options] of [['CRM_FUNNELS_TOOLBAR', { ID: '42' }], ['CRM_DEAL_DETAIL_TAB', { ID: '0' }],
     ['CRM_DEAL_DETAIL_TAB', { ID: 'abc' }], ['CRM_DEAL_LIST_TOOLBAR', {}]]) {
