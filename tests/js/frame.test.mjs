@@ -308,6 +308,38 @@ test('widget: the portal answers expired_token (tokens revoked): refreshAuth, th
   assert.equal(log.filter((e) => e.cmd === 'refreshAuth' && e.accepted).length, 1, JSON.stringify(log));
 });
 
+/** Five deletes at once with the page's unconfigured (frame) client; resolves the settled results. */
+function fiveAtOnce(frame, ids) {
+  return frame.evaluate(async (ids) => {
+    const lib = await import('/pkg/index.js');
+    const { settle } = await import('/frame-fixtures/settle.js');
+    return Promise.all(ids.map((id) => settle(lib.deleteItem(1268, id, { timeoutMs: 10000 }), lib.B24Error)));
+  }, ids);
+}
+
+test('five concurrent deletes after the frame\'s token ran out (lifetime 1 s): all succeed, one refreshAuth', async () => {
+  const ids = (await itemsOf(SPA)).slice(10, 15);
+  const { page, frame } = await openWidget({ options: { ID: '1' }, lifetime: 1 });
+  await sleep(2000);
+  const results = await fiveAtOnce(frame, ids);
+  assert.deepEqual(results.map((r) => r.ok ? 'ok' : r.error.code), ['ok', 'ok', 'ok', 'ok', 'ok'], JSON.stringify(results));
+  assert.deepEqual((await itemsOf(SPA)).filter((id) => ids.includes(id)), []);
+  const log = await page.evaluate(() => window.__b24host.log);
+  assert.equal(log.filter((e) => e.cmd === 'refreshAuth').length, 1, `one shared refresh: ${JSON.stringify(log)}`);
+});
+
+test('five concurrent deletes answered expired_token (tokens revoked): all succeed after one shared refreshAuth', async () => {
+  const ids = (await itemsOf(SPA)).slice(15, 20);
+  const { page, frame } = await openWidget({ options: { ID: '1' } });
+  await emu.control.expireTokens();
+  const results = await fiveAtOnce(frame, ids);
+  assert.deepEqual(results.map((r) => r.ok ? 'ok' : r.error.code), ['ok', 'ok', 'ok', 'ok', 'ok'], JSON.stringify(results));
+  assert.deepEqual((await itemsOf(SPA)).filter((id) => ids.includes(id)), []);
+  const log = await page.evaluate(() => window.__b24host.log);
+  assert.equal(log.filter((e) => e.cmd === 'refreshAuth').length, 1, `one shared refresh: ${JSON.stringify(log)}`);
+  assert.equal(await requestsOf('crm.item.delete'), 10, 'five expired_token answers, five repeats');
+});
+
 test('widget opened outside a frame: a clear message, no Delete, no crash; isInsideBitrix24() false', async () => {
   const { page, problems } = await newPage();
   await page.goto(`${emu.url}${WIDGET}`);
