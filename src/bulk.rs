@@ -82,13 +82,15 @@ impl BulkReport {
         for (&id, outcome) in ids.iter().zip(outcomes) {
             match outcome {
                 CommandOutcome::Done => self.deleted.push(id),
+                // After an unknown outcome, NOT_FOUND means an earlier attempt deleted it.
+                CommandOutcome::Failed(error)
+                    if error.code() == "NOT_FOUND" && earlier_outcome_unknown =>
+                {
+                    self.deleted.push(id)
+                }
                 CommandOutcome::Failed(error) if error.code() == "NOT_FOUND" => {
                     any_error = true;
-                    if earlier_outcome_unknown {
-                        self.deleted.push(id);
-                    } else {
-                        self.not_found.push(id);
-                    }
+                    self.not_found.push(id);
                 }
                 CommandOutcome::Failed(error) => {
                     any_error = true;
@@ -337,6 +339,32 @@ mod tests {
         assert_eq!(report.failed[1].error.code(), "ABORTED");
         assert_eq!(env.sent.borrow().len(), 1);
         assert!(env.sent.borrow()[0].2.starts_with(r#"{"halt":1,"#));
+    }
+
+    #[test]
+    fn a_lost_halting_batch_is_repeated_without_halt_and_does_not_halt_the_run() {
+        let ids: Vec<u64> = (1..=100).collect();
+        // The first attempt deleted the first 50, then the connection dropped: every repeated
+        // command answers NOT_FOUND.
+        let gone = batch_answer(&ids[..50], |_| false);
+        let second = batch_answer(&ids[50..], |_| true);
+        let env = FakeEnv::new(vec![Err(Error::Network), ok(&gone), ok(&second)]);
+        let options = BulkOptions {
+            halt_on_error: true,
+            ..BulkOptions::default()
+        };
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        let report = block_on(client.delete_items(&env, 2, &ids, options, |_, _| {}));
+        assert_eq!(report.deleted, ids);
+        assert!(report.failed.is_empty() && report.not_found.is_empty());
+        let sent = env.sent.borrow();
+        assert_eq!(sent.len(), 3);
+        assert!(sent[0].2.starts_with(r#"{"halt":1,"#));
+        assert!(
+            sent[1].2.starts_with(r#"{"halt":0,"#),
+            "a repeat after an unknown outcome never halts"
+        );
+        assert!(sent[2].2.starts_with(r#"{"halt":1,"#));
     }
 
     #[test]

@@ -90,14 +90,18 @@ pub enum Answer {
 }
 
 impl Job<'_> {
-    fn request(&self, auth: Auth<'_>) -> HttpRequest {
+    /// The request for this job. A batch repeated after an unknown outcome never halts: its
+    /// commands may have run already, and their `NOT_FOUND` must not stop the others.
+    fn request(&self, auth: Auth<'_>, earlier_outcome_unknown: bool) -> HttpRequest {
         match *self {
             Job::Delete { entity_type_id, id } => envelope::delete_item(auth, entity_type_id, id),
             Job::Batch {
                 entity_type_id,
                 ids,
                 halt,
-            } => envelope::delete_batch(auth, entity_type_id, ids, halt),
+            } => {
+                envelope::delete_batch(auth, entity_type_id, ids, halt && !earlier_outcome_unknown)
+            }
         }
     }
 
@@ -243,7 +247,7 @@ impl Client {
                 let auth = self
                     .auth(&state)
                     .map_err(|error| CallError { error, attempts })?;
-                (job.request(auth), state.generation)
+                (job.request(auth, outcome_unknown), state.generation)
             };
             if env.aborted() {
                 return Err(CallError {

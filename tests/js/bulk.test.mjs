@@ -755,15 +755,9 @@ test('OAuth with an expired token and onTokenExpired: one refresh, the batch rep
 
 // ---- haltOnError after an unknown outcome ------------------------------------------------------
 
-// Library bug (todo): the repeat is sent with "halt":1, so the portal stops at its first command
-// (NOT_FOUND: the dropped attempt deleted it); k0 is rightly counted deleted, but k1..k49, deleted
-// by the dropped attempt and never run by the repeat, are reported failed ABORTED ("the run
-// halted"), and the run halts although no id failed: 49 deleted ids reported as failed, 50 more
-// never sent. (src/bulk.rs: `record` counts a re-sent NOT_FOUND as an error for the halt, and the
-// repeat of an unknown-outcome batch keeps `halt: 1`.)
-test('haltOnError with a dropped connection on the 1st batch: the repeat\'s NOT_FOUNDs are deletions, not a halt; nothing deleted is reported failed', {
-  todo: 'bulk: with haltOnError the repeat of an unknown-outcome batch halts at its first NOT_FOUND; ids the dropped attempt deleted are reported failed ABORTED',
-}, async () => {
+// A batch lost after it was applied (dropped connection) is repeated without halt, and its
+// NOT_FOUNDs count as deletions — neither failures nor a reason to halt.
+test('haltOnError with a dropped connection on the 1st batch: the repeat\'s NOT_FOUNDs are deletions, not a halt; nothing deleted is reported failed', async () => {
   const ids = (await emu.control.items(SPA, 100)).ids;
   await emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
   const { page, restRequests } = await openPage();
