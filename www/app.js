@@ -256,8 +256,18 @@ function typeName(t) {
   return TYPE_NAMES[t] ?? (t >= 128 ? 'Smart process' : 'CRM entity');
 }
 
+function isLoopback(origin) {
+  try {
+    const h = new URL(origin).hostname;
+    return h === 'localhost' || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+  } catch {
+    return false;
+  }
+}
+
 async function fetchState() {
-  const origins = [...new Set([connected?.origin, location.origin].filter(Boolean))];
+  // Only loopback origins can be the local emulator; never probe a real portal.
+  const origins = [...new Set([connected?.origin, location.origin].filter((o) => o && isLoopback(o)))];
   for (const origin of origins) {
     try {
       const res = await realFetch(`${origin}/_emulator/state`, { cache: 'no-store' });
