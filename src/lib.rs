@@ -23,4 +23,11 @@ pub mod secret;
 #[cfg(target_arch = "wasm32")]
 pub mod bindings;
 
+/// The wasm runs on one thread: a small free-list allocator instead of dlmalloc.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> =
+    // SAFETY: wasm32-unknown-unknown without the atomics feature has a single thread.
+    unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
+
 pub use error::{Error, Kind};
