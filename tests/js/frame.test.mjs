@@ -463,6 +463,44 @@ test('BX24.callMethod answers an ajaxResult 403 ACCESS_DENIED: B24Error ACCESS_D
   assert.equal(calls.length, 1, 'not retried');
 });
 
+/** deleteItems in a stub page, settled, with the report reduced to plain data. */
+function stubDeleteItems(page, ids, opts) {
+  return page.evaluate(async ([ids, opts]) => {
+    const r = await window.settle(window.lib.deleteItems(1268, ids, opts));
+    if (r.ok) r.value = { deleted: r.value.deleted, notFound: r.value.notFound, failed: r.value.failed.map((f) => ({ id: f.id, code: f.error.code, isB24: f.error instanceof window.lib.B24Error })) };
+    return r;
+  }, [ids, opts]);
+}
+
+test('deleteItems with a BX24 whose init never calls back: a report with every id failed TIMEOUT, within the deadline', async () => {
+  const { page, rest } = await openStub('never-init');
+  const r = await stubDeleteItems(page, [1, 2, 3], { timeoutMs: 1500 });
+  assert.equal(r.ok, true, `resolves a report: ${JSON.stringify(r)}`);
+  assert.deepEqual(r.value.deleted, []);
+  assert.deepEqual(r.value.notFound, []);
+  assert.deepEqual(r.value.failed, [1, 2, 3].map((id) => ({ id, code: 'TIMEOUT', isB24: true })));
+  assert.ok(r.ms >= 1400 && r.ms <= 2500, `took ${r.ms} ms`);
+  assert.deepEqual(rest, []);
+});
+
+test('deleteItems through a BX24.callMethod that never calls back: every id failed TIMEOUT, within the deadline', async () => {
+  const { page } = await openStub('silent-method');
+  const r = await stubDeleteItems(page, [4, 5], { timeoutMs: 1500 });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.deepEqual(r.value.failed, [4, 5].map((id) => ({ id, code: 'TIMEOUT', isB24: true })));
+  assert.ok(r.ms >= 1400 && r.ms <= 2500, `took ${r.ms} ms`);
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.ok(calls.length >= 1 && calls.every((c) => c.startsWith('callMethod:batch:')), JSON.stringify(calls));
+});
+
+test('deleteItems through a BX24.callMethod that answers 403 ACCESS_DENIED: every id failed ACCESS_DENIED', async () => {
+  const { page } = await openStub('denied-method');
+  const r = await stubDeleteItems(page, [6, 7], { timeoutMs: 5000 });
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.deepEqual(r.value.failed, [6, 7].map((id) => ({ id, code: 'ACCESS_DENIED', isB24: true })));
+  assert.ok(r.ms < 2000, `took ${r.ms} ms`);
+});
+
 test('BX24.init still pending at the first call (answers after 800 ms): the call waits for it, then deletes directly', async () => {
   const { access_token: token } = await emu.control.token({});
   const id = (await itemsOf(SPA))[9];
