@@ -527,6 +527,29 @@ test('a frame on a plain-http, non-loopback portal: no direct fetch (https rule)
   assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":11}']);
 });
 
+test('a frame on an https portal (PROTOCOL 1): a direct JSON POST to https://DOMAIN/rest/crm.item.delete with the token', async () => {
+  const { page } = await openStub('https-portal', '&token=tok-123');
+  const seen = [];
+  await page.route('https://acme.example.com/**', async (route) => {
+    const req = route.request();
+    seen.push({ method: req.method(), url: req.url(), body: req.postData(), contentType: req.headers()['content-type'] });
+    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Content-Type, Accept', 'Access-Control-Allow-Methods': 'POST' };
+    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+    return route.fulfill({ status: 200, headers: cors, contentType: 'application/json',
+      body: JSON.stringify({ result: [], time: { start: 1, finish: 1.01, duration: 0.01 } }) });
+  });
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, '12', { timeoutMs: 5000 })));
+  assert.equal(r.ok, true, JSON.stringify(r));
+  assert.deepEqual({ entityTypeId: r.value.entityTypeId, id: r.value.id }, { entityTypeId: SPA, id: 12 });
+  const posts = seen.filter((q) => q.method === 'POST');
+  assert.equal(posts.length, 1, JSON.stringify(seen));
+  assert.equal(posts[0].url, 'https://acme.example.com/rest/crm.item.delete');
+  assert.match(posts[0].contentType, /^application\/json/);
+  assert.deepEqual(JSON.parse(posts[0].body), { entityTypeId: SPA, id: 12, auth: 'tok-123' });
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.deepEqual(calls, [], 'BX24.callMethod not used');
+});
+
 // ---- deleteItems in a frame ------------------------------------------------------------------
 
 test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requests', async () => {
