@@ -612,7 +612,7 @@ test('frame, BX24.callMethod path: a 503 (BX24.js never calls back) rejects TIME
   assert.equal((await itemsOf(SPA)).includes(id), true);
 });
 
-test('frame, BX24.callMethod path: a 404 NOT_FOUND answer (4xx reaches the callback) rejects NOT_FOUND at once', async () => {
+test('frame, BX24.callMethod path: a NOT_FOUND answer (400: 4xx reaches the callback) rejects NOT_FOUND at once', async () => {
   const { frame } = await openBench();
   const r = await frameDelete(frame, 'bx24', 99999, { timeoutMs: 5000 });
   assert.equal(r.ok, false, JSON.stringify(r));
