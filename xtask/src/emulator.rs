@@ -107,7 +107,10 @@ impl Emulator {
     pub fn wait(mut self) -> Result {
         let status = self.child.wait().map_err(|e| e.to_string())?;
         println!("emulator exited ({status})");
-        Ok(())
+        match status.code() {
+            Some(c) if c != 0 => Err(format!("the emulator failed (exit code {c})")),
+            _ => Ok(()), // success, or stopped by a signal (Ctrl-C)
+        }
     }
 }
 
