@@ -102,45 +102,48 @@ export async function refreshToken(callback, timeoutMs, signal) {
   }
 }
 
-/** Resolves true once BX24.init has run (at once if it already has), false after `timeoutMs`. */
-function bx24Ready(bx24, timeoutMs) {
+/**
+ * Runs `start(done)` and resolves what `done` is given, or `expired` after `timeoutMs`, or
+ * `aborted` as soon as `signal` aborts. Leaves no timer or listener behind.
+ */
+function bounded(start, timeoutMs, signal, expired, aborted) {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, timeoutMs, false);
-    try {
-      bx24.init(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    } catch {
+    if (signal?.aborted) return resolve(aborted);
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
-      resolve(false);
+      signal?.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = () => finish(aborted);
+    const timer = setTimeout(finish, timeoutMs, expired);
+    signal?.addEventListener('abort', onAbort);
+    try {
+      start(finish);
+    } catch {
+      finish(false);
     }
   });
 }
 
 /**
  * The frame's auth, for calling the portal directly: [3, restBase, token]; or [2] to go through
- * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [0] when
- * there is no BX24. `first`: the current token (BX24.getAuth); else a refreshed one (BX24.refreshAuth).
+ * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [4] when
+ * `signal` aborted, [0] when there is no BX24. `first`: the current token (BX24.getAuth); else a
+ * refreshed one (BX24.refreshAuth). Both waits end at once when `signal` aborts.
  */
-export async function frameAuth(first, timeoutMs) {
+export async function frameAuth(first, timeoutMs, signal) {
   const bx24 = globalThis.BX24;
   if (!bx24 || typeof bx24.init !== 'function' || typeof bx24.callMethod !== 'function') return [0];
-  if (!(await bx24Ready(bx24, timeoutMs))) return [1];
+  const ready = await bounded((done) => bx24.init(() => done(true)), timeoutMs, signal, null, undefined);
+  if (ready === undefined) return [4];
+  if (!ready) return [1];
   let auth = first && typeof bx24.getAuth === 'function' ? bx24.getAuth() : false;
   if (!auth && typeof bx24.refreshAuth === 'function') {
-    auth = await new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs, null);
-      try {
-        bx24.refreshAuth((fresh) => {
-          clearTimeout(timer);
-          resolve(fresh || false);
-        });
-      } catch {
-        clearTimeout(timer);
-        resolve(false);
-      }
-    });
+    auth = await bounded((done) => bx24.refreshAuth((fresh) => done(fresh || false)), timeoutMs, signal, null, undefined);
+    if (auth === undefined) return [4];
     if (auth === null) return [1];
   }
   if (!auth || typeof auth.access_token !== 'string' || !auth.access_token) return [2];

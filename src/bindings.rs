@@ -44,7 +44,7 @@ extern "C" {
     fn refresh_token(callback: &Function, timeout_ms: f64, signal: &JsValue) -> Promise;
 
     #[wasm_bindgen(js_name = frameAuth)]
-    fn frame_auth(first: bool, timeout_ms: f64) -> Promise;
+    fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> Promise;
 
     #[wasm_bindgen(js_name = callBx24)]
     fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
@@ -311,8 +311,8 @@ impl Env for WebEnv {
     async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
-            // [3, restBase, token] call the portal directly.
-            let answer: Array = JsFuture::from(frame_auth(first, timeout_ms))
+            // [3, restBase, token] call the portal directly, [4] aborted.
+            let answer: Array = JsFuture::from(frame_auth(first, timeout_ms, &self.signal))
                 .await
                 .unwrap_or_default()
                 .unchecked_into();
@@ -330,6 +330,7 @@ impl Env for WebEnv {
                 }
                 Some(2.0) => Ok(Credentials::Bx24),
                 Some(1.0) => Err(Error::Timeout),
+                Some(4.0) => Err(Error::Aborted),
                 _ => Err(Error::NotConfigured),
             };
         }

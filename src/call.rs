@@ -303,11 +303,16 @@ impl Client {
                 }
                 Decision::RefreshToken => {
                     refreshed = true;
-                    if self.refresh(env, generation, deadline).await.is_err() {
-                        return Err(CallError {
-                            error: failure.error,
-                            attempts,
-                        });
+                    if let Err(refresh_error) = self.refresh(env, generation, deadline).await {
+                        // A failed refresh leaves the portal's answer (expired_token) standing;
+                        // an aborted one is the call's abort.
+                        let aborted = refresh_error == Error::Aborted;
+                        let error = if aborted {
+                            refresh_error
+                        } else {
+                            failure.error
+                        };
+                        return Err(CallError { error, attempts });
                     }
                 }
             }
@@ -406,11 +411,16 @@ impl Client {
             }
             .await;
             let state = self.token.borrow();
-            if state.generation == used_generation {
-                return Err(state.failure.clone().unwrap_or(Error::NotConfigured));
+            if let (true, Some(failure)) = (state.generation == used_generation, &state.failure) {
+                return Err(failure.clone());
             }
+            // Refreshed, or the refresher was aborted: look again (and maybe refresh ourselves).
         }
-        self.token.borrow_mut().refreshing = true;
+        {
+            let mut state = self.token.borrow_mut();
+            state.refreshing = true;
+            state.failure = None;
+        }
         let remaining = deadline - env.now_ms();
         let result = env.refresh_token(used_generation == 0, remaining).await;
         let mut state = self.token.borrow_mut();
@@ -431,7 +441,10 @@ impl Client {
                 Ok(())
             }
             Err(error) => {
-                state.failure = Some(error.clone());
+                // One call's abort is not the others' failure: they try again themselves.
+                if error != Error::Aborted {
+                    state.failure = Some(error.clone());
+                }
                 Err(error)
             }
         };
@@ -850,6 +863,73 @@ pub(crate) mod tests {
         assert_eq!(env.inner.refreshes.get(), 1);
         // 20 expired attempts + 20 repeats with the new token.
         assert_eq!(env.inner.sent.borrow().len(), 40);
+    }
+
+    /// An environment whose refresh pends until released, then fails as if aborted.
+    struct AbortedRefresh {
+        inner: FakeEnv,
+        gate: Rc<Cell<bool>>,
+    }
+
+    impl Env for AbortedRefresh {
+        fn now_ms(&self) -> f64 {
+            self.inner.now_ms()
+        }
+        fn random(&self) -> f64 {
+            0.5
+        }
+        async fn sleep(&self, ms: f64) -> Result<(), Error> {
+            self.inner.sleep(ms).await
+        }
+        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+            self.inner.send(request, timeout_ms).await
+        }
+        fn aborted(&self) -> bool {
+            self.gate.get()
+        }
+        async fn refresh_token(
+            &self,
+            _first: bool,
+            _timeout_ms: f64,
+        ) -> Result<Credentials, Error> {
+            let gate = self.gate.clone();
+            std::future::poll_fn(move |cx| {
+                if gate.get() {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
+            Err(Error::Aborted)
+        }
+    }
+
+    #[test]
+    fn one_calls_aborted_refresh_does_not_fail_the_calls_waiting_on_it() {
+        let client = oauth_client(true);
+        let gate = Rc::new(Cell::new(false));
+        let aborted_env = AbortedRefresh {
+            inner: FakeEnv::new(vec![api_error(401, "expired_token")]),
+            gate: gate.clone(),
+        };
+        let other_env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
+        let mut a = Box::pin(client.delete_item(&aborted_env, 2, 1, CallOptions::default()));
+        let mut b = Box::pin(client.delete_item(&other_env, 2, 2, CallOptions::default()));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(a.as_mut().poll(&mut cx).is_pending()); // A refreshes (pending)
+        assert!(b.as_mut().poll(&mut cx).is_pending()); // B waits on A's refresh
+        gate.set(true); // A is aborted
+        let Poll::Ready(a_result) = a.as_mut().poll(&mut cx) else {
+            panic!("A should settle")
+        };
+        assert_eq!(a_result.unwrap_err().error, Error::Aborted);
+        let Poll::Ready(b_result) = b.as_mut().poll(&mut cx) else {
+            panic!("B should settle")
+        };
+        assert!(b_result.is_ok(), "B refreshes itself: {b_result:?}");
+        assert_eq!(other_env.refreshes.get(), 1);
     }
 
     #[test]

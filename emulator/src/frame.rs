@@ -126,7 +126,7 @@ pub fn host_page(
     let cfg_js = cfg.to_string().replace("</", "<\\/");
     Ok(format!(
         r#"<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Bitrix24 emulator: {title}</title>
+<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>Bitrix24 emulator: {title}</title>
 <style>body{{margin:0;font:14px system-ui,sans-serif;background:#eef2f4}}header{{padding:6px 12px;background:#2fc6f6;color:#fff}}
 iframe{{display:block;border:0;width:100%;height:calc(100vh - 31px);background:#fff}}</style></head>
 <body><header>Bitrix24 emulator &middot; app <b>{title}</b> &middot; {placement_e} &middot; user {user_id}</header>

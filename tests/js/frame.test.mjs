@@ -388,7 +388,7 @@ test('BX24.init never calls back: deleteItem(…, {timeoutMs: 1500}) rejects TIM
 });
 
 test('an AbortSignal aborts a call that waits for BX24.init: ABORTED at once, not at the deadline',
-  { todo: 'library bug: frameAuth (pkg-template/runtime.js) takes no AbortSignal, so an abort while waiting for BX24.init/refreshAuth is ignored until timeoutMs, then TIMEOUT' }, async () => {
+  async () => {
   const { page } = await openStub('never-init');
   const r = await page.evaluate(() => {
     const controller = new AbortController();
@@ -411,7 +411,7 @@ test('BX24.refreshAuth never calls back (no token from getAuth): TIMEOUT within 
 });
 
 test('an AbortSignal aborts a call that waits for BX24.refreshAuth: ABORTED at once',
-  { todo: 'library bug: frameAuth (pkg-template/runtime.js) takes no AbortSignal, so an abort while waiting for BX24.init/refreshAuth is ignored until timeoutMs, then TIMEOUT' }, async () => {
+  async () => {
   const { page } = await openStub('silent-refresh');
   const r = await page.evaluate(() => {
     const controller = new AbortController();
