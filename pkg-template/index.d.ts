@@ -114,7 +114,7 @@ export function deleteItems(entityTypeId: Id, ids: Iterable<Id>, options?: BulkO
 /** `true` inside a Bitrix24 frame: `window.name` is `DOMAIN|PROTOCOL|APP_SID` and `BX24` is loaded. */
 export function isInsideBitrix24(): boolean;
 
-/** Loads the WebAssembly module ahead of the first call (optional). */
+/** Loads the WebAssembly module ahead of the first call (optional). Rejects with a `B24Error` (`NETWORK_ERROR`) when it cannot; a later call tries again. */
 export function init(): Promise<void>;
 
 /** A client with its own configuration, pacing bucket and token. */

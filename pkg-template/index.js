@@ -8,13 +8,26 @@ let loading;
 
 /** Loads and compiles the WebAssembly module; calls do this by themselves. */
 export function init() {
+  return load('');
+}
+
+// A failed load rejects with a B24Error (NETWORK_ERROR) and is not kept: the next call tries again.
+function load(method) {
   return (loading ??= (async () => {
-    const glue = await import('./b24_crm_item.js');
     const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
-    // Node's fetch cannot read file: URLs; read the bytes instead.
-    const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
-    await glue.default({ module_or_path: source });
-    return glue;
+    try {
+      const glue = await import('./b24_crm_item.js');
+      // Node's fetch cannot read file: URLs; read the bytes instead.
+      const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
+      await glue.default({ module_or_path: source });
+      return glue;
+    } catch (cause) {
+      loading = undefined;
+      // Vite's dev server pre-bundles dependencies into .vite/deps/, away from the wasm file.
+      const hint = url.pathname.includes('/.vite/deps/') ? "; with Vite, set optimizeDeps: { exclude: ['b24-crm-item'] }" : '';
+      throw new B24Error('NETWORK_ERROR', `could not load the WebAssembly module ${url.href}: ${cause?.message ?? cause}${hint}`,
+        { kind: 'network', retryable: true, method, cause });
+    }
   })());
 }
 
@@ -34,18 +47,21 @@ export class Client {
     this.#config = config && typeof config === 'object' ? { ...config } : config;
   }
 
-  #client() {
-    return (this.#inner ??= init().then((glue) => new glue.Client(withFrame(this.#config))));
+  #client(method) {
+    return (this.#inner ??= load(method).then((glue) => new glue.Client(withFrame(this.#config)), (error) => {
+      this.#inner = undefined;
+      throw error;
+    }));
   }
 
   /** Deletes one CRM item (`crm.item.delete`). */
   async deleteItem(entityTypeId, id, options) {
-    return (await this.#client()).deleteItem(entityTypeId, id, options);
+    return (await this.#client('crm.item.delete')).deleteItem(entityTypeId, id, options);
   }
 
   /** Deletes many items of one type through `batch`, 50 per request, with a per-id report. */
   async deleteItems(entityTypeId, ids, options) {
-    return (await this.#client()).deleteItems(entityTypeId, ids, options);
+    return (await this.#client('batch')).deleteItems(entityTypeId, ids, options);
   }
 }
 
