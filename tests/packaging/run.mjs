@@ -6,7 +6,7 @@
 // portal emulator. Browsers: headless Chromium through playwright-core (from tests/node_modules).
 //
 //   cargo xtask build && cargo build -p emulator
-//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|vite|webpack ...]
+//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|vite|vite-dev|webpack ...]
 //
 // Prints one line per environment, then `N passed, N failed` alone on the last line; exits 1 on
 // any failure. Env: B24_PKG_DIR (default pkg/), B24_EMULATOR_BIN (default target/debug/emulator
@@ -15,6 +15,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,8 +90,8 @@ function tail(text, lines = 25) {
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=warn'];
 
 /** A scratch copy of fixtures/<name> (without node_modules/dist), `npm ci`, the tarball on top. */
-async function scratch(name, tarball, log) {
-  const dir = path.join(tmp, name);
+async function scratch(name, tarball, log, as = name) {
+  const dir = path.join(tmp, as);
   fs.cpSync(path.join(fixturesDir, name), dir, {
     recursive: true,
     filter: (src) => !/[\\/](node_modules|dist)$/.test(src),
@@ -209,6 +210,40 @@ async function checkPack(log) {
   return `${files.length} files, ${(size / 1024).toFixed(1)} KiB packed; exports [${conditions}]; no install scripts`;
 }
 
+/** Runs `vite` (the dev server) in `dir` with `args` while `use(pageUrl)` runs. */
+async function viteDev(dir, args, log, use) {
+  const port = await freePort();
+  const server = spawn(process.execPath, [path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js'), ...args,
+    '--host', '127.0.0.1', '--port', String(port), '--strictPort'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  server.stdout.on('data', (d) => { out += d; });
+  server.stderr.on('data', (d) => { out += d; });
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!/ready in/.test(out)) {
+      check(server.exitCode === null, `vite exited ${server.exitCode}:\n${tail(out)}`);
+      check(Date.now() < deadline, `vite did not start:\n${tail(out)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return await use(`http://localhost:${port}/`);
+  } finally {
+    server.kill('SIGTERM');
+    fs.appendFileSync(log, `$ vite ${args.join(' ')} (dev server)\n${out}\n`);
+  }
+}
+
+/** A free TCP port on 127.0.0.1. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Browsers
 
@@ -221,8 +256,8 @@ async function getBrowser() {
  * Serves `root` at http://localhost:PORT/ from a fresh emulator (the API is then cross-origin, at
  * 127.0.0.1), opens the page, and drives window.lib (which each page sets from its imports).
  */
-async function browserEnv(root, { wasmFrom }) {
-  const emu = await startEmulator(['--no-limits', '--static', `/=${root}`]);
+async function browserEnv(root, { wasmFrom, pageUrl }) {
+  const emu = await startEmulator(['--no-limits', ...(root ? ['--static', `/=${root}`] : [])]);
   const context = await (await getBrowser()).newContext();
   try {
     const page = await context.newPage();
@@ -240,11 +275,11 @@ async function browserEnv(root, { wasmFrom }) {
     page.on('response', (res) => {
       const { pathname } = new URL(res.url());
       if (res.status() >= 400 && !pathname.startsWith('/rest/') && pathname !== '/favicon.ico') failed.push(`${res.url()}: HTTP ${res.status()}`);
-      if (new URL(res.url()).pathname.endsWith('.wasm')) {
+      if (pathname.endsWith('.wasm')) {
         wasm.push({ path: new URL(res.url()).pathname, status: res.status(), type: res.headers()['content-type'] });
       }
     });
-    await page.goto(`http://localhost:${emu.port}/`);
+    await page.goto(pageUrl ?? `http://localhost:${emu.port}/`);
     await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 }).catch(() => {
       throw new Failure(`the page did not load the package: ${[...consoleLines, ...failed].join('; ') || 'no error shown'}`);
     });
@@ -377,6 +412,41 @@ const environments = {
     const version = out.match(/vite v(\S+)/)?.[1];
     const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
     return `vite ${version} build; ${s}`;
+  },
+
+  async 'vite-dev'(log) {
+    // `vite` (the dev server). Out of the box it pre-bundles the package into .vite/deps/, away from
+    // its wasm: the call must then reject with a B24Error that says what to do. With the one line of
+    // config that says (fixtures/vite/vite.config.dev.js), everything must work.
+    const dir = await scratch('vite', packed.tarball, log, 'vite-dev');
+    const bare = await viteDev(dir, [], log, async (pageUrl) => {
+      const emu = await startEmulator(['--no-limits']);
+      const context = await (await getBrowser()).newContext();
+      try {
+        const page = await context.newPage();
+        await page.goto(pageUrl);
+        await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 });
+        const e = await page.evaluate(async (webhookUrl) => {
+          window.lib.configure({ webhookUrl });
+          return window.lib.deleteItem(1268, 1).then(() => null, (e) => ({
+            isB24Error: e instanceof window.lib.B24Error, code: e.code, kind: e.kind, method: e.method, description: e.description,
+          }));
+        }, emu.webhook);
+        check(e, 'deleteItem resolved through the pre-bundled package');
+        check(e.isB24Error && e.code === 'NETWORK_ERROR' && e.kind === 'network' && e.method === 'crm.item.delete',
+          `a wasm that cannot load must reject with a B24Error NETWORK_ERROR, got ${JSON.stringify(e)}`);
+        check(e.description.includes('optimizeDeps'), `the error does not say how to fix it: ${e.description}`);
+        return 'pre-bundled: B24Error NETWORK_ERROR naming optimizeDeps.exclude';
+      } finally {
+        await context.close().catch(() => {});
+        await emu.stop();
+      }
+    });
+    const fixed = await viteDev(dir, ['--config', 'vite.config.dev.js'], log, (pageUrl) => browserEnv(null, {
+      pageUrl,
+      wasmFrom: (p) => same(p, `/node_modules/${NAME}/b24_crm_item_bg.wasm`, 'wasm URL'),
+    }));
+    return `${bare}; with optimizeDeps.exclude: ${fixed}`;
   },
 
   async webpack(log) {
