@@ -392,7 +392,15 @@ const environments = {
       check(last.ok === true, `check.mjs: ${r.out}`);
       const left = (await emu.control.state()).items[SPA];
       check(!ids.some((id) => left.includes(id)), `the portal still has some of ${ids}`);
-      return `node ${last.node}: ${last.checks.join(', ')}`;
+      // require() from CommonJS, where Node has require(esm) (20.19+).
+      const [major, minor] = process.versions.node.split('.').map(Number);
+      let cjs = '';
+      if (major > 20 || (major === 20 && minor >= 19)) {
+        const c = await run(process.execPath, ['require.cjs'], { cwd: dir, log, timeoutMs: 30_000 });
+        check(c.code === 0 && c.out.trim() === 'ok', `require('${NAME}') from CommonJS: exit ${c.code}\n${tail(c.out)}`);
+        cjs = ', require() from CommonJS';
+      }
+      return `node ${last.node}: ${last.checks.join(', ')}${cjs}`;
     } finally {
       await emu.stop();
     }
