@@ -40,8 +40,11 @@ const argv = process.argv.slice(2);
 const keep = argv.includes('--keep');
 const only = argv.filter((a) => !a.startsWith('--'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-packaging-'));
-const cleanup = () => { if (!keep) fs.rmSync(tmp, { recursive: true, force: true }); };
-process.once('exit', cleanup);
+const servers = new Set(); // long-lived children (vite dev servers), killed on any exit
+process.once('exit', () => {
+  for (const child of servers) child.kill('SIGKILL');
+  if (!keep) fs.rmSync(tmp, { recursive: true, force: true });
+});
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -215,6 +218,8 @@ async function viteDev(dir, args, log, use) {
   const port = await freePort();
   const server = spawn(process.execPath, [path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js'), ...args,
     '--host', '127.0.0.1', '--port', String(port), '--strictPort'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  servers.add(server);
+  server.once('exit', () => servers.delete(server));
   let out = '';
   server.stdout.on('data', (d) => { out += d; });
   server.stderr.on('data', (d) => { out += d; });
