@@ -349,6 +349,12 @@ const environments = {
     const tsc = path.join(dir, 'node_modules', 'typescript', 'bin', 'tsc');
     const version = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', 'typescript', 'package.json'), 'utf8')).version;
     const notes = [];
+    // ok.ts must use every export of index.d.ts (so a new export gets a consumer here too).
+    const dts = fs.readFileSync(path.join(dir, 'node_modules', NAME, 'index.d.ts'), 'utf8');
+    const exported = [...dts.matchAll(/^export\s+(?:declare\s+)?(?:function|class|interface|type|const|let|enum)\s+(\w+)/gm)].map((m) => m[1]);
+    const ok = fs.readFileSync(path.join(dir, 'ok.ts'), 'utf8');
+    const unused = [...new Set(exported)].filter((n) => !new RegExp(`\\b${n}\\b`).test(ok));
+    check(exported.length > 0 && unused.length === 0, `ok.ts does not use ${unused.join(', ')}`);
     for (const config of ['tsconfig.json', 'tsconfig.node16.json']) {
       const r = await run(process.execPath, [tsc, '-p', config, '--traceResolution'], { cwd: dir, log });
       const errors = r.out.split('\n').filter((l) => /error TS\d+/.test(l));
@@ -379,7 +385,7 @@ const environments = {
       check(mine.every((e) => e.line === want[0]), `${rel}: expected errors on line ${want[0]} only, got:\n${r.out.split('\n').filter((l) => l.startsWith(rel)).join('\n')}`);
       return `${path.basename(rel, '.ts')} ${mine.map((e) => e.code).join('+')}`;
     });
-    return `typescript ${version}: ok.ts passes --strict (${notes.join(', ')}); ${results.length} misuse files fail (${results.join(', ')})`;
+    return `typescript ${version}: ok.ts (all ${new Set(exported).size} exports) passes --strict (${notes.join(', ')}); ${results.length} misuse files fail (${results.join(', ')})`;
   },
 
   async node(log) {
