@@ -6,7 +6,7 @@
 // portal emulator. Browsers: headless Chromium through playwright-core (from tests/node_modules).
 //
 //   cargo xtask build && cargo build -p emulator
-//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|vite|vite-dev|webpack ...]
+//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|cdn|vite|vite-dev|webpack ...]
 //
 // Prints one line per environment, then `N passed, N failed` alone on the last line; exits 1 on
 // any failure. Env: B24_PKG_DIR (default pkg/), B24_EMULATOR_BIN (default target/debug/emulator
@@ -261,7 +261,7 @@ async function getBrowser() {
  * Serves `root` at http://localhost:PORT/ from a fresh emulator (the API is then cross-origin, at
  * 127.0.0.1), opens the page, and drives window.lib (which each page sets from its imports).
  */
-async function browserEnv(root, { wasmFrom, pageUrl }) {
+async function browserEnv(root, { wasmFrom, pageUrl, page: page_ }) {
   const emu = await startEmulator(['--no-limits', ...(root ? ['--static', `/=${root}`] : [])]);
   const context = await (await getBrowser()).newContext();
   try {
@@ -281,10 +281,10 @@ async function browserEnv(root, { wasmFrom, pageUrl }) {
       const { pathname } = new URL(res.url());
       if (res.status() >= 400 && !pathname.startsWith('/rest/') && pathname !== '/favicon.ico') failed.push(`${res.url()}: HTTP ${res.status()}`);
       if (pathname.endsWith('.wasm')) {
-        wasm.push({ path: new URL(res.url()).pathname, status: res.status(), type: res.headers()['content-type'] });
+        wasm.push({ path: pathname, host: new URL(res.url()).hostname, status: res.status(), type: res.headers()['content-type'] });
       }
     });
-    await page.goto(pageUrl ?? `http://localhost:${emu.port}/`);
+    await page.goto(pageUrl ?? `http://localhost:${emu.port}/${page_ ?? ''}`);
     await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 }).catch(() => {
       throw new Failure(`the page did not load the package: ${[...consoleLines, ...failed].join('; ') || 'no error shown'}`);
     });
@@ -319,10 +319,10 @@ async function browserEnv(root, { wasmFrom, pageUrl }) {
     check(wasm.length === 1, `expected one wasm fetch, saw ${JSON.stringify(wasm)}`);
     const [w] = wasm;
     check(w.status === 200 && w.type === 'application/wasm', `wasm ${w.path}: HTTP ${w.status}, ${w.type}`);
-    wasmFrom(w.path);
+    wasmFrom(w.path, w.host);
     check(failed.length === 0, `failed requests: ${failed.join('; ')}`);
     check(consoleLines.length === 0, `console: ${consoleLines.join('; ')}`);
-    return `deleteItem, NOT_FOUND instanceof B24Error, deleteItems; wasm ${w.path}`;
+    return `deleteItem, NOT_FOUND instanceof B24Error, deleteItems; wasm ${w.host === 'localhost' ? '' : `//${w.host}`}${w.path}`;
   } finally {
     await context.close().catch(() => {});
     await emu.stop();
@@ -421,6 +421,15 @@ const environments = {
     const dir = await scratch('plain', packed.tarball, log);
     return browserEnv(dir, {
       wasmFrom: (p) => same(p, `/node_modules/${NAME}/b24_crm_item_bg.wasm`, 'wasm URL'),
+    });
+  },
+
+  async cdn(log) {
+    // The plain fixture's cdn.html: the package from another origin, as from unpkg or jsDelivr.
+    const dir = await scratch('plain', packed.tarball, log, 'cdn');
+    return browserEnv(dir, {
+      page: 'cdn.html',
+      wasmFrom: (p, host) => same([host, p], ['127.0.0.1', `/node_modules/${NAME}/b24_crm_item_bg.wasm`], 'wasm host and path'),
     });
   },
 
