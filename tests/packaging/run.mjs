@@ -345,47 +345,62 @@ const environments = {
   },
 
   async types(log) {
+    // The same checks with every TypeScript the fixture pins: typescript (5.x, JS) and
+    // typescript7 (npm:typescript@7, the native compiler), under `tsc --strict`.
     const dir = await scratch('types', packed.tarball, log);
-    const tsc = path.join(dir, 'node_modules', 'typescript', 'bin', 'tsc');
-    const version = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', 'typescript', 'package.json'), 'utf8')).version;
-    const notes = [];
     // ok.ts must use every export of index.d.ts (so a new export gets a consumer here too).
     const dts = fs.readFileSync(path.join(dir, 'node_modules', NAME, 'index.d.ts'), 'utf8');
-    const exported = [...dts.matchAll(/^export\s+(?:declare\s+)?(?:function|class|interface|type|const|let|enum)\s+(\w+)/gm)].map((m) => m[1]);
+    const exported = [...new Set([...dts.matchAll(/^export\s+(?:declare\s+)?(?:function|class|interface|type|const|let|enum)\s+(\w+)/gm)].map((m) => m[1]))];
     const ok = fs.readFileSync(path.join(dir, 'ok.ts'), 'utf8');
-    const unused = [...new Set(exported)].filter((n) => !new RegExp(`\\b${n}\\b`).test(ok));
+    const unused = exported.filter((n) => !new RegExp(`\\b${n}\\b`).test(ok));
     check(exported.length > 0 && unused.length === 0, `ok.ts does not use ${unused.join(', ')}`);
-    for (const config of ['tsconfig.json', 'tsconfig.node16.json']) {
-      const r = await run(process.execPath, [tsc, '-p', config, '--traceResolution'], { cwd: dir, log });
-      const errors = r.out.split('\n').filter((l) => /error TS\d+/.test(l));
-      check(r.code === 0 && errors.length === 0, `ok.ts does not type-check with ${config}:\n${errors.join('\n') || tail(r.out)}`);
-      // The package's own exports → types condition must be what resolved it.
-      const start = r.out.indexOf(`======== Resolving module '${NAME}'`);
-      const end = r.out.indexOf(`======== Module name '${NAME}'`, start);
-      const block = start < 0 ? '' : r.out.slice(start, end < 0 ? undefined : end + 400);
-      check(/Matched 'exports' condition 'types'/.test(block) && /Resolved under condition 'types'/.test(block)
-        && block.includes(`node_modules/${NAME}/index.d.ts`), `${config}: ${NAME} did not resolve through exports → types:\n${tail(block, 15)}`);
-      notes.push(JSON.parse(fs.readFileSync(path.join(dir, config), 'utf8')).compilerOptions.moduleResolution);
-    }
-    // All misuse files in one tsc run (each is its own module, so its errors are its own): every
-    // file must fail, on its `// @expect-error` line and nowhere else.
+    // All misuse files go through one tsc run (each is its own module, so its errors are its own):
+    // every file must fail, on its `// @expect-error` line and nowhere else.
     const misuse = fs.readdirSync(path.join(dir, 'misuse')).filter((f) => f.endsWith('.ts')).sort().map((f) => `misuse/${f}`);
     check(misuse.length > 0, 'no misuse/*.ts');
     fs.writeFileSync(path.join(dir, 'tsconfig.misuse.json'), JSON.stringify({ extends: './tsconfig.json', files: misuse }));
-    const r = await run(process.execPath, [tsc, '-p', 'tsconfig.misuse.json'], { cwd: dir, log });
-    check(r.code !== 0, `tsc exited 0 on ${misuse.join(', ')}`);
-    const errors = [...r.out.matchAll(/^(\S+?)\((\d+),\d+\): error (TS\d+)/gm)].map((m) => ({ file: m[1], line: +m[2], code: m[3] }));
-    check(errors.length > 0 && errors.every((e) => misuse.includes(e.file)), `unexpected tsc output:\n${tail(r.out)}`);
-    const results = misuse.map((rel) => {
+    const want = Object.fromEntries(misuse.map((rel) => {
       const lines = fs.readFileSync(path.join(dir, rel), 'utf8').split('\n');
-      const want = lines.flatMap((l, i) => (l.includes('@expect-error') ? [i + 1] : []));
-      check(want.length === 1, `${rel}: mark exactly one line with // @expect-error`);
-      const mine = errors.filter((e) => e.file === rel);
-      check(mine.length > 0, `${rel} type-checks, but must not`);
-      check(mine.every((e) => e.line === want[0]), `${rel}: expected errors on line ${want[0]} only, got:\n${r.out.split('\n').filter((l) => l.startsWith(rel)).join('\n')}`);
-      return `${path.basename(rel, '.ts')} ${mine.map((e) => e.code).join('+')}`;
-    });
-    return `typescript ${version}: ok.ts (all ${new Set(exported).size} exports) passes --strict (${notes.join(', ')}); ${results.length} misuse files fail (${results.join(', ')})`;
+      const marked = lines.flatMap((l, i) => (l.includes('@expect-error') ? [i + 1] : []));
+      check(marked.length === 1, `${rel}: mark exactly one line with // @expect-error`);
+      return [rel, marked[0]];
+    }));
+
+    const compilers = Object.keys(JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).devDependencies)
+      .filter((d) => /^typescript\d*$/.test(d));
+    const summaries = [];
+    let codes;
+    for (const pkgName of compilers) {
+      const tsc = path.join(dir, 'node_modules', pkgName, 'bin', 'tsc');
+      const version = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', pkgName, 'package.json'), 'utf8')).version;
+      const ts = `typescript ${version}`;
+      const modes = [];
+      for (const config of ['tsconfig.json', 'tsconfig.node16.json']) {
+        const r = await run(process.execPath, [tsc, '-p', config, '--traceResolution'], { cwd: dir, log });
+        const errors = r.out.split('\n').filter((l) => /error TS\d+/.test(l));
+        check(r.code === 0 && errors.length === 0, `${ts}: ok.ts does not type-check with ${config}:\n${errors.join('\n') || tail(r.out)}`);
+        // The package's own exports → types condition must be what resolved it.
+        const start = r.out.indexOf(`======== Resolving module '${NAME}'`);
+        const end = r.out.indexOf(`======== Module name '${NAME}'`, start);
+        const block = start < 0 ? '' : r.out.slice(start, end < 0 ? undefined : end + 400);
+        check(/Matched 'exports' condition 'types'/.test(block) && /Resolved under condition 'types'/.test(block)
+          && block.includes(`node_modules/${NAME}/index.d.ts`), `${ts}, ${config}: ${NAME} did not resolve through exports → types:\n${tail(block, 15)}`);
+        modes.push(JSON.parse(fs.readFileSync(path.join(dir, config), 'utf8')).compilerOptions.moduleResolution);
+      }
+      const r = await run(process.execPath, [tsc, '-p', 'tsconfig.misuse.json'], { cwd: dir, log });
+      check(r.code !== 0, `${ts}: tsc exited 0 on ${misuse.join(', ')}`);
+      const errors = [...r.out.matchAll(/^(\S+?)\((\d+),\d+\): error (TS\d+)/gm)].map((m) => ({ file: m[1], line: +m[2], code: m[3] }));
+      check(errors.length > 0 && errors.every((e) => misuse.includes(e.file)), `${ts}: unexpected tsc output:\n${tail(r.out)}`);
+      codes = misuse.map((rel) => {
+        const mine = errors.filter((e) => e.file === rel);
+        check(mine.length > 0, `${ts}: ${rel} type-checks, but must not`);
+        check(mine.every((e) => e.line === want[rel]), `${ts}: ${rel}: expected errors on line ${want[rel]} only, got:\n${r.out.split('\n').filter((l) => l.startsWith(rel)).join('\n')}`);
+        return `${path.basename(rel, '.ts')} ${mine.map((e) => e.code).join('+')}`;
+      });
+      summaries.push(`${version} (${modes.join(', ')})`);
+    }
+    check(compilers.length > 0, 'the fixture pins no typescript');
+    return `tsc --strict ${summaries.join(', ')}: ok.ts (all ${exported.length} exports) passes; ${misuse.length} misuse files fail (${codes.join(', ')})`;
   },
 
   async node(log) {
