@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import { startEmulator } from '../js/support/emulator.mjs';
@@ -329,6 +330,13 @@ async function browserEnv(root, { wasmFrom, pageUrl, page: page_ }) {
   }
 }
 
+/** gzip size of everything a bundler emitted but the HTML: what the package adds to a page, plus a few lines. */
+function gzipOfDist(dist) {
+  const files = fs.readdirSync(dist, { recursive: true }).map(String).filter((f) => /\.(m?js|wasm)$/.test(f));
+  const bytes = files.reduce((n, f) => n + zlib.gzipSync(fs.readFileSync(path.join(dist, f)), { level: 9 }).length, 0);
+  return `${(bytes / 1024).toFixed(1)} KiB gzip in ${files.length} files`;
+}
+
 /** The wasm a bundler emitted into dist/ (exactly one). */
 function emittedWasm(dist) {
   const all = fs.readdirSync(dist, { recursive: true }).map(String).filter((f) => f.endsWith('.wasm'));
@@ -451,10 +459,12 @@ const environments = {
   async vite(log) {
     const dir = await scratch('vite', packed.tarball, log);
     const out = await must('npm', ['run', 'build'], { cwd: dir, log });
+    const warnings = out.split('\n').filter((l) => /\(!\)|warn/i.test(l) && !/install-scripts/.test(l));
+    check(warnings.length === 0, `vite build warns:\n${warnings.join('\n')}`);
     const wasm = emittedWasm(path.join(dir, 'dist'));
     const version = out.match(/vite v(\S+)/)?.[1];
     const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
-    return `vite ${version} build; ${s}`;
+    return `vite ${version} build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}`;
   },
 
   async 'vite-dev'(log) {
@@ -499,7 +509,7 @@ const environments = {
     const wasm = emittedWasm(path.join(dir, 'dist'));
     const version = out.match(/webpack (5\.\S+) compiled/)?.[1];
     const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
-    return `webpack ${version} build, no warnings; ${s}`;
+    return `webpack ${version} build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}`;
   },
 };
 
