@@ -140,8 +140,16 @@ function loadsOf(source) {
 async function packTarball(log) {
   await waitForPkg();
   // Pack a snapshot, so a rebuild while this runs cannot mix two builds.
+  // (pkg/ is swapped in whole by the build: copy until two reads agree.)
   const snap = path.join(tmp, 'pkg-snapshot');
-  fs.cpSync(builtPkgDir, snap, { recursive: true });
+  const digest = (dir) => fs.readdirSync(dir).sort().map((f) => `${f}:${fs.readFileSync(path.join(dir, f)).toString('base64')}`).join('|');
+  for (let i = 0; ; i++) {
+    fs.rmSync(snap, { recursive: true, force: true });
+    fs.cpSync(builtPkgDir, snap, { recursive: true });
+    if (digest(snap) === digest(builtPkgDir)) break;
+    check(i < 20, `${builtPkgDir} keeps changing`);
+    await new Promise((r) => setTimeout(r, 2000));
+  }
   const out = await must('npm', ['pack', '--json', '--pack-destination', tmp, snap], { cwd: tmp, log });
   const [info] = JSON.parse(out.slice(out.indexOf('[')));
   const manifest = JSON.parse(fs.readFileSync(path.join(snap, 'package.json'), 'utf8'));
