@@ -142,11 +142,17 @@ async function packTarball(log) {
   // Pack a snapshot, so a rebuild while this runs cannot mix two builds.
   // (pkg/ is swapped in whole by the build: copy until two reads agree.)
   const snap = path.join(tmp, 'pkg-snapshot');
-  const digest = (dir) => fs.readdirSync(dir).sort().map((f) => `${f}:${fs.readFileSync(path.join(dir, f)).toString('base64')}`).join('|');
+  const digest = (dir) => fs.readdirSync(dir, { recursive: true }).map(String).sort()
+    .filter((f) => fs.statSync(path.join(dir, f)).isFile())
+    .map((f) => `${f}:${fs.readFileSync(path.join(dir, f)).toString('base64')}`).join('|');
   for (let i = 0; ; i++) {
-    fs.rmSync(snap, { recursive: true, force: true });
-    fs.cpSync(builtPkgDir, snap, { recursive: true });
-    if (digest(snap) === digest(builtPkgDir)) break;
+    try {
+      fs.rmSync(snap, { recursive: true, force: true });
+      fs.cpSync(builtPkgDir, snap, { recursive: true });
+      if (digest(snap) === digest(builtPkgDir)) break;
+    } catch (e) {
+      if (e.code !== 'ENOENT') throw e;
+    }
     check(i < 20, `${builtPkgDir} keeps changing`);
     await new Promise((r) => setTimeout(r, 2000));
   }
