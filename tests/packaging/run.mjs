@@ -104,8 +104,8 @@ async function scratch(name, tarball, log, as = name) {
   await must('npm', ['ci', ...NPM_FLAGS], { cwd: dir, log });
   await must('npm', ['install', '--no-save', ...NPM_FLAGS, tarball], { cwd: dir, log });
   check(fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8') === lock, 'installing the tarball changed package-lock.json');
-  const installed = JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', NAME, 'package.json'), 'utf8'));
-  check(installed.version === packed.version, `node_modules/${NAME} is ${installed.version}, not the packed ${packed.version}`);
+  const changed = packed.files.filter((f) => !fs.readFileSync(path.join(dir, 'node_modules', NAME, f)).equals(fs.readFileSync(path.join(packed.snap, f))));
+  check(changed.length === 0, `node_modules/${NAME} is not the packed package: ${changed} differ`);
   return dir;
 }
 
