@@ -189,12 +189,15 @@ async function checkPack(log) {
     if (!fs.existsSync(full)) { problems.push(`the entry loads ${f}, which pkg/ does not have`); continue; }
     if (/\.m?js$/.test(f)) for (const dep of loadsOf(fs.readFileSync(full, 'utf8'))) queue.push(path.posix.join(path.posix.dirname(f), dep));
   }
-  const expected = [...new Set([...loaded, 'index.d.ts', 'README.md', 'package.json'])].sort();
+  // (npm adds a LICENSE file by itself, listed or not.)
+  const license = files.filter((f) => /^(licen[cs]e|copying)(\.\w+)?$/i.test(f));
+  const expected = [...new Set([...loaded, 'index.d.ts', 'README.md', 'package.json', ...license])].sort();
   need(JSON.stringify(files) === JSON.stringify(expected), `npm pack has [${files}], expected exactly [${expected}]`);
   for (const f of ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm']) need(loaded.has(f), `the entry does not load ${f}`);
-  const listed = [...(m.files ?? [])].sort();
+  const listed = [...(m.files ?? [])].filter((f) => !license.includes(f)).sort();
+  const wanted = expected.filter((f) => f !== 'package.json' && !license.includes(f));
   need(Array.isArray(m.files), '`files` allow-list missing');
-  need(JSON.stringify(listed) === JSON.stringify(expected.filter((f) => f !== 'package.json')), `\`files\` is [${listed}], expected [${expected.filter((f) => f !== 'package.json')}]`);
+  need(JSON.stringify(listed) === JSON.stringify(wanted), `\`files\` is [${listed}], expected [${wanted}]`);
 
   // package.json fields.
   need(m.name === NAME, `name is ${m.name}`);
@@ -225,7 +228,7 @@ async function checkPack(log) {
     need(!m[k] || Object.keys(m[k]).length === 0, `unexpected \`${k}\``);
   }
   check(problems.length === 0, problems.join('; '));
-  return `${files.length} files, ${(size / 1024).toFixed(1)} KiB packed; exports [${conditions}]; no install scripts`;
+  return `${files.length} files, ${(size / 1024).toFixed(1)} KiB packed; exports [${conditions}]; no install scripts${license.length ? '' : '; (no LICENSE file)'}`;
 }
 
 /** Runs `vite` (the dev server) in `dir` with `args` while `use(pageUrl)` runs. */
