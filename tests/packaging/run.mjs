@@ -98,7 +98,7 @@ async function scratch(name, tarball, log, as = name) {
   const dir = path.join(tmp, as);
   fs.cpSync(path.join(fixturesDir, name), dir, {
     recursive: true,
-    filter: (src) => !/[\\/](node_modules|dist)$/.test(src),
+    filter: (src) => !/[\\/](node_modules|dist|dist-dev)$/.test(src),
   });
   const lock = fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8');
   await must('npm', ['ci', ...NPM_FLAGS], { cwd: dir, log });
@@ -526,7 +526,12 @@ const environments = {
     const wasm = emittedWasm(path.join(dir, 'dist'));
     const version = out.match(/webpack (5\.\S+) compiled/)?.[1];
     const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
-    return `webpack ${version} build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}`;
+    // The development build too (eval source maps, unminified, named chunks).
+    const devOut = await must('npm', ['run', 'build:dev'], { cwd: dir, log });
+    check(/compiled successfully/.test(devOut), `webpack --mode development did not compile cleanly:\n${tail(devOut)}`);
+    const devWasm = emittedWasm(path.join(dir, 'dist-dev'));
+    await browserEnv(path.join(dir, 'dist-dev'), { wasmFrom: (p) => same(p, devWasm, 'wasm URL (development build)') });
+    return `webpack ${version} production build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}; the development build too`;
   },
 };
 
