@@ -40,6 +40,17 @@ fn page_url(emu: &Emulator) -> String {
     format!("http://localhost:{}/", emu.port())
 }
 
+/// The placement widget (`www/widget/`) inside the emulator's frame host, opened for the
+/// smart-process item 1. On 127.0.0.1: BX24 calls the portal at the frame's DOMAIN, which the
+/// host sets to 127.0.0.1:PORT.
+fn widget_url(emu: &Emulator) -> String {
+    format!(
+        "http://127.0.0.1:{}/app/widget?url=/widget/index.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options={}",
+        emu.port(),
+        encode(r#"{"ID":"1"}"#)
+    )
+}
+
 fn serve(port: u16) -> Result {
     let emu = Emulator::start(port, &static_flags(), true)?;
     let url = page_url(&emu);
@@ -47,6 +58,7 @@ fn serve(port: u16) -> Result {
     println!("  demo page:  {url}");
     println!("  webhook:    {}", emu.webhook);
     println!("  prefilled:  {url}?webhook={}", encode(&emu.webhook));
+    println!("  widget:     {}", widget_url(&emu));
     println!();
     println!(
         "The emulator is seeded with items of a smart process (entityTypeId 1268) and deals (2)."
