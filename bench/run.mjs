@@ -1,0 +1,374 @@
+// `cargo xtask bench`: b24-crm-item against the official SDK (@bitrix24/b24jssdk) and a
+// hand-written fetch call, side by side in one run, contenders alternated; medians and ratios,
+// printed as Markdown tables. Not a test: a section that cannot run says why and the rest goes on.
+//
+//   B24_REPO=. B24_PKG_DIR=pkg B24_EMULATOR_BIN=target/release/emulator node bench/run.mjs [section...]
+//
+// Sections: size, bulk, percall, cold, https (default: all, in that order).
+// Knobs (env): BENCH_BULK_ITEMS (10000), BENCH_BULK_RUNS (2 per contender), BENCH_PERCALL_BATCHES (10),
+// BENCH_PERCALL_SIZE (100), BENCH_COLD_RUNS (15), BENCH_HTTPS_CALLS (500).
+
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { startTls, selfSignedCert } from './lib/tls.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(process.env.B24_REPO || path.join(here, '..'));
+const pkgDir = path.resolve(process.env.B24_PKG_DIR || path.join(repo, 'pkg'));
+if (!process.env.B24_EMULATOR_BIN) process.env.B24_EMULATOR_BIN = path.join(repo, 'target/release/emulator');
+const env = (k, d) => Number(process.env[k] || d);
+const N_BULK = env('BENCH_BULK_ITEMS', 10000);
+const BULK_RUNS = env('BENCH_BULK_RUNS', 2);
+const PC_BATCHES = env('BENCH_PERCALL_BATCHES', 10);
+const PC_SIZE = env('BENCH_PERCALL_SIZE', 100);
+const COLD_RUNS = env('BENCH_COLD_RUNS', 15);
+const HTTPS_CALLS = env('BENCH_HTTPS_CALLS', 500);
+const ENTITY = 1268;
+const BURST = 50, DRAIN = 20;
+
+const { startEmulator } = await import(pathToFileURL(path.join(repo, 'tests/js/support/emulator.mjs')).href);
+const esbuild = await import('esbuild');
+const requireTests = createRequire(path.join(repo, 'tests/package.json'));
+
+const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+const NAMES = { ours: 'b24-crm-item', sdk: '@bitrix24/b24jssdk ' + sdkVersion(), hand: 'hand-written fetch' };
+const summary = [];   // [what, ours, sdk, hand, ratio, target, verdict]
+const notes = [];
+
+// ---------- helpers ----------
+function sdkVersion() {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(here, 'node_modules/@bitrix24/b24jssdk/package.json'), 'utf8')).version;
+  } catch { return '?'; }
+}
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(p / 100 * s.length) - 1)]; };
+const kb = (b) => `${(b / 1024).toFixed(1)} KB`;
+const ms = (x) => `${x.toFixed(x < 10 ? 2 : 1)} ms`;
+const us = (x) => `${x.toFixed(1)} µs`;
+const ratio = (a, b) => `${(a / b).toFixed(2)}×`;
+const gzip9 = (buf) => execFileSync('gzip', ['-9', '-n', '-c'], { input: buf, maxBuffer: 1 << 28 }).length;
+function table(head, rows) {
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)];
+  console.log(out.join('\n'));
+}
+function section(title) { console.log(`\n## ${title}\n`); }
+function verdict(ok) { return ok ? 'met' : '**not met**'; }
+/** ours, sdk, hand; rotated each round so none always goes first. */
+function order(round) { const c = ['ours', 'sdk', 'hand']; return c.slice(round % 3).concat(c.slice(0, round % 3)); }
+
+// ---------- the site the browser loads (served by the emulator at /bench/, the package at /pkg/) ----------
+const site = path.join(repo, 'target/bench/site');
+async function buildSite() {
+  fs.rmSync(site, { recursive: true, force: true });
+  fs.mkdirSync(site, { recursive: true });
+  const common = { bundle: true, format: 'esm', platform: 'browser', minify: true, target: 'es2022', logLevel: 'error',
+    define: { 'process.env.NODE_ENV': '"production"' } };
+  await esbuild.build({ ...common, entryPoints: [path.join(here, 'contenders/sdk.mjs')], outfile: path.join(site, 'sdk.js') });
+  await esbuild.build({ ...common, entryPoints: [path.join(here, 'contenders/hand.mjs')], outfile: path.join(site, 'hand.js') });
+  fs.copyFileSync(path.join(here, 'contenders/ours.mjs'), path.join(site, 'ours.js'));
+  const stub = fs.readFileSync(path.join(here, 'lib/stub.js'), 'utf8');
+  fs.writeFileSync(path.join(site, 'harness.html'), '<!doctype html><meta charset="utf-8"><title>bench</title><p>bench</p>\n');
+  fs.writeFileSync(path.join(site, 'stub.html'), `<!doctype html><meta charset="utf-8"><title>bench stub</title><script>${stub}</script><p>stub</p>\n`);
+  // Cold start: one inline mark, the stub, then one module script importing the contender.
+  const webhook = 'https://127.0.0.1:9/rest/1/m7nnavfub4l2vlcl/';
+  const start = { ours: `import { configure, deleteItem } from '/pkg/index.js';\nconfigure({ webhookUrl: '${webhook}', rateLimit: false });\nconst call = () => deleteItem(${ENTITY}, 1);`,
+    sdk: `import { make } from './sdk.js';\nconst api = make('${webhook}');\nconst call = () => api.deleteItem(${ENTITY}, 1);`,
+    hand: `import { make } from './hand.js';\nconst api = make('${webhook}');\nconst call = () => api.deleteItem(${ENTITY}, 1);` };
+  for (const [c, body] of Object.entries(start)) {
+    fs.writeFileSync(path.join(site, `cold-${c}.html`), `<!doctype html><meta charset="utf-8"><title>cold ${c}</title>
+<script>window.__t0 = performance.now();</script>
+<script>${stub}</script>
+<script type="module">
+${body}
+call().then(() => { window.__done = performance.now(); }, (e) => { window.__err = String(e && e.stack || e); });
+</script>
+`);
+  }
+}
+
+let browser;
+async function chromium() {
+  if (browser) return browser;
+  const { chromium: pw } = requireTests('playwright-core');
+  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) throw new Error(`${executablePath} is missing (cargo xtask setup installs it)`);
+  browser = await pw.launch({ executablePath, args: [...CHROMIUM_ARGS, '--ignore-certificate-errors'] });
+  return browser;
+}
+const staticArgs = () => ['--static', `/bench=${site}`, '--static', `/pkg=${pkgDir}`];
+
+// ---------- 2. bundle size ----------
+async function size() {
+  section('Bundle size (gzip -9 of everything the page loads for one webhook call)');
+  const files = ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm'];
+  let oursRaw = 0, oursGz = 0, oursMinGz = 0;
+  for (const f of files) {
+    const buf = fs.readFileSync(path.join(pkgDir, f));
+    oursRaw += buf.length; oursGz += gzip9(buf);
+    oursMinGz += f.endsWith('.js')
+      ? gzip9(Buffer.from((await esbuild.transform(buf.toString(), { minify: true, format: 'esm', target: 'es2022' })).code))
+      : gzip9(buf);
+  }
+  const bundle = async (entry) => {
+    const r = await esbuild.build({ entryPoints: [path.join(here, 'contenders', entry)], bundle: true, format: 'esm', platform: 'browser',
+      minify: true, target: 'es2022', write: false, logLevel: 'error', define: { 'process.env.NODE_ENV': '"production"' } });
+    const code = Buffer.from(r.outputFiles[0].contents);
+    return { raw: code.length, gz: gzip9(code) };
+  };
+  const sdk = await bundle('sdk-one.mjs');
+  const hand = await bundle('hand-one.mjs');
+  table(['contender', 'what the page loads', 'bytes', 'gzip -9', 'vs hand-written'], [
+    [NAMES.ours, 'index.js + runtime.js + b24_crm_item.js + wasm, as published', String(oursRaw), `**${kb(oursGz)}**`, ratio(oursGz, hand.gz)],
+    [NAMES.ours + ' (JS minified by the app\'s bundler)', 'same, each JS file minified by esbuild', '', kb(oursMinGz), ratio(oursMinGz, hand.gz)],
+    [NAMES.sdk, '`B24Hook` + one `actions.v2.call.make`, esbuild bundle, minified ESM', String(sdk.raw), `**${kb(sdk.gz)}**`, ratio(sdk.gz, hand.gz)],
+    [NAMES.hand, 'one `fetch` call, minified', String(hand.raw), kb(hand.gz), '1.00×'],
+  ]);
+  console.log(`\nbudget: 20.0 KB gzip; ours ${kb(oursGz)} (${(100 * oursGz / 20480).toFixed(0)}%) — ${oursGz <= 20480 ? 'within' : 'over'} budget`);
+  summary.push(['bundle (gzip)', kb(oursGz), kb(sdk.gz), kb(hand.gz), ratio(oursGz, hand.gz), '≤ 20 KB', verdict(oursGz <= 20480)]);
+}
+
+// ---------- 1. bulk delete ----------
+async function bulk() {
+  section(`Bulk delete: ${N_BULK.toLocaleString('en')} items of type ${ENTITY}, emulator bucket burst ${BURST} / drain ${DRAIN} per s`);
+  const requests = Math.ceil(N_BULK / 50);
+  const minimum = Math.max(0, (requests - BURST) / DRAIN);
+  console.log(`headless Chromium; page http://127.0.0.1:EMU/bench/harness.html (served by the emulator), API through a loopback`);
+  console.log(`HTTPS proxy to the emulator on another port (cross-origin; the SDK accepts only https webhooks), ${BULK_RUNS} run(s) each, alternated,`);
+  console.log(`a fresh emulator per run. ours: Client.deleteItems with rateLimit {burst: ${BURST}, perSecond: ${DRAIN}}; SDK:`);
+  console.log(`actions.v2.batchByChunk.make (50 per batch, isHaltOnError false) with its RestrictionManager at`);
+  console.log(`rateLimit {burstLimit: ${BURST}, drainRate: ${DRAIN}} (other restriction params: its defaults, adaptive on, maxRetries 3).\n`);
+  const b = await chromium();
+  const runs = { ours: [], sdk: [] };
+  for (let r = 0; r < BULK_RUNS; r++) {
+    for (const c of r % 2 ? ['sdk', 'ours'] : ['ours', 'sdk']) {
+      const emu = await startEmulator(['--burst', String(BURST), '--drain', String(DRAIN), '--items', '0', ...staticArgs()]);
+      const tls = await startTls({ target: emu.url });
+      const context = await b.newContext({ ignoreHTTPSErrors: true });
+      try {
+        const { ids } = await emu.control.items(ENTITY, N_BULK);
+        const webhook = emu.webhook.replace(emu.url, tls.url);
+        const page = await context.newPage();
+        await page.goto(`${emu.url}/bench/harness.html`);
+        const out = await page.evaluate(async ({ c, webhook, ids, ENTITY, BURST, DRAIN }) => {
+          const mod = await import(`./${c}.js`);
+          const api = mod.make(webhook, c === 'ours' ? { rateLimit: { burst: BURST, perSecond: DRAIN } } : { mode: 'bulk', burst: BURST, perSecond: DRAIN });
+          if (mod.init) await mod.init();
+          const t0 = performance.now();
+          let report;
+          try {
+            report = await api.deleteItems(ENTITY, ids);
+          } catch (e) {
+            report = { threw: String(e && e.message || e) };
+          }
+          const t = performance.now() - t0;
+          if (report && report.deleted) report = { deleted: report.deleted.length, notFound: report.notFound.length, failed: report.failed.length };
+          return { ms: t, report };
+        }, { c, webhook, ids, ENTITY, BURST, DRAIN });
+        const st = await emu.control.state();
+        const deleted = st.deleted.filter((d) => d.entityTypeId === ENTITY).length;
+        const row = { ms: out.ms, requests: st.requests.total, r503: st.rejected.QUERY_LIMIT_EXCEEDED || 0, deleted, left: (st.items[ENTITY] || []).length, report: out.report };
+        runs[c].push(row);
+        console.log(`  run ${r + 1} ${c}: ${(row.ms / 1000).toFixed(2)} s, ${row.requests} requests, ${row.r503} × 503, ${row.deleted} deleted, ${row.left} left; client says ${JSON.stringify(out.report)}`);
+      } finally {
+        await context.close();
+        await tls.close();
+        await emu.stop();
+      }
+    }
+  }
+  const med = (c, k) => median(runs[c].map((x) => x[k]));
+  console.log('');
+  table(['contender', 'time (median)', 'vs bucket minimum', 'requests', '503s seen', 'items deleted'], [
+    ...['ours', 'sdk'].map((c) => [NAMES[c], `**${(med(c, 'ms') / 1000).toFixed(2)} s**`, ratio(med(c, 'ms') / 1000, minimum),
+      String(med(c, 'requests')), String(med(c, 'r503')), `${med(c, 'deleted')} / ${N_BULK}`]),
+    [`bucket minimum (${requests} requests)`, `${minimum.toFixed(2)} s`, '1.00×', String(requests), '0', `${N_BULK} / ${N_BULK}`],
+  ]);
+  summary.push(['bulk 10k (time)', `${(med('ours', 'ms') / 1000).toFixed(2)} s`, `${(med('sdk', 'ms') / 1000).toFixed(2)} s`, '—',
+    `${ratio(med('ours', 'ms') / 1000, minimum)} of the ${minimum} s minimum`, 'near the minimum, 0 × 503, all deleted',
+    verdict(med('ours', 'r503') === 0 && med('ours', 'deleted') === N_BULK && med('ours', 'ms') / 1000 <= minimum * 1.1)]);
+}
+
+// A static-only emulator for the page and the package (limits off: nothing here reaches its REST API).
+async function staticEmulator() {
+  return startEmulator(['--no-limits', ...staticArgs()]);
+}
+
+// ---------- 3. per-call overhead ----------
+async function percall() {
+  section(`Per-call overhead: ${PC_BATCHES * PC_SIZE} sequential deleteItem calls, in-page stub transport (one macrotask)`);
+  console.log(`headless Chromium, one page with all three contenders; fetch (and, for the SDK's axios, XMLHttpRequest)`);
+  console.log(`replaced by a stub answering {"result":[],"time":{...}} after one MessageChannel macrotask; ${PC_SIZE} warm-up calls each,`);
+  console.log(`then ${PC_BATCHES} batches of ${PC_SIZE} per contender, alternated; the median of the batch means.`);
+  console.log(`ours: rateLimit false (default retries: none happen). SDK: rateLimit burstLimit/drainRate 1e9 and adaptive off,`);
+  console.log(`adaptiveConfig off, maxRetries 1 (one attempt), retryOnNetworkError false, client-side warning off.\n`);
+  const emu = await staticEmulator();
+  const b = await chromium();
+  const context = await b.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(`${emu.url}/bench/stub.html`);
+    await page.evaluate(async ({ size }) => {
+      const webhook = 'https://127.0.0.1:9/rest/1/m7nnavfub4l2vlcl/';
+      window.__api = {};
+      for (const c of ['ours', 'sdk', 'hand']) {
+        const mod = await import(`./${c}.js`);
+        window.__api[c] = mod.make(webhook, c === 'ours' ? { rateLimit: false } : {});
+        for (let i = 0; i < size; i++) await window.__api[c].deleteItem(1268, 1 + (i % 1000));
+      }
+    }, { size: PC_SIZE });
+    const batches = { ours: [], sdk: [], hand: [] };
+    for (let r = 0; r < PC_BATCHES; r++) {
+      for (const c of order(r)) {
+        const perCall = await page.evaluate(async ({ c, size }) => {
+          const api = window.__api[c];
+          const t0 = performance.now();
+          for (let i = 0; i < size; i++) await api.deleteItem(1268, 1 + i);
+          return (performance.now() - t0) / size * 1000;
+        }, { c, size: PC_SIZE });
+        batches[c].push(perCall);
+      }
+    }
+    const m = Object.fromEntries(Object.entries(batches).map(([c, xs]) => [c, median(xs)]));
+    const stubCount = await page.evaluate(() => window.__b24stub.count);
+    table(['contender', 'per call (median of batches)', 'min batch', 'max batch', 'vs hand-written'],
+      ['ours', 'sdk', 'hand'].map((c) => [NAMES[c], `**${us(m[c])}**`, us(Math.min(...batches[c])), us(Math.max(...batches[c])), ratio(m[c], m.hand)]));
+    console.log(`\n(stubbed requests answered: ${stubCount}; expected ${3 * PC_SIZE * (PC_BATCHES + 1)})`);
+    summary.push(['per call, stub transport', us(m.ours), us(m.sdk), us(m.hand), ratio(m.ours, m.hand), '≤ 1.5×', verdict(m.ours / m.hand <= 1.5)]);
+  } finally {
+    await context.close();
+    await emu.stop();
+  }
+}
+
+// ---------- 4. cold start ----------
+async function cold() {
+  section(`Cold start: start of module evaluation → first request leaving (fresh browser context each run, ${COLD_RUNS} runs each)`);
+  console.log(`headless Chromium; each page marks performance.now() in an inline script, installs the stub transport, then one`);
+  console.log(`module script imports the contender and makes one call; the stub records when the REST request is made`);
+  console.log(`(ours: after its lazy wasm fetch + compile). Modules and wasm come from the emulator over loopback http, no cache.\n`);
+  const emu = await staticEmulator();
+  const b = await chromium();
+  const times = { ours: [], sdk: [], hand: [] };
+  try {
+    for (let r = 0; r < COLD_RUNS; r++) {
+      for (const c of order(r)) {
+        const context = await b.newContext();
+        try {
+          const page = await context.newPage();
+          await page.goto(`${emu.url}/bench/cold-${c}.html`);
+          await page.waitForFunction(() => window.__done || window.__err, null, { timeout: 30000 });
+          const v = await page.evaluate(() => ({ t0: window.__t0, first: window.__b24stub.first, err: window.__err }));
+          if (v.err) throw new Error(`cold ${c}: ${v.err}`);
+          times[c].push(v.first - v.t0);
+        } finally {
+          await context.close();
+        }
+      }
+    }
+  } finally {
+    await emu.stop();
+  }
+  const m = Object.fromEntries(Object.entries(times).map(([c, xs]) => [c, median(xs)]));
+  table(['contender', 'cold start (median)', 'min', 'max', 'vs hand-written'],
+    ['ours', 'sdk', 'hand'].map((c) => [NAMES[c], `**${ms(m[c])}**`, ms(Math.min(...times[c])), ms(Math.max(...times[c])), ratio(m[c], m.hand)]));
+  summary.push(['cold start', ms(m.ours), ms(m.sdk), ms(m.hand), ratio(m.ours, m.hand), '≤ 1.3×', verdict(m.ours / m.hand <= 1.3)]);
+}
+
+// ---------- 5. loopback HTTPS ----------
+async function httpsLatency() {
+  section(`Loopback HTTPS, cross-origin: ${HTTPS_CALLS} sequential calls each`);
+  try { selfSignedCert(); } catch (e) { throw new Error(`cannot make a self-signed certificate with openssl: ${e.message}`); }
+  const per = 50;
+  const rounds = Math.max(1, Math.round(HTTPS_CALLS / per));
+  console.log(`headless Chromium (--ignore-certificate-errors); page http://127.0.0.1:EMU/bench/harness.html, API`);
+  console.log(`https://127.0.0.1:PORT2 (Node https, self-signed cert made by openssl at bench time) answering crm.item.delete`);
+  console.log(`itself with {"result":[],"time":{...}}. A fresh browser context (empty preflight cache); 20 warm-up calls each`);
+  console.log(`(preflights counted from the first call), then ${rounds} rounds of ${per} per contender, alternated. Contenders configured`);
+  console.log(`as in the per-call section (ours rateLimit false; the SDK's limiter off as far as it goes).\n`);
+  const emu = await staticEmulator();
+  const tls = await startTls();
+  const b = await chromium();
+  const context = await b.newContext({ ignoreHTTPSErrors: true });
+  const lat = { ours: [], sdk: [], hand: [] };
+  const pre = { ours: 0, sdk: 0, hand: 0 };
+  const posts = { ours: 0, sdk: 0, hand: 0 };
+  try {
+    const page = await context.newPage();
+    await page.goto(`${emu.url}/bench/harness.html`);
+    const webhook = `${tls.url}/rest/1/m7nnavfub4l2vlcl/`;
+    await page.evaluate(async ({ webhook }) => {
+      window.__api = {};
+      for (const c of ['ours', 'sdk', 'hand']) {
+        const mod = await import(`./${c}.js`);
+        window.__api[c] = mod.make(webhook, c === 'ours' ? { rateLimit: false } : {});
+        if (mod.init) await mod.init();
+      }
+    }, { webhook });
+    const run = async (c, n, keep) => {
+      tls.resetStats();
+      const xs = await page.evaluate(async ({ c, n }) => {
+        const api = window.__api[c];
+        const out = [];
+        for (let i = 0; i < n; i++) {
+          const t0 = performance.now();
+          await api.deleteItem(1268, 1 + i);
+          out.push(performance.now() - t0);
+        }
+        return out;
+      }, { c, n });
+      pre[c] += tls.stats.options;
+      posts[c] += tls.stats.posts;
+      if (keep) lat[c].push(...xs);
+    };
+    for (const c of ['ours', 'sdk', 'hand']) await run(c, 20, false);
+    for (let r = 0; r < rounds; r++) for (const c of order(r)) await run(c, per, true);
+  } finally {
+    await context.close();
+    await tls.close();
+    await emu.stop();
+  }
+  const m = Object.fromEntries(Object.entries(lat).map(([c, xs]) => [c, median(xs)]));
+  const p99 = Object.fromEntries(Object.entries(lat).map(([c, xs]) => [c, pct(xs, 99)]));
+  table(['contender', 'median', 'p99', 'median vs hand', 'p99 vs hand', 'CORS preflights', 'POSTs'],
+    ['ours', 'sdk', 'hand'].map((c) => [NAMES[c], `**${ms(m[c])}**`, ms(p99[c]), ratio(m[c], m.hand), ratio(p99[c], p99.hand), String(pre[c]), String(posts[c])]));
+  summary.push(['loopback HTTPS median', ms(m.ours), ms(m.sdk), ms(m.hand), ratio(m.ours, m.hand), '≤ 1.1×', verdict(m.ours / m.hand <= 1.1)]);
+  summary.push(['loopback HTTPS p99', ms(p99.ours), ms(p99.sdk), ms(p99.hand), ratio(p99.ours, p99.hand), '≤ 1.2×', verdict(p99.ours / p99.hand <= 1.2)]);
+  summary.push(['CORS preflights', String(pre.ours), String(pre.sdk), String(pre.hand), '—', '≤ hand-written', verdict(pre.ours <= pre.hand)]);
+}
+
+// ---------- main ----------
+const SECTIONS = { size, bulk, percall, cold, https: httpsLatency };
+const wanted = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(SECTIONS);
+for (const w of wanted) if (!SECTIONS[w]) { console.error(`unknown section ${w}; known: ${Object.keys(SECTIONS).join(', ')}`); process.exit(2); }
+
+const started = Date.now();
+console.log(`# b24-crm-item benchmarks\n`);
+console.log(`${new Date().toISOString().slice(0, 10)}, ${os.cpus().length} × ${os.cpus()[0]?.model?.trim()}, load average ${os.loadavg()[0].toFixed(1)}, Node ${process.version}, package ${pkgDir}`);
+await buildSite();
+let failed = 0;
+try {
+  for (const w of wanted) {
+    try {
+      await SECTIONS[w]();
+    } catch (e) {
+      failed++;
+      console.log(`\n**${w}: not measured**: ${e && e.stack || e}`);
+      notes.push(`${w}: not measured (${String(e && e.message || e).split('\n')[0]})`);
+    }
+  }
+  if (browser) console.log(`\nChromium ${browser.version()}`);
+} finally {
+  if (browser) await browser.close();
+}
+
+section('Summary (ratios to the hand-written fetch call in the same run)');
+table(['what', NAMES.ours, NAMES.sdk, NAMES.hand, 'ours / hand', 'target', 'verdict'], summary);
+for (const n of notes) console.log(`- ${n}`);
+console.log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+process.exit(failed ? 1 : 0);
