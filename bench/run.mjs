@@ -190,8 +190,9 @@ async function bulk() {
     [`bucket minimum (${requests} requests)`, `${minimum.toFixed(2)} s`, '1.00×', String(requests), '0', `${N_BULK} / ${N_BULK}`],
   ]);
   summary.push(['bulk 10k (time)', `${(med('ours', 'ms') / 1000).toFixed(2)} s`, `${(med('sdk', 'ms') / 1000).toFixed(2)} s`, '—',
-    `${ratio(med('ours', 'ms') / 1000, minimum)} of the ${minimum} s minimum`, 'near the minimum, 0 × 503, all deleted',
-    verdict(med('ours', 'r503') === 0 && med('ours', 'deleted') === N_BULK && med('ours', 'ms') / 1000 <= minimum * 1.1)]);
+    `${ratio(med('ours', 'ms') / 1000, minimum)} of the ${minimum} s minimum`, 'none set (issue 6: report it)', '—']);
+  summary.push(['bulk 10k (503s, deleted)', `${med('ours', 'r503')}, ${med('ours', 'deleted')}`, `${med('sdk', 'r503')}, ${med('sdk', 'deleted')}`, '—',
+    '—', `0 × 503, all ${N_BULK} deleted`, verdict(med('ours', 'r503') === 0 && med('ours', 'deleted') === N_BULK)]);
 }
 
 // A static-only emulator for the page and the package (limits off: nothing here reaches its REST API).
