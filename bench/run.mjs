@@ -5,7 +5,7 @@
 //   B24_REPO=. B24_PKG_DIR=pkg B24_EMULATOR_BIN=target/release/emulator node bench/run.mjs [section...]
 //
 // Sections: size, bulk, percall, cold, https (default: all, in that order).
-// Knobs (env): BENCH_BULK_ITEMS (10000), BENCH_BULK_RUNS (2 per contender), BENCH_PERCALL_BATCHES (10),
+// Knobs (env): BENCH_BULK_ITEMS (10000), BENCH_BULK_RUNS (3 per contender), BENCH_PERCALL_BATCHES (10),
 // BENCH_PERCALL_SIZE (100), BENCH_COLD_RUNS (15), BENCH_HTTPS_CALLS (500).
 
 import { execFileSync } from 'node:child_process';
@@ -22,7 +22,7 @@ const pkgDir = path.resolve(process.env.B24_PKG_DIR || path.join(repo, 'pkg'));
 if (!process.env.B24_EMULATOR_BIN) process.env.B24_EMULATOR_BIN = path.join(repo, 'target/release/emulator');
 const env = (k, d) => Number(process.env[k] || d);
 const N_BULK = env('BENCH_BULK_ITEMS', 10000);
-const BULK_RUNS = env('BENCH_BULK_RUNS', 2);
+const BULK_RUNS = env('BENCH_BULK_RUNS', 3);
 const PC_BATCHES = env('BENCH_PERCALL_BATCHES', 10);
 const PC_SIZE = env('BENCH_PERCALL_SIZE', 100);
 const COLD_RUNS = env('BENCH_COLD_RUNS', 15);
@@ -289,32 +289,35 @@ async function httpsLatency() {
   const rounds = Math.max(1, Math.round(HTTPS_CALLS / per));
   console.log(`headless Chromium (--ignore-certificate-errors); page http://127.0.0.1:EMU/bench/harness.html, API`);
   console.log(`https://127.0.0.1:PORT2 (Node https, self-signed cert made by openssl at bench time) answering crm.item.delete`);
-  console.log(`itself with {"result":[],"time":{...}}. A fresh browser context (empty preflight cache); 20 warm-up calls each`);
+  console.log(`itself with {"result":[],"time":{...}}. A fresh browser context per contender (own preflight cache); 20 warm-up calls each`);
   console.log(`(preflights counted from the first call), then ${rounds} rounds of ${per} per contender, alternated. Contenders configured`);
   console.log(`as in the per-call section (ours rateLimit false; the SDK's limiter off as far as it goes).\n`);
   const emu = await staticEmulator();
   const tls = await startTls();
   const b = await chromium();
-  const context = await b.newContext({ ignoreHTTPSErrors: true });
+  // One fresh context per contender: each has its own (empty) preflight cache, so one contender's
+  // cached preflight cannot serve another's request to the same URL.
+  const contexts = {};
+  const pages = {};
   const lat = { ours: [], sdk: [], hand: [] };
   const pre = { ours: 0, sdk: 0, hand: 0 };
   const posts = { ours: 0, sdk: 0, hand: 0 };
   try {
-    const page = await context.newPage();
-    await page.goto(`${emu.url}/bench/harness.html`);
     const webhook = `${tls.url}/rest/1/m7nnavfub4l2vlcl/`;
-    await page.evaluate(async ({ webhook }) => {
-      window.__api = {};
-      for (const c of ['ours', 'sdk', 'hand']) {
+    for (const c of ['ours', 'sdk', 'hand']) {
+      contexts[c] = await b.newContext({ ignoreHTTPSErrors: true });
+      pages[c] = await contexts[c].newPage();
+      await pages[c].goto(`${emu.url}/bench/harness.html`);
+      await pages[c].evaluate(async ({ c, webhook }) => {
         const mod = await import(`./${c}.js`);
-        window.__api[c] = mod.make(webhook, c === 'ours' ? { rateLimit: false } : {});
+        window.__api = mod.make(webhook, c === 'ours' ? { rateLimit: false } : {});
         if (mod.init) await mod.init();
-      }
-    }, { webhook });
+      }, { c, webhook });
+    }
     const run = async (c, n, keep) => {
       tls.resetStats();
-      const xs = await page.evaluate(async ({ c, n }) => {
-        const api = window.__api[c];
+      const xs = await pages[c].evaluate(async ({ n }) => {
+        const api = window.__api;
         const out = [];
         for (let i = 0; i < n; i++) {
           const t0 = performance.now();
@@ -322,7 +325,7 @@ async function httpsLatency() {
           out.push(performance.now() - t0);
         }
         return out;
-      }, { c, n });
+      }, { n });
       pre[c] += tls.stats.options;
       posts[c] += tls.stats.posts;
       if (keep) lat[c].push(...xs);
@@ -330,7 +333,7 @@ async function httpsLatency() {
     for (const c of ['ours', 'sdk', 'hand']) await run(c, 20, false);
     for (let r = 0; r < rounds; r++) for (const c of order(r)) await run(c, per, true);
   } finally {
-    await context.close();
+    for (const ctx of Object.values(contexts)) await ctx.close();
     await tls.close();
     await emu.stop();
   }
