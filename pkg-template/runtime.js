@@ -38,19 +38,32 @@ export function makeError(code, description, status, method, kind, retryable, at
 const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
 const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
 
-/** Resolves true after `ms`, or false as soon as `signal` aborts. Leaves no timer behind. */
-export function sleep(ms, signal) {
+/**
+ * Runs `start(done)` and resolves what `done` is given, or `expired` after `timeoutMs`, or
+ * `aborted()` as soon as `signal` aborts. Leaves no timer or listener behind. `start` must not
+ * throw: it reports its own failures through `done`.
+ */
+function bounded(start, timeoutMs, signal, expired, aborted) {
   return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const done = (slept) => {
+    if (signal?.aborted) return resolve(aborted());
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
-      resolve(slept);
+      resolve(value);
     };
-    const onAbort = () => done(false);
-    const timer = setTimeout(done, ms, true);
+    const onAbort = () => finish(aborted());
+    const timer = setTimeout(finish, timeoutMs, expired);
     signal?.addEventListener('abort', onAbort);
+    start(finish);
   });
+}
+
+/** Resolves true after `ms`, or false as soon as `signal` aborts. Leaves no timer behind. */
+export function sleep(ms, signal) {
+  return bounded(() => {}, ms, signal, true, () => false);
 }
 
 /**
@@ -82,50 +95,21 @@ export async function send(url, body, timeoutMs, signal) {
 }
 
 /**
- * Calls the user's onTokenExpired within `timeoutMs`.
- * Resolves [token] or [undefined, cause] (it threw, returned no string, or took too long).
+ * Calls the user's onTokenExpired within `timeoutMs`, or until `signal` aborts.
+ * Resolves [token] or [undefined, cause] (it threw, returned no string, took too long, or the
+ * call was aborted: then the cause is the abort reason).
  */
-export async function refreshToken(callback, timeoutMs, signal) {
-  let timer;
-  const expired = new Promise((resolve) => {
-    timer = setTimeout(resolve, timeoutMs, [undefined, new Error('onTokenExpired did not settle in time')]);
-  });
-  try {
-    const token = await Promise.race([Promise.resolve().then(callback), expired]);
-    if (Array.isArray(token)) return token;
-    if (typeof token === 'string' && token) return [token];
-    return [undefined, new TypeError('onTokenExpired returned no token')];
-  } catch (cause) {
-    return [undefined, cause];
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Runs `start(done)` and resolves what `done` is given, or `expired` after `timeoutMs`, or
- * `aborted` as soon as `signal` aborts. Leaves no timer or listener behind.
- */
-function bounded(start, timeoutMs, signal, expired, aborted) {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(aborted);
-    let settled = false;
-    const finish = (value) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      resolve(value);
-    };
-    const onAbort = () => finish(aborted);
-    const timer = setTimeout(finish, timeoutMs, expired);
-    signal?.addEventListener('abort', onAbort);
-    try {
-      start(finish);
-    } catch {
-      finish(false);
-    }
-  });
+export function refreshToken(callback, timeoutMs, signal) {
+  const run = (done) => {
+    Promise.resolve()
+      .then(callback)
+      .then(
+        (token) => done(typeof token === 'string' && token ? [token] : [undefined, new TypeError('onTokenExpired returned no token')]),
+        (cause) => done([undefined, cause]),
+      );
+  };
+  const expired = [undefined, new Error('onTokenExpired did not settle in time')];
+  return bounded(run, timeoutMs, signal, expired, () => [undefined, signal.reason]);
 }
 
 /**
@@ -137,12 +121,14 @@ function bounded(start, timeoutMs, signal, expired, aborted) {
 export async function frameAuth(first, timeoutMs, signal) {
   const bx24 = globalThis.BX24;
   if (!bx24 || typeof bx24.init !== 'function' || typeof bx24.callMethod !== 'function') return [0];
-  const ready = await bounded((done) => bx24.init(() => done(true)), timeoutMs, signal, null, undefined);
+  const aborted = () => undefined;
+  const ready = await bounded((done) => attempt(() => bx24.init(() => done(true)), done), timeoutMs, signal, null, aborted);
   if (ready === undefined) return [4];
   if (!ready) return [1];
   let auth = first && typeof bx24.getAuth === 'function' ? bx24.getAuth() : false;
   if (!auth && typeof bx24.refreshAuth === 'function') {
-    auth = await bounded((done) => bx24.refreshAuth((fresh) => done(fresh || false)), timeoutMs, signal, null, undefined);
+    const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), done);
+    auth = await bounded(refresh, timeoutMs, signal, null, aborted);
     if (auth === undefined) return [4];
     if (auth === null) return [1];
   }
@@ -157,19 +143,7 @@ export async function frameAuth(first, timeoutMs, signal) {
  * network error). Resolves like send(): [status, JSON text] for an answer, else [0, kind, cause].
  */
 export function callBx24(method, body, timeoutMs, signal) {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve([0, ABORTED, signal.reason]);
-    let settled = false;
-    const finish = (value) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-      resolve(value);
-    };
-    const onAbort = () => finish([0, ABORTED, signal.reason]);
-    const timer = setTimeout(finish, timeoutMs, [0, TIMEOUT]);
-    signal?.addEventListener('abort', onAbort);
+  const call = (done) => {
     try {
       globalThis.BX24.callMethod(method, JSON.parse(body), (result) => {
         try {
@@ -178,13 +152,23 @@ export function callBx24(method, body, timeoutMs, signal) {
           const answer = error
             ? (error.ex ?? { error: String(error.error ?? error), error_description: String(error.error_description ?? '') })
             : (result.answer ?? { result: result.data(), time: result.time?.() });
-          finish([status, JSON.stringify(answer)]);
+          done([status, JSON.stringify(answer)]);
         } catch (cause) {
-          finish([0, NETWORK, cause]);
+          done([0, NETWORK, cause]);
         }
       });
     } catch (cause) {
-      finish([0, NETWORK, cause]);
+      done([0, NETWORK, cause]);
     }
-  });
+  };
+  return bounded(call, timeoutMs, signal, [0, TIMEOUT], () => [0, ABORTED, signal.reason]);
+}
+
+/** Runs `f`; if it throws, reports `false` through `done`. */
+function attempt(f, done) {
+  try {
+    f();
+  } catch {
+    done(false);
+  }
 }

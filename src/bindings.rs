@@ -339,6 +339,9 @@ impl Env for WebEnv {
         };
         let answer = JsFuture::from(refresh_token(callback, timeout_ms, &self.signal)).await;
         let answer: Array = answer.unwrap_or_default().unchecked_into();
+        if self.aborted() {
+            return Err(Error::Aborted);
+        }
         match answer.get(0).as_string() {
             Some(token) => Ok(Credentials::Token {
                 token: Secret::new(token),
