@@ -474,7 +474,7 @@ test('abort while queued behind the pacing bucket: ABORTED at once, cause is the
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', retryable: false, method: METHOD, attempts: 0, hasCause: true }, 'queued abort');
   assert.equal(r.causeIsReason, true, 'cause === signal.reason');
   assert.match(r.error.causeString, /user cancelled/);
-  assert.ok(r.afterAbortMs <= 100, `settled ${r.afterAbortMs} ms after the abort`);
+  assert.ok(r.afterAbortMs <= 250, `settled ${r.afterAbortMs} ms after the abort`);
   await sleep(2300); // past the slot the aborted call had reserved
   assert.equal(await deleteCount() - before, 1, 'the aborted call was never sent');
   await assertDeleted(a, true, 'first');
@@ -486,12 +486,12 @@ test('abort while in flight (hang), with a non-Error reason: ABORTED at once, ca
   const id = (await items())[0];
   await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
   const before = await deleteCount();
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 400, '"stop"');
+  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, '"stop"');
   await emu.control.clearFaults();
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', retryable: false, attempts: 1, hasCause: true, causeString: 'stop' }, 'in-flight abort');
   assert.equal(r.causeIsReason, true, 'cause === "stop"');
   assert.equal(r.causeType, 'string');
-  assert.ok(r.afterAbortMs <= 100, `settled ${r.afterAbortMs} ms after the abort`);
+  assert.ok(r.afterAbortMs <= 250, `settled ${r.afterAbortMs} ms after the abort`);
   await sleep(1500); // no retry after an abort
   assert.equal(await deleteCount() - before, 1, 'requests');
   await assertDeleted(id, false, 'in-flight abort');
@@ -501,12 +501,12 @@ test('abort() without a reason while in flight: cause is the signal\'s AbortErro
   const { page } = await openPage();
   const id = (await items())[0];
   await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 300, null);
+  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, null);
   await emu.control.clearFaults();
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', hasCause: true }, 'abort()');
   assert.equal(r.causeIsReason, true, 'cause === signal.reason');
   assert.equal(r.causeName, 'AbortError');
-  assert.ok(r.afterAbortMs <= 100, `settled ${r.afterAbortMs} ms after the abort`);
+  assert.ok(r.afterAbortMs <= 250, `settled ${r.afterAbortMs} ms after the abort`);
   await assertDeleted(id, false, 'abort()');
 });
 
@@ -518,7 +518,7 @@ test('abort during a retry backoff: ABORTED at once, no further request', async 
   const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 15000 }, [id], 300, 'new Error("enough")');
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', hasCause: true }, 'abort in backoff');
   assert.equal(r.causeIsReason, true);
-  assert.ok(r.afterAbortMs <= 100, `settled ${r.afterAbortMs} ms after the abort`);
+  assert.ok(r.afterAbortMs <= 250, `settled ${r.afterAbortMs} ms after the abort`);
   await sleep(1500);
   assert.equal(await deleteCount() - before, 1, 'requests');
   await assertDeleted(id, false, 'abort in backoff');

@@ -160,6 +160,7 @@ pub fn run(args: &[String]) -> Result {
 
     if built && emu_built {
         s.run("JS package tests", js_tests);
+        s.run("package environments", package_environments);
         s.run("demo --check", || {
             let (r, lines) = crate::demo::check_page(0);
             Done {
@@ -169,6 +170,7 @@ pub fn run(args: &[String]) -> Result {
         });
     } else {
         s.not_run("JS package tests", "pkg/ or the emulator did not build");
+        s.not_run("package environments", "pkg/ or the emulator did not build");
         s.not_run("demo --check", "pkg/ or the emulator did not build");
     }
     summary(&s, started)
@@ -304,6 +306,32 @@ fn js_tests() -> Done {
     }
 }
 
+/// `npm pack` of pkg/ installed into a plain page, Vite, webpack, Node and tsc projects
+/// (tests/packaging/run.mjs); it ends with a `N passed, N failed` line.
+fn package_environments() -> Done {
+    let root = root();
+    let mut cmd = Command::new("node");
+    cmd.arg("tests/packaging/run.mjs")
+        .current_dir(&root)
+        .env("B24_EMULATOR_BIN", emulator::bin())
+        .env("B24_PKG_DIR", root.join("pkg"));
+    let (r, lines) = util::run_tee(&mut cmd, |l| plain_count(l).is_some());
+    Done {
+        result: r.map(|_| None),
+        counts: lines.iter().rev().find_map(|l| plain_count(l)),
+    }
+}
+
+/// A closing `N passed, N failed` line.
+fn plain_count(l: &str) -> Option<Counts> {
+    let (passed, failed) = l.trim().split_once(", ")?;
+    Some(Counts {
+        passed: passed.strip_suffix(" passed")?.parse().ok()?,
+        failed: failed.strip_suffix(" failed")?.parse().ok()?,
+        skipped: 0,
+    })
+}
+
 fn is_cargo_result(l: &str) -> bool {
     l.trim_start().starts_with("test result:")
 }
@@ -418,6 +446,13 @@ mod tests {
         ];
         let c = cargo_counts(&lines);
         assert_eq!((c.passed, c.failed, c.skipped), (15, 2, 1));
+    }
+
+    #[test]
+    fn plain_totals_are_read() {
+        let c = plain_count("8 passed, 1 failed").unwrap();
+        assert_eq!((c.passed, c.failed), (8, 1));
+        assert!(plain_count("ok   node").is_none());
     }
 
     #[test]
