@@ -289,7 +289,7 @@ async function cold() {
 async function httpsLatency() {
   section(`Loopback HTTPS, cross-origin: ${HTTPS_CALLS} sequential calls each`);
   try { selfSignedCert(); } catch (e) { throw new Error(`cannot make a self-signed certificate with openssl: ${e.message}`); }
-  const per = 50;
+  const per = 10; // small blocks: machine noise spreads over all three contenders, not one block
   const rounds = Math.max(1, Math.round(HTTPS_CALLS / per));
   console.log(`headless Chromium (--ignore-certificate-errors); page http://127.0.0.1:EMU/bench/harness.html, API`);
   console.log(`https://127.0.0.1:PORT2 (Node https, self-signed cert made by openssl at bench time) answering crm.item.delete`);
@@ -383,7 +383,7 @@ try {
 section('Summary (ratios to the hand-written fetch call in the same run)');
 table(['what', NAMES.ours, NAMES.sdk, NAMES.hand, 'ours / hand', 'target', 'verdict'], summary);
 for (const n of notes) console.log(`- ${n}`);
-console.log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s`);
+console.log(`\nbench took ${((Date.now() - started) / 1000).toFixed(0)} s; load average at the end ${os.loadavg()[0].toFixed(1)}`);
 const results = path.join(repo, 'target/bench/results.md');
 fs.writeFileSync(results, printed.join('\n') + '\n');
 log(`(also written to ${results})`);
