@@ -4,7 +4,7 @@
 //! behind [`Env`], so the pipeline runs natively under `cargo test` with a fake clock and a
 //! scripted transport, and in the browser with `fetch` or BX24.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -405,11 +405,7 @@ impl Client {
                     break;
                 }
             }
-            RefreshDone {
-                client: self,
-                registered: false,
-            }
-            .await;
+            RefreshDone { client: self }.await;
             let state = self.token.borrow();
             if let (true, Some(failure)) = (state.generation == used_generation, &state.failure) {
                 return Err(failure.clone());
@@ -453,44 +449,30 @@ impl Client {
         }
         outcome
     }
-
-    /// The current token's generation (bumped by each refresh).
-    pub fn token_generation(&self) -> u32 {
-        self.token.borrow().generation
-    }
 }
 
 /// Resolves when the refresh in flight ends.
 struct RefreshDone<'a> {
     client: &'a Client,
-    registered: bool,
 }
 
 impl Future for RefreshDone<'_> {
     type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut state = self.client.token.borrow_mut();
-        if !state.refreshing && self.registered {
-            return Poll::Ready(());
-        }
         if !state.refreshing {
             return Poll::Ready(());
         }
         state.waiters.push(cx.waker().clone());
-        drop(state);
-        self.registered = true;
         Poll::Pending
     }
 }
-
-/// Counts calls in tests.
-#[doc(hidden)]
-pub struct Counter(pub Cell<u32>);
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigInput, RateLimitInput};
+    use std::cell::Cell;
     use std::collections::VecDeque;
     use std::rc::Rc;
 

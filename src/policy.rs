@@ -134,11 +134,6 @@ impl Bucket {
         send_at
     }
 
-    /// When a reservation made now would be served, without reserving it.
-    pub fn next_slot(&self, now_ms: f64) -> f64 {
-        (self.empty_at_ms.max(now_ms) - self.tolerance_ms).max(now_ms)
-    }
-
     /// Gives back a slot reserved at `send_at` that was never used (an aborted or timed-out
     /// wait), when it is still the latest one.
     pub fn release(&mut self, send_at_ms: f64) {
@@ -349,7 +344,7 @@ mod tests {
         for _ in 0..47 {
             assert_eq!(later.reserve(1_000_000.0), 1_000_000.0);
         }
-        assert_eq!(later.next_slot(1_000_000.0), 1_000_500.0);
+        assert_eq!(later.reserve(1_000_000.0), 1_000_500.0);
         // A released last slot is reused.
         let slot = bucket.reserve(0.0);
         bucket.release(slot);
