@@ -9,28 +9,15 @@
 
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 import { startEmulator } from './support/emulator.mjs';
+import { pkgDir, copyBuiltPackage, launchChromium } from './support/browser.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = process.env.B24_REPO || path.resolve(here, '..', '..');
-const builtPkgDir = process.env.B24_PKG_DIR || path.join(repo, 'pkg');
-// Serve a snapshot of the built package, so a rebuild while the tests run cannot change it under them.
-const pkgDir = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-pkg-'));
-process.once('exit', () => fs.rmSync(pkgDir, { recursive: true, force: true }));
 const pagesDir = path.join(here, 'pages');
-if (!process.env.B24_EMULATOR_BIN) {
-  const bin = path.join(repo, 'target', 'debug', 'emulator');
-  if (fs.existsSync(bin)) process.env.B24_EMULATOR_BIN = bin;
-}
 
-const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 const SPA = 1268;
 const METHOD = 'crm.item.delete';
 
@@ -42,16 +29,10 @@ let hooks;
 const contexts = new Set();
 
 before(async () => {
-  // (A concurrent `cargo xtask build` rewrites pkg/: give it a moment to finish.)
-  const files = ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm'];
-  for (let i = 0; i < 120 && !files.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-  assert.ok(fs.existsSync(path.join(builtPkgDir, 'index.js')), `no built package at ${builtPkgDir}: run \`cargo xtask build\``);
-  fs.cpSync(builtPkgDir, pkgDir, { recursive: true });
+  await copyBuiltPackage();
   emu = await startEmulator(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
   pageUrl = `http://localhost:${emu.port}/`;
-  browser = await chromium.launch({ executablePath: process.env.B24_CHROMIUM || '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 after(async () => {
