@@ -41,6 +41,8 @@ async function readFileBytes(url) {
 export class Client {
   #config;
   #inner;
+  /** The wasm client once built: later calls go to it without waiting on a promise. */
+  #ready;
 
   /** @param {import('./index').ClientConfig} config */
   constructor(config) {
@@ -48,20 +50,22 @@ export class Client {
   }
 
   #client(method) {
-    return (this.#inner ??= load(method).then((glue) => new glue.Client(withFrame(this.#config)), (error) => {
+    return (this.#inner ??= load(method).then((glue) => (this.#ready = new glue.Client(withFrame(this.#config))), (error) => {
       this.#inner = undefined;
       throw error;
     }));
   }
 
   /** Deletes one CRM item (`crm.item.delete`). */
-  async deleteItem(entityTypeId, id, options) {
-    return (await this.#client('crm.item.delete')).deleteItem(entityTypeId, id, options);
+  deleteItem(entityTypeId, id, options) {
+    if (this.#ready) return this.#ready.deleteItem(entityTypeId, id, options);
+    return this.#client('crm.item.delete').then((client) => client.deleteItem(entityTypeId, id, options));
   }
 
   /** Deletes many items of one type through `batch`, 50 per request, with a per-id report. */
-  async deleteItems(entityTypeId, ids, options) {
-    return (await this.#client('batch')).deleteItems(entityTypeId, ids, options);
+  deleteItems(entityTypeId, ids, options) {
+    if (this.#ready) return this.#ready.deleteItems(entityTypeId, ids, options);
+    return this.#client('batch').then((client) => client.deleteItems(entityTypeId, ids, options));
   }
 }
 

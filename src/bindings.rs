@@ -390,7 +390,12 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     id::parse_id(raw).ok_or(Error::InvalidArgument(why))
 }
 
+/// `object[key]`, or `undefined` when `object` is not an object (never a thrown TypeError: an
+/// exception per call would cost more than the rest of the call's JS work).
 fn get(object: &JsValue, key: &str) -> JsValue {
+    if !object.is_object() && !object.is_function() {
+        return JsValue::UNDEFINED;
+    }
     Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
