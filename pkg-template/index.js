@@ -1,6 +1,9 @@
 // b24-crm-item: delete Bitrix24 CRM items. No init call is needed: the first call loads the
 // WebAssembly module (found next to this file via import.meta.url) and later calls reuse it.
 import { B24Error } from './runtime.js';
+// The glue (plain JS, no side effects) loads with this module, in parallel with runtime.js; only the
+// wasm waits for the first call.
+import initWasm, { Client as WasmClient } from './b24_crm_item.js';
 
 export { B24Error };
 
@@ -16,11 +19,9 @@ function load(method) {
   return (loading ??= (async () => {
     const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
     try {
-      const glue = await import('./b24_crm_item.js');
       // Node's fetch cannot read file: URLs; read the bytes instead.
       const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
-      await glue.default({ module_or_path: source });
-      return glue;
+      await initWasm({ module_or_path: source });
     } catch (cause) {
       loading = undefined;
       // Vite's dev server pre-bundles dependencies into .vite/deps/, away from the wasm file.
@@ -50,7 +51,7 @@ export class Client {
   }
 
   #client(method) {
-    return (this.#inner ??= load(method).then((glue) => (this.#ready = new glue.Client(withFrame(this.#config))), (error) => {
+    return (this.#inner ??= load(method).then(() => (this.#ready = new WasmClient(withFrame(this.#config))), (error) => {
       this.#inner = undefined;
       throw error;
     }));
