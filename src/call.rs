@@ -763,13 +763,15 @@ pub(crate) mod tests {
         );
     }
 
-    /// An environment whose refresh pends until released, to test coalescing.
-    struct SlowRefresh {
+    /// A scripted environment whose refresh pends until `gate` opens; then it gives the token
+    /// "fresh" or, with `abort_on_open`, fails as an aborted call (which then reports aborted).
+    struct GatedRefresh {
         inner: FakeEnv,
         gate: Rc<Cell<bool>>,
+        abort_on_open: bool,
     }
 
-    impl Env for SlowRefresh {
+    impl Env for GatedRefresh {
         fn now_ms(&self) -> f64 {
             self.inner.now_ms()
         }
@@ -780,21 +782,10 @@ pub(crate) mod tests {
             self.inner.sleep(ms).await
         }
         async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
-            let expired = !request.body.expose().contains("fresh");
-            self.inner.sent.borrow_mut().push((
-                0.0,
-                String::new(),
-                request.body.expose().to_owned(),
-            ));
-            let _ = timeout_ms;
-            if expired {
-                api_error(401, "expired_token")
-            } else {
-                ok(SUCCESS)
-            }
+            self.inner.send(request, timeout_ms).await
         }
         fn aborted(&self) -> bool {
-            false
+            self.abort_on_open && self.gate.get()
         }
         async fn refresh_token(
             &self,
@@ -812,7 +803,11 @@ pub(crate) mod tests {
                 }
             })
             .await;
-            Ok(token("fresh"))
+            if self.abort_on_open {
+                Err(Error::Aborted)
+            } else {
+                Ok(token("fresh"))
+            }
         }
     }
 
@@ -820,9 +815,16 @@ pub(crate) mod tests {
     fn concurrent_expiries_share_one_refresh() {
         let client = oauth_client(true);
         let gate = Rc::new(Cell::new(false));
-        let env = SlowRefresh {
-            inner: FakeEnv::new(vec![]),
+        // All 20 first attempts are sent before the refresh ends; then the 20 repeats.
+        let answers = [
+            vec![api_error(401, "expired_token"); 20],
+            vec![ok(SUCCESS); 20],
+        ]
+        .concat();
+        let env = GatedRefresh {
+            inner: FakeEnv::new(answers),
             gate: gate.clone(),
+            abort_on_open: false,
         };
         let mut calls: Vec<_> = (1..=20)
             .map(|id| Box::pin(client.delete_item(&env, 2, id, CallOptions::default())))
@@ -844,57 +846,22 @@ pub(crate) mod tests {
         assert_eq!(done, vec![Some(true); 20]);
         assert_eq!(env.inner.refreshes.get(), 1);
         // 20 expired attempts + 20 repeats with the new token.
-        assert_eq!(env.inner.sent.borrow().len(), 40);
-    }
-
-    /// An environment whose refresh pends until released, then fails as if aborted.
-    struct AbortedRefresh {
-        inner: FakeEnv,
-        gate: Rc<Cell<bool>>,
-    }
-
-    impl Env for AbortedRefresh {
-        fn now_ms(&self) -> f64 {
-            self.inner.now_ms()
-        }
-        fn random(&self) -> f64 {
-            0.5
-        }
-        async fn sleep(&self, ms: f64) -> Result<(), Error> {
-            self.inner.sleep(ms).await
-        }
-        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
-            self.inner.send(request, timeout_ms).await
-        }
-        fn aborted(&self) -> bool {
-            self.gate.get()
-        }
-        async fn refresh_token(
-            &self,
-            _first: bool,
-            _timeout_ms: f64,
-        ) -> Result<Credentials, Error> {
-            let gate = self.gate.clone();
-            std::future::poll_fn(move |cx| {
-                if gate.get() {
-                    Poll::Ready(())
-                } else {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-            })
-            .await;
-            Err(Error::Aborted)
-        }
+        let sent = env.inner.sent.borrow();
+        assert_eq!(sent.len(), 40);
+        assert!(sent[..20].iter().all(|s| s.2.ends_with(r#""auth":"old"}"#)));
+        assert!(sent[20..]
+            .iter()
+            .all(|s| s.2.ends_with(r#""auth":"fresh"}"#)));
     }
 
     #[test]
     fn one_calls_aborted_refresh_does_not_fail_the_calls_waiting_on_it() {
         let client = oauth_client(true);
         let gate = Rc::new(Cell::new(false));
-        let aborted_env = AbortedRefresh {
+        let aborted_env = GatedRefresh {
             inner: FakeEnv::new(vec![api_error(401, "expired_token")]),
             gate: gate.clone(),
+            abort_on_open: true,
         };
         let other_env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
         let mut a = Box::pin(client.delete_item(&aborted_env, 2, 1, CallOptions::default()));
