@@ -155,7 +155,10 @@ impl Config {
         }
         Ok(Config {
             endpoint,
-            timeout_ms: parse_timeout(input.timeout_ms)?.unwrap_or(DEFAULT_TIMEOUT_MS),
+            // The same rule as a call's timeoutMs, reported as a config error.
+            timeout_ms: parse_timeout(input.timeout_ms)
+                .map_err(|_| Error::InvalidConfig(TIMEOUT_RULE))?
+                .unwrap_or(DEFAULT_TIMEOUT_MS),
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
                 Some(n) if n.is_finite() && (0.0..=100.0).contains(&n) && n.fract() == 0.0 => {
@@ -190,14 +193,14 @@ impl Config {
     }
 }
 
+const TIMEOUT_RULE: &str = "timeoutMs must be a number of milliseconds from 1 to 2147483647";
+
 /// Checks a per-call or client `timeoutMs`: a positive number of milliseconds.
 pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
     match timeout_ms {
         None => Ok(None),
         Some(ms) if ms.is_finite() && (1.0..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Some(ms as u32)),
-        Some(_) => Err(Error::InvalidArgument(
-            "timeoutMs must be a number of milliseconds from 1 to 2147483647",
-        )),
+        Some(_) => Err(Error::InvalidArgument(TIMEOUT_RULE)),
     }
 }
 
@@ -505,7 +508,10 @@ mod tests {
             with(|i| i.timeout_ms = Some(1500.0)).unwrap().timeout_ms,
             1500
         );
-        assert!(with(|i| i.timeout_ms = Some(0.0)).is_err());
+        assert_eq!(
+            with(|i| i.timeout_ms = Some(0.0)).unwrap_err().kind(),
+            crate::error::Kind::Config
+        );
         assert!(with(|i| i.timeout_ms = Some(f64::NAN)).is_err());
         assert_eq!(with(|i| i.max_retries = Some(0.0)).unwrap().max_retries, 0);
         assert!(with(|i| i.max_retries = Some(1.5)).is_err());
