@@ -133,19 +133,17 @@ impl Client {
             let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
             let ids = read_ids(&ids)?;
             let (call_options, signal) = read_options(&options)?;
-            let halt_on_error = match get(&options, "haltOnError") {
-                v if v.is_undefined() => false,
-                v => v
-                    .as_bool()
-                    .ok_or(Error::InvalidArgument("haltOnError must be a boolean"))?,
-            };
-            let on_progress = match get(&options, "onProgress") {
-                v if v.is_undefined() => None,
-                v => Some(
-                    v.dyn_into::<Function>()
-                        .map_err(|_| Error::InvalidArgument("onProgress must be a function"))?,
-                ),
-            };
+            let halt_on_error = bool_option(
+                &options,
+                "haltOnError",
+                Error::InvalidArgument("haltOnError must be a boolean"),
+            )?
+            .unwrap_or(false);
+            let on_progress = function_option(
+                &options,
+                "onProgress",
+                Error::InvalidArgument("onProgress must be a function"),
+            )?;
             let options = BulkOptions {
                 timeout_ms: call_options.timeout_ms,
                 halt_on_error,
@@ -399,55 +397,69 @@ fn get(object: &JsValue, key: &str) -> JsValue {
     Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// A string option, absent when `undefined`.
-fn string_option(object: &JsValue, key: &str, why: &'static str) -> Result<Option<String>, Error> {
+/// `object[key]` read as `T`: `None` when `undefined`, `why` when of another type.
+fn option<T>(
+    object: &JsValue,
+    key: &str,
+    read: impl FnOnce(JsValue) -> Option<T>,
+    why: Error,
+) -> Result<Option<T>, Error> {
     let value = get(object, key);
     if value.is_undefined() {
         return Ok(None);
     }
-    value.as_string().map(Some).ok_or(Error::InvalidConfig(why))
+    read(value).map(Some).ok_or(why)
 }
 
-/// A number option, absent when `undefined`.
+fn string_option(object: &JsValue, key: &str, why: Error) -> Result<Option<String>, Error> {
+    option(object, key, |v| v.as_string(), why)
+}
+
 fn number_option(object: &JsValue, key: &str, why: Error) -> Result<Option<f64>, Error> {
-    let value = get(object, key);
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    value.as_f64().map(Some).ok_or(why)
+    option(object, key, |v| v.as_f64(), why)
+}
+
+fn bool_option(object: &JsValue, key: &str, why: Error) -> Result<Option<bool>, Error> {
+    option(object, key, |v| v.as_bool(), why)
+}
+
+fn function_option(object: &JsValue, key: &str, why: Error) -> Result<Option<Function>, Error> {
+    option(object, key, |v| v.dyn_into::<Function>().ok(), why)
 }
 
 fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<Function>), Error> {
     if !config.is_object() {
         return Err(Error::InvalidConfig("the configuration must be an object"));
     }
-    let callback = get(config, "onTokenExpired");
-    let on_token_expired = if callback.is_undefined() {
-        None
-    } else {
-        Some(
-            callback
-                .dyn_into::<Function>()
-                .map_err(|_| Error::InvalidConfig("onTokenExpired must be a function"))?,
-        )
-    };
-    let frame = get(config, "frame");
+    let on_token_expired = function_option(
+        config,
+        "onTokenExpired",
+        Error::InvalidConfig("onTokenExpired must be a function"),
+    )?;
     let rate_limit = get(config, "rateLimit");
     let input = ConfigInput {
-        webhook_url: string_option(config, "webhookUrl", "webhookUrl must be a string")?,
-        portal: string_option(config, "portal", "portal must be a string")?,
-        access_token: string_option(config, "accessToken", "accessToken must be a string")?
-            .map(Secret::new),
+        webhook_url: string_option(
+            config,
+            "webhookUrl",
+            Error::InvalidConfig("webhookUrl must be a string"),
+        )?,
+        portal: string_option(
+            config,
+            "portal",
+            Error::InvalidConfig("portal must be a string"),
+        )?,
+        access_token: string_option(
+            config,
+            "accessToken",
+            Error::InvalidConfig("accessToken must be a string"),
+        )?
+        .map(Secret::new),
         has_token_callback: on_token_expired.is_some(),
-        frame: if frame.is_undefined() {
-            None
-        } else {
-            Some(
-                frame
-                    .as_bool()
-                    .ok_or(Error::InvalidConfig("frame must be a boolean"))?,
-            )
-        },
+        frame: bool_option(
+            config,
+            "frame",
+            Error::InvalidConfig("frame must be a boolean"),
+        )?,
         timeout_ms: number_option(
             config,
             "timeoutMs",
@@ -474,10 +486,6 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<Function>), Erro
             ));
         },
     };
-    // Checked here too so that the timeout message names the config, not a call.
-    config::parse_timeout(input.timeout_ms).map_err(|_| {
-        Error::InvalidConfig("timeoutMs must be a number of milliseconds from 1 to 2147483647")
-    })?;
     Ok((input, on_token_expired))
 }
 
