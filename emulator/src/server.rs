@@ -319,7 +319,17 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         }
         Some(Fault::Hang) => {
             let _ = tokio::time::timeout(Duration::from_secs(600), sh.release.notified()).await;
-            return Err(Dropped);
+            // Released: answer as a proxy whose upstream timed out. Closing without an answer would
+            // let a browser that has not yet processed the client's abort silently re-send the
+            // request on a fresh connection, and that copy would run once the fault is gone.
+            let mut r = with_cors(response(
+                504,
+                "text/html; charset=utf-8",
+                "<html><body><h1>504 Gateway Time-out</h1><p>nginx (emulated hang)</p></body></html>",
+            ));
+            r.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+            return Ok(r);
         }
         Some(Fault::Delay { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
         _ => {}
