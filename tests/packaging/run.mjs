@@ -116,7 +116,7 @@ let packed; // { tarball, version, files, manifest }
 
 async function waitForPkg() {
   // A concurrent `cargo xtask build` swaps pkg/ in; give it a moment to be complete.
-  const need = ['package.json', 'index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm', 'index.d.ts'];
+  const need = ['package.json', 'index.js', 'index.js.map', 'b24_crm_item_bg.wasm', 'index.d.ts'];
   for (let i = 0; i < 120 && !need.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -191,9 +191,9 @@ async function checkPack(log) {
   }
   // (npm adds a LICENSE file by itself, listed or not.)
   const license = files.filter((f) => /^(licen[cs]e|copying)(\.\w+)?$/i.test(f));
-  const expected = [...new Set([...loaded, 'index.d.ts', 'README.md', 'package.json', ...license])].sort();
+  const expected = [...new Set([...loaded, 'index.js.map', 'index.d.ts', 'README.md', 'package.json', ...license])].sort();
   need(JSON.stringify(files) === JSON.stringify(expected), `npm pack has [${files}], expected exactly [${expected}]`);
-  for (const f of ['index.js', 'runtime.js', 'b24_crm_item.js', 'b24_crm_item_bg.wasm']) need(loaded.has(f), `the entry does not load ${f}`);
+  for (const f of ['index.js', 'b24_crm_item_bg.wasm']) need(loaded.has(f), `the entry does not load ${f}`);
   const listed = [...(m.files ?? [])].filter((f) => !license.includes(f)).sort();
   const wanted = expected.filter((f) => f !== 'package.json' && !license.includes(f));
   need(Array.isArray(m.files), '`files` allow-list missing');

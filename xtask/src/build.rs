@@ -1,4 +1,5 @@
-//! `cargo xtask build`: wasm → wasm-bindgen → snippet flattening → wasm-opt → pkg/.
+//! `cargo xtask build`: wasm → wasm-bindgen → snippet flattening → wasm-opt → pkg/ → one
+//! bundled, minified ES module (esbuild).
 
 use crate::setup::find_tool;
 use crate::toolchain::{self, TARGET};
@@ -100,12 +101,94 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
 
     // 5. The package files.
     copy_template(&root().join("pkg-template"), pkg)?;
-    if !pkg.join("index.js").exists() {
-        println!(
-            "build: NOTE: pkg-template/index.js does not exist yet; the package has no entry point"
-        );
+
+    // 6. index.js, runtime.js and the glue become one module: one request and one gzip stream
+    //    instead of three, and minified (unless --dev).
+    bundle(pkg, dev)?;
+    check_files_allow_list(pkg)
+}
+
+pub fn esbuild_path() -> PathBuf {
+    root().join("tests/node_modules/.bin/esbuild")
+}
+
+/// Bundles `pkg/index.js` and what it imports into `pkg/index.js` (+ `index.js.map`), and
+/// removes the inputs. Dynamic imports keep the comments that tell bundlers to leave them alone.
+fn bundle(pkg: &Path, dev: bool) -> Result {
+    let exe = esbuild_path();
+    if !exe.exists() {
+        return Err(format!(
+            "{} not found (npm `esbuild`): run `cargo xtask setup`",
+            exe.display()
+        ));
     }
+    let inputs = entry_files(pkg);
+    let out_dir = pkg.join(".bundle");
+    let mut cmd = Command::new(&exe);
+    cmd.arg(pkg.join("index.js"))
+        .args([
+            "--bundle",
+            "--format=esm",
+            "--sourcemap",
+            "--legal-comments=none",
+            "--log-level=warning",
+            // wasm-bindgen's imports object names the snippet module twice (same module, same
+            // value): harmless, and not ours to fix.
+            "--log-override:duplicate-object-key=silent",
+        ])
+        .arg(format!("--outfile={}", out_dir.join("index.js").display()));
+    if !dev {
+        cmd.arg("--minify");
+    }
+    util::run(&mut cmd)?;
+    let js = fs::read_to_string(out_dir.join("index.js")).map_err(|e| e.to_string())?;
+    let js = keep_dynamic_imports_unbundled(&js)?;
+    for f in &inputs {
+        fs::remove_file(f).map_err(|e| format!("remove {}: {e}", f.display()))?;
+    }
+    fs::write(pkg.join("index.js"), js).map_err(|e| e.to_string())?;
+    fs::rename(out_dir.join("index.js.map"), pkg.join("index.js.map"))
+        .map_err(|e| e.to_string())?;
+    fs::remove_dir_all(&out_dir).map_err(|e| e.to_string())?;
+    let names: Vec<_> = inputs
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    println!(
+        "build: bundled {} into index.js{}",
+        names.join(" + "),
+        if dev { "" } else { " (minified)" }
+    );
     Ok(())
+}
+
+/// esbuild drops comments, among them the ones that stop Vite and webpack from trying to resolve
+/// the Node-only `import(fs)`: put them back. Every `import(variable)` gets them; there must be one.
+fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
+    const HINT: &str = "/* webpackIgnore: true */ /* @vite-ignore */ ";
+    let mut out = String::with_capacity(js.len() + HINT.len());
+    let mut rest = js;
+    let mut found = 0;
+    while let Some(at) = rest.find("import(") {
+        let (head, tail) = rest.split_at(at + "import(".len());
+        out.push_str(head);
+        let arg_is_variable = tail
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$');
+        if arg_is_variable {
+            out.push_str(HINT);
+            found += 1;
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    if found != 1 {
+        return Err(format!(
+            "the bundle has {found} `import(variable)` expressions, expected 1 (the Node fs import)"
+        ));
+    }
+    Ok(out)
 }
 
 /// Replace `pkg` by `staging` with two renames (the window without a pkg/ is a few microseconds).
@@ -269,7 +352,7 @@ fn copy_template(template: &Path, pkg: &Path) -> Result {
         }
     }
     println!("build: copied pkg-template/ into pkg/ (version {version})");
-    check_files_allow_list(pkg)
+    Ok(())
 }
 
 /// `files` in package.json must name exactly the files pkg/ has (package.json aside): a file
@@ -481,6 +564,17 @@ pub fn print_sizes(pkg: &Path) -> Result<Sizes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dynamic_imports_keep_their_bundler_comments() {
+        let js = "let a=await import(e);import(\"./x.js\");";
+        assert_eq!(
+            keep_dynamic_imports_unbundled(js).unwrap(),
+            "let a=await import(/* webpackIgnore: true */ /* @vite-ignore */ e);import(\"./x.js\");"
+        );
+        assert!(keep_dynamic_imports_unbundled("import(\"./x.js\")").is_err());
+        assert!(keep_dynamic_imports_unbundled("import(a);import(b)").is_err());
+    }
 
     #[test]
     fn version_is_replaced() {
