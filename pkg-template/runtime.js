@@ -35,6 +35,31 @@ export function makeError(code, description, status, method, kind, retryable, at
   return new B24Error(code, description, details);
 }
 
+// The executor's side (src/executor.rs): the wasm awaits a promise by handing it to `resume`
+// with a slot number, and gets the value back through the one `wake` callback it installed;
+// `task` / `finish` are the promises the wasm's calls return.
+let wake;
+const tasks = new Map();
+
+export function install(callback) {
+  wake = callback;
+}
+
+export function resume(promise, slot) {
+  // The promises of this file never reject; `[]` reads as a failure everywhere, just in case.
+  promise.then((value) => wake(slot, value), () => wake(slot, []));
+}
+
+export function task(key) {
+  return new Promise((resolve, reject) => tasks.set(key, [resolve, reject]));
+}
+
+export function finish(key, ok, value) {
+  const settle = tasks.get(key);
+  tasks.delete(key);
+  settle[ok ? 0 : 1](value);
+}
+
 const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
 const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
 
@@ -125,7 +150,8 @@ export async function frameAuth(first, timeoutMs, signal) {
   const ready = await bounded((done) => attempt(() => bx24.init(() => done(true)), done), timeoutMs, signal, null, aborted);
   if (ready === undefined) return [4];
   if (!ready) return [1];
-  let auth = first && typeof bx24.getAuth === 'function' ? bx24.getAuth() : false;
+  let auth = false;
+  if (first && typeof bx24.getAuth === 'function') attempt(() => (auth = bx24.getAuth()), () => {});
   if (!auth && typeof bx24.refreshAuth === 'function') {
     const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), done);
     auth = await bounded(refresh, timeoutMs, signal, null, aborted);

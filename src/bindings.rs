@@ -5,18 +5,19 @@
 //! converts results and errors back: every rejection is a `B24Error` built in one place,
 //! [`to_js_error`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::bulk::{self, BulkOptions, BulkReport};
 use crate::call::{self, CallError, CallOptions, Credentials, Env, RawResponse};
 use crate::config::{self, Config, ConfigInput, Endpoint, RateLimitInput};
 use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
+use crate::executor::{self, Waits};
 use crate::id::{self, RawId};
 use crate::response::Deleted;
 use crate::secret::Secret;
@@ -48,6 +49,50 @@ extern "C" {
 
     #[wasm_bindgen(js_name = callBx24)]
     fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
+
+    /// Hands runtime.js the one callback through which settled promises come back: `wake(slot, value)`.
+    fn install(wake: &JsValue);
+
+    /// `promise.then((value) => wake(slot, value))`; runtime.js promises never reject.
+    fn resume(promise: &Promise, slot: u32);
+
+    /// A new promise that [`finish`] settles; `key` names it.
+    fn task(key: u32) -> Promise;
+
+    fn finish(key: u32, ok: bool, value: &JsValue);
+}
+
+thread_local! {
+    static WAITS: Waits<JsValue> = const { Waits::new() };
+    static INSTALLED: Cell<bool> = const { Cell::new(false) };
+    static NEXT_KEY: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Awaits a runtime.js promise (one that never rejects) on our executor.
+async fn settled(promise: Promise) -> JsValue {
+    if !INSTALLED.replace(true) {
+        let wake = Closure::<dyn Fn(u32, JsValue)>::new(|slot: u32, value: JsValue| {
+            WAITS.with(|w| w.fill(slot as usize, value));
+            executor::run();
+        });
+        install(&wake.into_js_value());
+    }
+    let wait = Waits::open(&WAITS);
+    resume(&promise, wait.slot() as u32);
+    wait.await
+}
+
+/// Runs `future` on our executor and returns a promise of its outcome.
+fn spawn(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
+    let promise = task(key);
+    executor::spawn(async move {
+        match future.await {
+            Ok(value) => finish(key, true, &value),
+            Err(error) => finish(key, false, &error),
+        }
+    });
+    promise
 }
 
 /// A Bitrix24 client: one configuration, one pacing bucket, one token.
@@ -114,7 +159,7 @@ impl Client {
         };
         let core = self.core.clone();
         let env = self.platform.clone().env(signal);
-        future_to_promise(async move {
+        spawn(async move {
             match core
                 .delete_item(&env, entity_type_id, id, call_options)
                 .await
@@ -156,7 +201,7 @@ impl Client {
         };
         let core = self.core.clone();
         let env = self.platform.clone().env(signal);
-        future_to_promise(async move {
+        spawn(async move {
             let report = core
                 .delete_items(&env, entity_type_id, &ids, options, |done, total| {
                     if let Some(callback) = &on_progress {
@@ -273,20 +318,22 @@ impl Env for WebEnv {
     }
 
     async fn sleep(&self, ms: f64) -> Result<(), Error> {
-        match JsFuture::from(sleep(ms, &self.signal)).await {
-            Ok(slept) if slept.is_truthy() => Ok(()),
-            _ => Err(Error::Aborted),
+        if settled(sleep(ms, &self.signal)).await.is_truthy() {
+            Ok(())
+        } else {
+            Err(Error::Aborted)
         }
     }
 
     async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
         let (url, body) = (request.url.expose(), request.body.expose());
-        let answer = if request.bx24 {
-            JsFuture::from(call_bx24(url, body, timeout_ms, &self.signal)).await
+        let answer = settled(if request.bx24 {
+            call_bx24(url, body, timeout_ms, &self.signal)
         } else {
-            JsFuture::from(send(url, body, timeout_ms, &self.signal)).await
-        };
-        let answer: Array = answer.unwrap_or_default().unchecked_into();
+            send(url, body, timeout_ms, &self.signal)
+        })
+        .await;
+        let answer: Array = answer.unchecked_into();
         let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
             return Ok(RawResponse {
@@ -310,9 +357,8 @@ impl Env for WebEnv {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
             // [3, restBase, token] call the portal directly, [4] aborted.
-            let answer: Array = JsFuture::from(frame_auth(first, timeout_ms, &self.signal))
+            let answer: Array = settled(frame_auth(first, timeout_ms, &self.signal))
                 .await
-                .unwrap_or_default()
                 .unchecked_into();
             return match answer.get(0).as_f64() {
                 Some(3.0) => {
@@ -335,8 +381,9 @@ impl Env for WebEnv {
         let Some(callback) = &self.on_token_expired else {
             return Err(Error::NotConfigured);
         };
-        let answer = JsFuture::from(refresh_token(callback, timeout_ms, &self.signal)).await;
-        let answer: Array = answer.unwrap_or_default().unchecked_into();
+        let answer: Array = settled(refresh_token(callback, timeout_ms, &self.signal))
+            .await
+            .unchecked_into();
         if self.aborted() {
             return Err(Error::Aborted);
         }

@@ -6,7 +6,8 @@
 //! - [`envelope`] builds each request, [`response`] reads each answer, [`json`] parses it,
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
 //! - [`bulk`] splits a bulk delete into batches and accounts for every id,
-//! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Transport`],
+//! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Env`],
+//! - [`executor`] runs the calls' futures on the wasm's one thread,
 //! - `bindings` (wasm only) exposes it all to JS and holds the fetch and BX24 transports.
 
 pub mod bulk;
@@ -14,6 +15,7 @@ pub mod call;
 pub mod config;
 pub mod envelope;
 pub mod error;
+pub mod executor;
 pub mod id;
 pub mod json;
 pub mod policy;
