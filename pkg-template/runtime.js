@@ -60,6 +60,46 @@ export function finish(key, ok, value) {
   settle[ok ? 0 : 1](value);
 }
 
+// Deadlines share one timer: a call adds its deadline to a set and removes it when done, and
+// only a deadline earlier than the armed one re-arms the timer (a setTimeout + clearTimeout pair
+// per call cost more than the rest of a call's JS work). An armed timer with no deadline left
+// fires into an empty set; in Node it is unref'd meanwhile, so it never keeps a process alive.
+const deadlines = new Set();
+let timer;
+let armedAt = Infinity;
+
+/** Calls `fire()` after `ms` unless the returned function is called first. */
+function after(ms, fire) {
+  const entry = { at: performance.now() + ms, fire };
+  if (!deadlines.size) timer?.ref?.();
+  deadlines.add(entry);
+  if (entry.at < armedAt) arm(entry.at);
+  return () => {
+    if (deadlines.delete(entry) && !deadlines.size) timer?.unref?.();
+  };
+}
+
+function arm(at) {
+  clearTimeout(timer);
+  armedAt = at;
+  timer = setTimeout(expire, Math.max(0, at - performance.now()));
+}
+
+function expire() {
+  armedAt = Infinity;
+  const now = performance.now();
+  let next = Infinity;
+  for (const entry of deadlines) {
+    if (entry.at <= now) {
+      deadlines.delete(entry);
+      entry.fire();
+    } else if (entry.at < next) {
+      next = entry.at;
+    }
+  }
+  if (next < armedAt && next !== Infinity) arm(next);
+}
+
 const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
 const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
 
@@ -75,12 +115,12 @@ function bounded(start, timeoutMs, signal, expired, aborted) {
     const finish = (value) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      cancel();
       signal?.removeEventListener('abort', onAbort);
       resolve(value);
     };
     const onAbort = () => finish(aborted());
-    const timer = setTimeout(finish, timeoutMs, expired);
+    const cancel = after(timeoutMs, () => finish(expired));
     signal?.addEventListener('abort', onAbort);
     start(finish);
   });
@@ -106,7 +146,7 @@ export async function send(url, body, timeoutMs, signal) {
     }
   };
   const onAbort = () => stop(ABORTED);
-  const timer = setTimeout(stop, timeoutMs, TIMEOUT);
+  const cancel = after(timeoutMs, () => stop(TIMEOUT));
   signal?.addEventListener('abort', onAbort);
   try {
     const response = await fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' });
@@ -114,7 +154,7 @@ export async function send(url, body, timeoutMs, signal) {
   } catch (cause) {
     return [0, why || NETWORK, why === ABORTED ? signal.reason : why ? undefined : cause];
   } finally {
-    clearTimeout(timer);
+    cancel();
     signal?.removeEventListener('abort', onAbort);
   }
 }
