@@ -228,7 +228,7 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
     let mut base = String::with_capacity(origin.len() + rest.len() + 8);
     base.push_str(&origin);
     base.push_str("/rest/");
-    let redacted = [base.as_str(), user, "/***/"].concat();
+    let redacted = crate::envelope::cat(&[base.as_str(), user, "/***/"]);
     base.push_str(user);
     base.push('/');
     base.push_str(secret);

@@ -79,7 +79,11 @@ impl<'a> Value<'a> {
             Value::Array(items) => items
                 .iter()
                 .enumerate()
-                .map(|(i, v)| (Cow::Owned(i.to_string()), v))
+                .map(|(i, v)| {
+                    let mut key = String::new();
+                    crate::envelope::push_u64(&mut key, i as u64);
+                    (Cow::Owned(key), v)
+                })
                 .collect(),
             _ => Vec::new(),
         }
