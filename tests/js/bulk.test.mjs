@@ -7,12 +7,12 @@
 //
 // Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
 
-import { test, before, after, beforeEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmulator } from './support/emulator.mjs';
-import { pkgDir, copyBuiltPackage, launchChromium } from './support/browser.mjs';
+import { pkgDir } from './support/browser.mjs';
+import { useEmulatorAndBrowser } from './support/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pagesDir = path.join(here, 'pages');
@@ -27,35 +27,14 @@ const DRAIN = 50;
 const RATE = { burst: BURST, perSecond: DRAIN };
 const STATIC = ['--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`];
 
-let browser;
 /** No seeded items: each test seeds its own with control.items and uses the ids it gets back. */
-let emu;
-const contexts = new Set();
-
-before(async () => {
-  await copyBuiltPackage();
-  emu = await startEmulator(['--burst', String(BURST), '--drain', String(DRAIN), '--items', '0', ...STATIC]);
-  browser = await launchChromium();
-});
-
-after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  await browser?.close();
-  await emu?.stop();
-});
-
-beforeEach(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  contexts.clear();
-  await emu.control.reset();
-});
+const h = useEmulatorAndBrowser(['--burst', String(BURST), '--drain', String(DRAIN), '--items', '0', ...STATIC]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A fresh context and page with the package loaded; records /rest/ POSTs (url, body, time). */
 async function openPage() {
-  const context = await browser.newContext();
-  contexts.add(context);
+  const context = await h.newContext();
   const page = await context.newPage();
   const restRequests = [];
   const consoleLines = [];
@@ -66,7 +45,7 @@ async function openPage() {
       restRequests.push({ url: req.url(), body: req.postData(), at: Date.now() });
     }
   });
-  await page.goto(`http://localhost:${emu.port}/`);
+  await page.goto(`http://localhost:${h.emu.port}/`);
   await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
   await page.evaluate(() => window.lib.init());
   return { page, restRequests, consoleLines };
@@ -141,7 +120,7 @@ function bulkDelete(page, config, t, ids, run = {}) {
 }
 
 async function state() {
-  return emu.control.state();
+  return h.emu.control.state();
 }
 
 async function items() {
@@ -215,7 +194,7 @@ const PASS = { kind: 'delay', ms: 0 };
 test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang / truncated / HTML batch faults: the report matches the emulator exactly', async () => {
   const N_SEEDED = 9900;
   const N_MISSING = 100;
-  const seeded = (await emu.control.items(SPA, N_SEEDED)).ids;
+  const seeded = (await h.emu.control.items(SPA, N_SEEDED)).ids;
   assert.equal(seeded.length, N_SEEDED);
   const before = await state();
   const existing = new Set(before.items[String(SPA)]);
@@ -242,7 +221,7 @@ test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang
   // 300 forbidden items, spread over every batch (fault batches included).
   const denied = seeded.filter((_, i) => i % 33 === 16);
   assert.equal(denied.length, 300);
-  await emu.control.deny(SPA, denied);
+  await h.emu.control.deny(SPA, denied);
 
   // The input: some ids as strings, duplicates right after (in the other form) and far later.
   const input = [];
@@ -281,7 +260,7 @@ test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang
   for (let i = 0; i < queue.length;) {
     let j = i + 1;
     while (j < queue.length && queue[j] === queue[i] && queue[i] === PASS) j++;
-    await emu.control.faults({ method: BATCH, count: j - i, fault: queue[i] });
+    await h.emu.control.faults({ method: BATCH, count: j - i, fault: queue[i] });
     i = j;
   }
   const injected503 = queue.filter((f) => f === FAULT_503).length;
@@ -290,8 +269,8 @@ test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang
   const { page, restRequests } = await openPage();
   // Each batch gets the client's 14 s: a hung attempt times out at max(14/2, min(14, 10)) = 10 s
   // and the retry has the remaining 4 s.
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 14000 }, SPA, input);
-  await emu.control.clearFaults();
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 14000 }, SPA, input);
+  await h.emu.control.clearFaults();
   assert.equal(r.ok, true, `deleteItems rejected: ${JSON.stringify(r.error)}`);
   const { report } = r;
   assert.deepEqual(r.keys, ['deleted', 'failed', 'notFound']);
@@ -377,11 +356,11 @@ test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang
 // ---- haltOnError ------------------------------------------------------------------------------
 
 test('haltOnError: a denied id in the 3rd batch stops the run: 3 requests with "halt":1, later ids ABORTED and kept', async () => {
-  const ids = (await emu.control.items(SPA, 400)).ids;
+  const ids = (await h.emu.control.items(SPA, 400)).ids;
   const culprit = ids[2 * BATCH_SIZE + 17];
-  await emu.control.deny(SPA, [culprit]);
+  await h.emu.control.deny(SPA, [culprit]);
   const { page, restRequests } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE }, SPA, ids, { haltOnError: true });
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { haltOnError: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   const { report } = r;
   assertPartition(report, ids, 'halt');
@@ -417,9 +396,9 @@ test('haltOnError: a denied id in the 3rd batch stops the run: 3 requests with "
 // ---- abort ------------------------------------------------------------------------------------
 
 test('abort from onProgress after the 2nd batch: 2 requests, the rest ABORTED with cause === the reason, nothing sent after', async () => {
-  const ids = (await emu.control.items(SPA, 300)).ids;
+  const ids = (await h.emu.control.items(SPA, 300)).ids;
   const { page } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE }, SPA, ids, { abort: { atDone: 2 * BATCH_SIZE } });
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { abort: { atDone: 2 * BATCH_SIZE } });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   const { report } = r;
   assertPartition(report, ids, 'abort');
@@ -448,11 +427,11 @@ test('abort from onProgress after the 2nd batch: 2 requests, the rest ABORTED wi
 });
 
 test('abort while the 3rd batch is in flight (held by a delay): settles at once; in-flight and unsent ids ABORTED, nothing sent after', async () => {
-  const ids = (await emu.control.items(SPA, 300)).ids;
-  await emu.control.faults({ method: BATCH, count: 2, fault: PASS });
-  await emu.control.faults({ method: BATCH, fault: { kind: 'delay', ms: 3000 } });
+  const ids = (await h.emu.control.items(SPA, 300)).ids;
+  await h.emu.control.faults({ method: BATCH, count: 2, fault: PASS });
+  await h.emu.control.faults({ method: BATCH, fault: { kind: 'delay', ms: 3000 } });
   const { page, restRequests } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 20000 }, SPA, ids,
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 20000 }, SPA, ids,
     { abort: { atDone: 2 * BATCH_SIZE, delayMs: 500 } });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   const { report } = r;
@@ -500,7 +479,7 @@ test('bad input rejects INVALID_ARGUMENT before any request; an empty list resol
     };
     out.progress = progress;
     return out;
-  }, [emu.webhook, SPA]);
+  }, [h.emu.webhook, SPA]);
   for (const k of ['badId', 'notIterable', 'badType', 'zeroId', 'fraction', 'aString', 'badProgress']) {
     assert.equal(r[k].ok, false, `${k}: expected a rejection, got ${JSON.stringify(r[k].value)}`);
     assert.equal(r[k].error.isB24, true, `${k}: a B24Error`);
@@ -517,9 +496,9 @@ test('bad input rejects INVALID_ARGUMENT before any request; an empty list resol
 // ---- a throwing onProgress -------------------------------------------------------------------
 
 test('a throwing onProgress does not break the run (module-level configure + deleteItems): all deleted', async () => {
-  const ids = (await emu.control.items(SPA, 130)).ids;
+  const ids = (await h.emu.control.items(SPA, 130)).ids;
   const { page } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE }, SPA, ids, { throwInProgress: true, viaDefault: true });
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { throwInProgress: true, viaDefault: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'throwing onProgress');
   assert.deepEqual(sorted(r.report.deleted), sorted(ids));
@@ -534,10 +513,10 @@ test('a throwing onProgress does not break the run (module-level configure + del
 // ---- OAuth ------------------------------------------------------------------------------------
 
 test('OAuth: 120 ids in 3 batches to {portal}/rest/batch, each with "auth"', async () => {
-  const ids = (await emu.control.items(SPA, 120)).ids;
-  const token = (await emu.control.token()).access_token;
+  const ids = (await h.emu.control.items(SPA, 120)).ids;
+  const token = (await h.emu.control.token()).access_token;
   const { page, restRequests } = await openPage();
-  const r = await bulkDelete(page, { portal: emu.url, accessToken: token, rateLimit: RATE }, SPA, ids);
+  const r = await bulkDelete(page, { portal: h.emu.url, accessToken: token, rateLimit: RATE }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'oauth');
   assert.deepEqual(sorted(r.report.deleted), sorted(ids));
@@ -547,7 +526,7 @@ test('OAuth: 120 ids in 3 batches to {portal}/rest/batch, each with "auth"', asy
   const bodies = batchBodies(restRequests);
   assert.deepEqual(bodies.map((b) => b.ids.length), [50, 50, 20]);
   for (const b of bodies) {
-    assert.equal(b.url, `${emu.url}/rest/batch`);
+    assert.equal(b.url, `${h.emu.url}/rest/batch`);
     assert.equal(b.body.auth, token, 'the batch body carries the token');
   }
   assert.deepEqual(bodies.flatMap((b) => b.ids), ids);
@@ -556,9 +535,9 @@ test('OAuth: 120 ids in 3 batches to {portal}/rest/batch, each with "auth"', asy
 // ---- a whole-request failure -----------------------------------------------------------------
 
 test('a wrong webhook secret: every id failed NO_AUTH_FOUND with method "batch", one request', async () => {
-  const ids = (await emu.control.items(SPA, 120)).ids;
-  const wrong = emu.webhook.replace(/\/rest\/1\/[^/]+\//, '/rest/1/wrongsecret00000/');
-  assert.notEqual(wrong, emu.webhook);
+  const ids = (await h.emu.control.items(SPA, 120)).ids;
+  const wrong = h.emu.webhook.replace(/\/rest\/1\/[^/]+\//, '/rest/1/wrongsecret00000/');
+  assert.notEqual(wrong, h.emu.webhook);
   const { page } = await openPage();
   const r = await bulkDelete(page, { webhookUrl: wrong, rateLimit: RATE }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
@@ -580,11 +559,11 @@ test('a wrong webhook secret: every id failed NO_AUTH_FOUND with method "batch",
 // ---- a batch that fails after its retries, the run's deadline, the delete-safe rule ------------
 
 test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIMIT_EXCEEDED (method "batch"), the run goes on', async () => {
-  const ids = (await emu.control.items(SPA, 150)).ids;
-  await emu.control.faults({ method: BATCH, fault: PASS });
-  await emu.control.faults({ method: BATCH, count: 2, fault: FAULT_503 });
+  const ids = (await h.emu.control.items(SPA, 150)).ids;
+  await h.emu.control.faults({ method: BATCH, fault: PASS });
+  await h.emu.control.faults({ method: BATCH, count: 2, fault: FAULT_503 });
   const { page } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, maxRetries: 1, timeoutMs: 10000 }, SPA, ids);
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, maxRetries: 1, timeoutMs: 10000 }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, '503 x2');
   const s = await state();
@@ -609,12 +588,12 @@ test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIM
 });
 
 test('the run\'s timeoutMs: a hung 2nd batch times out at the deadline; its ids and the unsent ones fail TIMEOUT', async () => {
-  const ids = (await emu.control.items(SPA, 200)).ids;
-  await emu.control.faults({ method: BATCH, fault: PASS });
-  await emu.control.faults({ method: BATCH, fault: { kind: 'hang' } });
+  const ids = (await h.emu.control.items(SPA, 200)).ids;
+  await h.emu.control.faults({ method: BATCH, fault: PASS });
+  await h.emu.control.faults({ method: BATCH, fault: { kind: 'hang' } });
   const { page } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 30000 }, SPA, ids, { timeoutMs: 3000 });
-  await emu.control.clearFaults();
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 30000 }, SPA, ids, { timeoutMs: 3000 });
+  await h.emu.control.clearFaults();
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'deadline');
   assert.ok(r.ms >= 2900 && r.ms <= 4000, `settled after ${r.ms} ms, expected the 3000 ms deadline`);
@@ -643,14 +622,14 @@ test('the run\'s timeoutMs: a hung 2nd batch times out at the deadline; its ids 
 });
 
 test('after a dropped connection the re-sent batch\'s NOT_FOUND counts as deleted (the delete-safe rule), denied stays failed', async () => {
-  const ids = (await emu.control.items(SPA, 48)).ids;
+  const ids = (await h.emu.control.items(SPA, 48)).ids;
   const ghost = Math.max(...(await items())) + 1000; // never existed
   const denied = ids[7];
-  await emu.control.deny(SPA, [denied]);
+  await h.emu.control.deny(SPA, [denied]);
   const input = [...ids.slice(0, 20), ghost, ...ids.slice(20)];
-  await emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
+  await h.emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
   const { page } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, input);
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, input);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, input, 'drop');
   const s = await state();
@@ -670,7 +649,7 @@ test('after a dropped connection the re-sent batch\'s NOT_FOUND counts as delete
 // ---- an already aborted signal, a generator, an expired OAuth token ----------------------------
 
 test('an already aborted signal: resolves with every id failed ABORTED (cause === the reason), no request', async () => {
-  const ids = (await emu.control.items(SPA, 70)).ids;
+  const ids = (await h.emu.control.items(SPA, 70)).ids;
   const { page } = await openPage();
   const r = await page.evaluate(async ([hook, t, ids]) => {
     const reason = new Error('too late');
@@ -680,7 +659,7 @@ test('an already aborted signal: resolves with every id failed ABORTED (cause ==
       (rep) => ({ ok: true, deleted: rep.deleted, notFound: rep.notFound, progress,
         failed: rep.failed.map((f) => ({ id: f.id, code: f.error.code, causeIsReason: f.error.cause === reason })) }),
       (e) => ({ ok: false, error: window.serializeError(e) }));
-  }, [emu.webhook, SPA, ids]);
+  }, [h.emu.webhook, SPA, ids]);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assert.deepEqual(r.deleted, []);
   assert.deepEqual(r.notFound, []);
@@ -694,7 +673,7 @@ test('an already aborted signal: resolves with every id failed ABORTED (cause ==
 });
 
 test('ids from a generator (any iterable), mixed numbers and strings: deleted in batches, duplicates once', async () => {
-  const ids = (await emu.control.items(SPA, 60)).ids;
+  const ids = (await h.emu.control.items(SPA, 60)).ids;
   const { page, restRequests } = await openPage();
   const r = await page.evaluate(async ([hook, t, ids]) => {
     function* gen() {
@@ -702,7 +681,7 @@ test('ids from a generator (any iterable), mixed numbers and strings: deleted in
     }
     const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
     return window.settle(client.deleteItems(t, gen()));
-  }, [emu.webhook, SPA, ids]);
+  }, [h.emu.webhook, SPA, ids]);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assert.deepEqual(r.value.deleted, ids, 'deleted, in input order');
   assert.deepEqual(r.value.failed, []);
@@ -711,18 +690,18 @@ test('ids from a generator (any iterable), mixed numbers and strings: deleted in
 });
 
 test('OAuth with an expired token and onTokenExpired: one refresh, the batch repeated, all deleted', async () => {
-  const ids = (await emu.control.items(SPA, 120)).ids;
-  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const ids = (await h.emu.control.items(SPA, 120)).ids;
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const { page, restRequests } = await openPage();
   let refreshes = 0;
   await page.exposeFunction('freshToken', async () => {
     refreshes += 1;
-    return (await emu.control.token()).access_token;
+    return (await h.emu.control.token()).access_token;
   });
   const r = await page.evaluate(async ([portal, token, t, ids]) => {
     const client = new window.lib.Client({ portal, accessToken: token, rateLimit: false, onTokenExpired: () => window.freshToken() });
     return window.settle(client.deleteItems(t, ids));
-  }, [emu.url, expired, SPA, ids]);
+  }, [h.emu.url, expired, SPA, ids]);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.value, ids, 'oauth refresh');
   assert.deepEqual(sorted(r.value.deleted), sorted(ids));
@@ -739,10 +718,10 @@ test('OAuth with an expired token and onTokenExpired: one refresh, the batch rep
 // A batch lost after it was applied (dropped connection) is repeated without halt, and its
 // NOT_FOUNDs count as deletions — neither failures nor a reason to halt.
 test('haltOnError with a dropped connection on the 1st batch: the repeat\'s NOT_FOUNDs are deletions, not a halt; nothing deleted is reported failed', async () => {
-  const ids = (await emu.control.items(SPA, 100)).ids;
-  await emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
+  const ids = (await h.emu.control.items(SPA, 100)).ids;
+  await h.emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
   const { page, restRequests } = await openPage();
-  const r = await bulkDelete(page, { webhookUrl: emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, ids, { haltOnError: true });
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, ids, { haltOnError: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'halt + drop');
   const s = await state();

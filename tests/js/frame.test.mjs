@@ -7,12 +7,12 @@
 //
 // Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
 
-import { test, before, after, beforeEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmulator } from './support/emulator.mjs';
-import { repo, pkgDir, copyBuiltPackage, launchChromium } from './support/browser.mjs';
+import { repo, pkgDir } from './support/browser.mjs';
+import { useEmulatorAndBrowser } from './support/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -22,34 +22,13 @@ const WIDGET = '/widget/index.html';
 const STATIC = ['--static', `/=${path.join(repo, 'www')}`, '--static', `/pkg=${pkgDir}`,
   '--static', `/frame-fixtures=${path.join(here, 'pages', 'frame')}`];
 
-let browser;
 /** Limits off: the measurement sends hundreds of calls; the widget's own pacing stays on. */
-let emu;
-const contexts = new Set();
-
-before(async () => {
-  await copyBuiltPackage();
-  emu = await startEmulator(['--no-limits', ...STATIC]);
-  browser = await launchChromium();
-});
-
-after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  await browser?.close();
-  await emu?.stop();
-});
-
-beforeEach(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  contexts.clear();
-  await emu.control.reset();
-});
+const h = useEmulatorAndBrowser(['--no-limits', ...STATIC]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function newPage({ initScript } = {}) {
-  const context = await browser.newContext();
-  contexts.add(context);
+  const context = await h.newContext();
   if (initScript) await context.addInitScript(initScript);
   const page = await context.newPage();
   const problems = [];
@@ -72,7 +51,7 @@ function hostUrl(url, { placement = 'CRM_DYNAMIC_1268_DETAIL_TAB', options, user
   if (options !== undefined) q.set('options', JSON.stringify(options));
   if (user !== undefined) q.set('user', String(user));
   if (lifetime !== undefined) q.set('lifetime', String(lifetime));
-  return `${emu.url}/app/widget?${q}`;
+  return `${h.emu.url}/app/widget?${q}`;
 }
 
 async function frameOf(page, urlPart) {
@@ -115,11 +94,11 @@ async function deleteThroughWidget(frame) {
 }
 
 async function itemsOf(type) {
-  return (await emu.control.state()).items[String(type)] ?? [];
+  return (await h.emu.control.state()).items[String(type)] ?? [];
 }
 
 async function requestsOf(method) {
-  return (await emu.control.state()).requests.byMethod[method] ?? 0;
+  return (await h.emu.control.state()).requests.byMethod[method] ?? 0;
 }
 
 // ---- the widget --------------------------------------------------------------------------------
@@ -147,13 +126,13 @@ test('widget in a smart-process detail tab: shows the item, Delete → Yes, dele
   assert.match(r.outcome, new RegExp(`#${id}\\b`));
   assert.equal(r.code, '');
   assert.equal((await itemsOf(SPA)).includes(id), false, 'the item is gone from the emulator');
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
   assert.equal(state.requests.byMethod['crm.item.delete'], 1);
   // Directly: the library's JSON POST to DOMAIN/rest/crm.item.delete with the frame's token, not BX24's form POST.
   const deletes = rest.filter((q) => /\/rest\/crm\.item\.delete/.test(q.url));
   assert.equal(deletes.length, 1, JSON.stringify(rest));
-  assert.equal(deletes[0].url, `${emu.url}/rest/crm.item.delete`);
+  assert.equal(deletes[0].url, `${h.emu.url}/rest/crm.item.delete`);
   assert.match(deletes[0].contentType, /^application\/json/);
   const body = JSON.parse(deletes[0].body);
   assert.deepEqual({ entityTypeId: body.entityTypeId, id: body.id }, { entityTypeId: SPA, id });
@@ -168,7 +147,7 @@ test('widget in a deal detail tab (CRM_DEAL_DETAIL_TAB) deletes the deal (entity
   assert.match(await text(frame, '#target'), new RegExp(`^Deal #${id}\\b`));
   const r = await deleteThroughWidget(frame);
   assert.equal(r.state, 'done', JSON.stringify(r));
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.deepEqual(state.deleted, [{ entityTypeId: DEAL, id }]);
   assert.equal(state.items[String(SPA)].length, 20, 'no smart-process item touched');
   assert.deepEqual(problems, []);
@@ -227,7 +206,7 @@ test('widget: the entity type from each placement code', async () => {
 
 test('widget: a denied delete (control.deny) shows ACCESS_DENIED in plain words; the item is kept', async () => {
   const id = (await itemsOf(SPA))[3];
-  await emu.control.deny(SPA, [id]);
+  await h.emu.control.deny(SPA, [id]);
   const { frame } = await openWidget({ options: { ID: String(id) } });
   const r = await deleteThroughWidget(frame);
   assert.equal(r.state, 'error');
@@ -278,10 +257,10 @@ test('widget: token expired mid-session (lifetime 1 s): the delete still works t
 test('widget: the portal answers expired_token (tokens revoked): refreshAuth, then one repeat succeeds', async () => {
   const id = (await itemsOf(SPA))[7];
   const { page, frame } = await openWidget({ options: { ID: String(id) } });
-  await emu.control.expireTokens();
+  await h.emu.control.expireTokens();
   const r = await deleteThroughWidget(frame);
   assert.equal(r.state, 'done', JSON.stringify(r));
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
   assert.equal(state.requests.byMethod['crm.item.delete'], 2, 'the expired_token answer and the repeat');
   assert.equal(state.rejected.expired_token, 1);
@@ -312,7 +291,7 @@ test('five concurrent deletes after the frame\'s token ran out (lifetime 1 s): a
 test('five concurrent deletes answered expired_token (tokens revoked): all succeed after one shared refreshAuth', async () => {
   const ids = (await itemsOf(SPA)).slice(15, 20);
   const { page, frame } = await openWidget({ options: { ID: '1' } });
-  await emu.control.expireTokens();
+  await h.emu.control.expireTokens();
   const results = await fiveAtOnce(frame, ids);
   assert.deepEqual(results.map((r) => r.ok ? 'ok' : r.error.code), ['ok', 'ok', 'ok', 'ok', 'ok'], JSON.stringify(results));
   assert.deepEqual((await itemsOf(SPA)).filter((id) => ids.includes(id)), []);
@@ -323,7 +302,7 @@ test('five concurrent deletes answered expired_token (tokens revoked): all succe
 
 test('widget opened outside a frame: a clear message, no Delete, no crash; isInsideBitrix24() false', async () => {
   const { page, problems } = await newPage();
-  await page.goto(`${emu.url}${WIDGET}`);
+  await page.goto(`${h.emu.url}${WIDGET}`);
   await page.waitForFunction(() => document.body.dataset.state === 'outside', null, { timeout: 15000 });
   assert.match(await text(page, '#target'), /^Open this page inside Bitrix24/);
   assert.equal(await text(page, '#outcome'), 'This page is not running inside Bitrix24, so it has no portal to talk to.');
@@ -350,7 +329,7 @@ test('isInsideBitrix24() is true inside the frame host', async () => {
 
 async function openStub(mode, extra = '') {
   const { page, problems, rest } = await newPage();
-  await page.goto(`${emu.url}/frame-fixtures/stub.html?mode=${mode}${extra}`);
+  await page.goto(`${h.emu.url}/frame-fixtures/stub.html?mode=${mode}${extra}`);
   await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
   await page.evaluate(() => window.lib.init());
   return { page, problems, rest };
@@ -483,7 +462,7 @@ test('deleteItems through a BX24.callMethod that answers 403 ACCESS_DENIED: ever
 });
 
 test('BX24.init still pending at the first call (answers after 800 ms): the call waits for it, then deletes directly', async () => {
-  const { access_token: token } = await emu.control.token({});
+  const { access_token: token } = await h.emu.control.token({});
   const id = (await itemsOf(SPA))[9];
   const { page, rest } = await openStub('slow-init', `&token=${token}`);
   const r = await page.evaluate((id) => window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })), id);
@@ -491,7 +470,7 @@ test('BX24.init still pending at the first call (answers after 800 ms): the call
   assert.deepEqual({ entityTypeId: r.value.entityTypeId, id: r.value.id }, { entityTypeId: SPA, id });
   assert.ok(r.ms >= 700, `took ${r.ms} ms: it waited for BX24.init`);
   assert.equal(rest.length, 1);
-  assert.equal(rest[0].url, `${emu.url}/rest/crm.item.delete`);
+  assert.equal(rest[0].url, `${h.emu.url}/rest/crm.item.delete`);
   assert.equal((await itemsOf(SPA)).includes(id), false);
 });
 
@@ -534,7 +513,7 @@ test('a frame on an https portal (PROTOCOL 1): a direct JSON POST to https://DOM
 // ---- deleteItems in a frame ------------------------------------------------------------------
 
 test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requests', async () => {
-  const ids = (await emu.control.items(SPA, 120)).ids;
+  const ids = (await h.emu.control.items(SPA, 120)).ids;
   const { frame } = await openWidget({ options: { ID: String(ids[0]) } });
   const report = await frame.evaluate(async (ids) => {
     const lib = await import('/pkg/index.js');
@@ -544,7 +523,7 @@ test('deleteItems in the frame: 120 ids through batch, all deleted, 3 batch requ
   assert.deepEqual(report.failed, []);
   assert.deepEqual(report.notFound, []);
   assert.deepEqual([...report.deleted].sort((a, b) => a - b), ids);
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.equal(state.requests.byMethod.batch, 3);
   assert.equal(state.requests.byMethod['crm.item.delete'] ?? 0, 0);
   assert.equal(state.items[String(SPA)].length, 20, 'only the 120 new items went');
@@ -572,7 +551,7 @@ function frameDelete(frame, path, id, opts) {
 test('frame, direct path: a 503 QUERY_LIMIT_EXCEEDED is retried after a backoff, like the fetch path', async () => {
   const { frame } = await openBench();
   const id = (await itemsOf(SPA))[10];
-  await emu.control.faults({ method: 'crm.item.delete', count: 1, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
+  await h.emu.control.faults({ method: 'crm.item.delete', count: 1, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
   const r = await frameDelete(frame, 'direct', id, { timeoutMs: 10000 });
   assert.equal(r.ok, true, JSON.stringify(r));
   assert.ok(r.ms >= 700, `took ${r.ms} ms: ~1 s of backoff`);
@@ -583,9 +562,9 @@ test('frame, direct path: a 503 QUERY_LIMIT_EXCEEDED is retried after a backoff,
 test('frame, BX24.callMethod path: a 503 (BX24.js never calls back) rejects TIMEOUT within the deadline; item kept', async () => {
   const { frame } = await openBench();
   const id = (await itemsOf(SPA))[11];
-  await emu.control.faults({ method: 'crm.item.delete', count: 20, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
+  await h.emu.control.faults({ method: 'crm.item.delete', count: 20, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' } });
   const r = await frameDelete(frame, 'bx24', id, { timeoutMs: 2000 });
-  await emu.control.clearFaults();
+  await h.emu.control.clearFaults();
   assert.equal(r.ok, false, JSON.stringify(r));
   assert.equal(r.error.code, 'TIMEOUT');
   assert.ok(r.ms >= 1900 && r.ms <= 3000, `took ${r.ms} ms`);
@@ -605,7 +584,7 @@ test('frame, BX24.callMethod path: a NOT_FOUND answer (400: 4xx reaches the call
 });
 
 test('frame, BX24.callMethod path: deleteItems of 120 ids goes through BX24 batch calls, all deleted', async () => {
-  const ids = (await emu.control.items(SPA, 120)).ids;
+  const ids = (await h.emu.control.items(SPA, 120)).ids;
   const { frame, rest } = await openBench();
   const report = await frame.evaluate(async (ids) => {
     window.useBx24('bx24');
@@ -620,7 +599,7 @@ test('frame, BX24.callMethod path: deleteItems of 120 ids goes through BX24 batc
   assert.deepEqual(report.notFound, []);
   assert.deepEqual([...report.deleted].sort((a, b) => a - b), ids);
   assert.equal(await requestsOf('batch'), 3);
-  assert.equal(rest.filter((q) => q.url === `${emu.url}/rest/batch.json`).length, 3, 'BX24.js form POSTs');
+  assert.equal(rest.filter((q) => q.url === `${h.emu.url}/rest/batch.json`).length, 3, 'BX24.js form POSTs');
   assert.equal((await itemsOf(SPA)).length, 20);
 });
 
@@ -635,7 +614,7 @@ function stats(ms) {
 test('measurement: ms per deleteItem in the frame, direct fetch vs BX24.callMethod vs a plain fetch', async () => {
   const [ROUNDS, PER_ROUND, WARMUP] = [10, 20, 5];
   const N = ROUNDS * PER_ROUND;
-  const ids = (await emu.control.items(SPA, 3 * (N + WARMUP))).ids;
+  const ids = (await h.emu.control.items(SPA, 3 * (N + WARMUP))).ids;
   const { page, rest } = await newPage();
   await page.goto(hostUrl('/frame-fixtures/bench.html', { options: { ID: '1' } }));
   const frame = await frameOf(page, '/frame-fixtures/bench.html');
@@ -649,10 +628,10 @@ test('measurement: ms per deleteItem in the frame, direct fetch vs BX24.callMeth
   assert.equal((await itemsOf(SPA)).length, 20, 'all measured items deleted');
   // Each path went where it should: BX24.callMethod posts a form to /rest/crm.item.delete.json; the
   // library's direct path and the plain fetch post JSON to /rest/crm.item.delete.
-  const sent = (suffix) => rest.filter((q) => q.url === `${emu.url}/rest/crm.item.delete${suffix}`).length;
+  const sent = (suffix) => rest.filter((q) => q.url === `${h.emu.url}/rest/crm.item.delete${suffix}`).length;
   assert.equal(sent('.json'), N + WARMUP, 'BX24.callMethod requests');
   assert.equal(sent(''), 2 * (N + WARMUP), 'direct requests (library + plain fetch)');
-  assert.equal((await emu.control.state()).requests.byMethod['crm.item.delete'], 3 * (N + WARMUP));
+  assert.equal((await h.emu.control.state()).requests.byMethod['crm.item.delete'], 3 * (N + WARMUP));
 
   const rows = [['library, direct fetch with BX24.getAuth()', ms.direct], ['library, BX24.callMethod fallback', ms.bx24],
     ['plain fetch, same endpoint and token', ms.fetch]];

@@ -7,13 +7,13 @@
 //
 // Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
 
-import { test, before, after, beforeEach } from 'node:test';
+import { test, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmulator } from './support/emulator.mjs';
-import { pkgDir, copyBuiltPackage, launchChromium } from './support/browser.mjs';
+import { pkgDir } from './support/browser.mjs';
+import { useEmulatorAndBrowser } from './support/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pagesDir = path.join(here, 'pages');
@@ -21,32 +21,18 @@ const pagesDir = path.join(here, 'pages');
 const SPA = 1268;
 const METHOD = 'crm.item.delete';
 
-let browser;
-let emu;
+const h = useEmulatorAndBrowser(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
 let pageUrl;
+before(() => {
+  pageUrl = `http://localhost:${h.emu.port}/`;
+});
 /** Seeded webhooks by role: admin, no_delete, extranet, no_crm_scope. */
 let hooks;
-const contexts = new Set();
-
-before(async () => {
-  await copyBuiltPackage();
-  emu = await startEmulator(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
-  pageUrl = `http://localhost:${emu.port}/`;
-  browser = await launchChromium();
-});
-
-after(async () => {
-  await browser?.close();
-  await emu?.stop();
-});
 
 beforeEach(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  contexts.clear();
-  await emu.control.reset();
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   hooks = Object.fromEntries(state.webhooks.map((w) => [w.role, w.url]));
-  assert.equal(hooks.admin, emu.webhook);
+  assert.equal(hooks.admin, h.emu.webhook);
 });
 
 /** The secret part of a webhook URL `.../rest/USER/SECRET/`. */
@@ -61,8 +47,7 @@ function secretOf(webhook) {
  * and every request the page makes to /rest/ (method, url, headers, body).
  */
 async function openPage() {
-  const context = await browser.newContext();
-  contexts.add(context);
+  const context = await h.newContext();
   const page = await context.newPage();
   const consoleLines = [];
   const restRequests = [];
@@ -104,12 +89,12 @@ function clientDelete(page, config, t, id, opts) {
 }
 
 async function deleteCount() {
-  const s = await emu.control.state();
+  const s = await h.emu.control.state();
   return s.requests.byMethod[METHOD] ?? 0;
 }
 
 async function itemsOf(t = SPA) {
-  const s = await emu.control.state();
+  const s = await h.emu.control.state();
   return s.items[String(t)] ?? [];
 }
 
@@ -161,7 +146,7 @@ test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the ite
   const { page, restRequests } = await openPage();
   const id = (await itemsOf())[0];
   assert.ok(id, 'a seeded item');
-  const r = await configureAndDelete(page, { webhookUrl: emu.webhook }, SPA, id);
+  const r = await configureAndDelete(page, { webhookUrl: h.emu.webhook }, SPA, id);
   assert.equal(r.ok, true, `delete failed: ${JSON.stringify(r.error)}`);
   assert.equal(r.value.entityTypeId, SPA);
   assert.equal(r.value.id, id);
@@ -173,7 +158,7 @@ test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the ite
   assert.equal(typeof r.value.time.date_start, 'string');
   assert.equal(typeof r.value.time.date_finish, 'string');
 
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.ok(!state.items[String(SPA)].includes(id), 'the item is gone');
   assert.deepEqual(state.deleted, [{ entityTypeId: SPA, id }]);
   assert.equal(state.requests.byMethod[METHOD], 1);
@@ -190,17 +175,17 @@ test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the ite
 test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Client is independent of the default client', async () => {
   const { page, restRequests } = await openPage();
   const [a, b, c] = await itemsOf();
-  const tok = await emu.control.token();
+  const tok = await h.emu.control.token();
   const token = tok.access_token;
   assert.ok(token);
 
-  const r1 = await configureAndDelete(page, { portal: emu.url, accessToken: token }, SPA, a);
+  const r1 = await configureAndDelete(page, { portal: h.emu.url, accessToken: token }, SPA, a);
   assert.equal(r1.ok, true, `OAuth delete failed: ${JSON.stringify(r1.error)}`);
   assert.equal(r1.value.entityTypeId, SPA);
   assert.equal(r1.value.id, a);
   assert.equal(typeof r1.value.time?.start, 'number');
   assert.equal(restRequests.length, 1);
-  assert.equal(restRequests[0].url, `${emu.url}/rest/${METHOD}`);
+  assert.equal(restRequests[0].url, `${h.emu.url}/rest/${METHOD}`);
   assert.deepEqual(JSON.parse(restRequests[0].body), { entityTypeId: SPA, id: a, auth: token });
   assert.equal(restRequests[0].body, `{"entityTypeId":${SPA},"id":${a},"auth":"${token}"}`);
 
@@ -211,7 +196,7 @@ test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Cl
     const viaClient = await window.settle(client.deleteItem(t, b));
     const viaDefault = await window.settle(window.lib.deleteItem(t, c));
     return { viaClient, viaDefault };
-  }, [emu.url, token, `${emu.url}/rest/1/wrongsecret0000x/`, SPA, b, c]);
+  }, [h.emu.url, token, `${h.emu.url}/rest/1/wrongsecret0000x/`, SPA, b, c]);
   assert.equal(r2.viaClient.ok, true, `Client delete failed: ${JSON.stringify(r2.viaClient.error)}`);
   assert.deepEqual({ entityTypeId: r2.viaClient.value.entityTypeId, id: r2.viaClient.value.id }, { entityTypeId: SPA, id: b });
   assertRejected(r2.viaDefault, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api', retryable: false, method: METHOD }, 'default client');
@@ -223,7 +208,7 @@ test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Cl
     const viaClient = await window.settle(client.deleteItem(t, c));
     const viaDefault = await window.settle(window.lib.deleteItem(t, c));
     return { viaClient, viaDefault };
-  }, [emu.url, token, SPA, c]);
+  }, [h.emu.url, token, SPA, c]);
   assert.equal(r3.viaClient.ok, true, `Client delete failed: ${JSON.stringify(r3.viaClient.error)}`);
   assertRejected(r3.viaDefault, { code: 'NOT_CONFIGURED', kind: 'config' }, 'default client after a Client');
 
@@ -238,7 +223,7 @@ test('string ids go on the wire as JSON numbers; URL, method and headers are the
   const r = await page.evaluate(async ([hook, t, a, b]) => {
     window.lib.configure({ webhookUrl: hook });
     return [await window.settle(window.lib.deleteItem(t, a)), await window.settle(new window.lib.Client({ webhookUrl: hook }).deleteItem(t, b))];
-  }, [emu.webhook, String(SPA), String(a), String(b)]);
+  }, [h.emu.webhook, String(SPA), String(a), String(b)]);
   for (const [i, id] of [[0, a], [1, b]]) {
     assert.equal(r[i].ok, true, `delete with string ids failed: ${JSON.stringify(r[i].error)}`);
     assert.strictEqual(r[i].value.entityTypeId, SPA, 'entityTypeId comes back as a number');
@@ -249,7 +234,7 @@ test('string ids go on the wire as JSON numbers; URL, method and headers are the
   for (const [i, id] of [[0, a], [1, b]]) {
     const req = restRequests[i];
     assert.equal(req.method, 'POST');
-    assert.equal(req.url, `${emu.webhook}${METHOD}`);
+    assert.equal(req.url, `${h.emu.webhook}${METHOD}`);
     assert.equal(req.body, `{"entityTypeId":${SPA},"id":${id}}`);
     assert.equal(req.headers['content-type'], 'application/json');
     assert.equal(req.headers.accept, 'application/json');
@@ -272,7 +257,7 @@ const BAD_IDS = [
 test('bad arguments reject with INVALID_ARGUMENT before any request (default client and Client)', async () => {
   const { page, restRequests } = await openPage();
   const id = (await itemsOf())[0];
-  const before = (await emu.control.state()).requests.total;
+  const before = (await h.emu.control.state()).requests.total;
   const results = await page.evaluate(async ([hook, bad, t, id]) => {
     window.lib.configure({ webhookUrl: hook });
     const client = new window.lib.Client({ webhookUrl: hook });
@@ -285,12 +270,12 @@ test('bad arguments reject with INVALID_ARGUMENT before any request (default cli
       out.push({ label, where: 'Client id', r: await window.settle(client.deleteItem(t, v)) });
     }
     return out;
-  }, [emu.webhook, BAD_IDS, SPA, id]);
+  }, [h.emu.webhook, BAD_IDS, SPA, id]);
   assert.equal(results.length, BAD_IDS.length * 4);
   for (const { label, where, r } of results) {
     assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'argument', retryable: false, status: 0, attempts: 0 }, `${where} = ${label}`);
   }
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.equal(state.requests.total, before, 'the emulator saw no request');
   assert.equal(restRequests.length, 0, `the browser sent no request: ${JSON.stringify(restRequests.map((x) => x.url))}`);
   assert.ok(state.items[String(SPA)].includes(id), 'nothing deleted');
@@ -298,22 +283,22 @@ test('bad arguments reject with INVALID_ARGUMENT before any request (default cli
 
 test('a missing argument rejects with INVALID_ARGUMENT before any request', async () => {
   const { page, restRequests } = await openPage();
-  const before = (await emu.control.state()).requests.total;
+  const before = (await h.emu.control.state()).requests.total;
   const results = await page.evaluate(async ([hook]) => {
     window.lib.configure({ webhookUrl: hook });
     return [await window.settle(window.lib.deleteItem()), await window.settle(window.lib.deleteItem(1268))];
-  }, [emu.webhook]);
+  }, [h.emu.webhook]);
   for (const r of results) assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'argument', attempts: 0 }, 'missing argument');
-  assert.equal((await emu.control.state()).requests.total, before);
+  assert.equal((await h.emu.control.state()).requests.total, before);
   assert.equal(restRequests.length, 0);
 });
 
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
   const { page, restRequests } = await openPage();
-  const before = (await emu.control.state()).requests.total;
+  const before = (await h.emu.control.state()).requests.total;
   const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1)));
   assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0 }, 'unconfigured');
-  assert.equal((await emu.control.state()).requests.total, before);
+  assert.equal((await h.emu.control.state()).requests.total, before);
   assert.equal(restRequests.length, 0);
   assert.ok((await itemsOf()).includes(1), 'nothing deleted');
 });
@@ -330,7 +315,7 @@ test('every emulator error comes through the package typed', async () => {
       want: { code: 'allowed_only_intranet_user', status: 403, retryable: false } },
     { label: 'webhook without crm scope', hook: hooks.no_crm_scope, t: SPA, id: items[3],
       want: { code: 'insufficient_scope', status: 403, retryable: false } },
-    { label: 'wrong webhook secret', hook: `${emu.url}/rest/1/notarealsecret42/`, t: SPA, id: items[4],
+    { label: 'wrong webhook secret', hook: `${h.emu.url}/rest/1/notarealsecret42/`, t: SPA, id: items[4],
       want: { code: 'NO_AUTH_FOUND', status: 401, retryable: false } },
     { label: 'type 5 (invoice)', hook: hooks.admin, t: 5, id: items[5],
       want: { code: 'ENTITY_TYPE_NOT_SUPPORTED', status: 400, retryable: false } },
@@ -343,26 +328,26 @@ test('every emulator error comes through the package typed', async () => {
     assertNoSecret(r, [secretOf(c.hook)], [], c.label);
   }
   // ACCESS_DENIED for one item (control.deny) with the admin webhook.
-  await emu.control.deny(SPA, [items[6]]);
+  await h.emu.control.deny(SPA, [items[6]]);
   const denied = await configureAndDelete(page, { webhookUrl: hooks.admin }, SPA, items[6]);
   assertRejected(denied, { code: 'ACCESS_DENIED', status: 403, kind: 'api', retryable: false, method: METHOD }, 'denied item');
   const after = await itemsOf();
   for (const id of items.slice(0, 7)) assert.ok(after.includes(id), `item ${id} not deleted`);
-  assert.deepEqual((await emu.control.state()).deleted, []);
+  assert.deepEqual((await h.emu.control.state()).deleted, []);
 });
 
 test('OAuth: an extranet user is refused, an expired token without onTokenExpired rejects expired_token 401', async () => {
   const { page } = await openPage();
   const [a, b] = await itemsOf();
-  const ext = await emu.control.token({ user: 3 });
-  const r1 = await configureAndDelete(page, { portal: emu.url, accessToken: ext.access_token }, SPA, a);
+  const ext = await h.emu.control.token({ user: 3 });
+  const r1 = await configureAndDelete(page, { portal: h.emu.url, accessToken: ext.access_token }, SPA, a);
   assertRejected(r1, { code: 'allowed_only_intranet_user', status: 403, kind: 'api', retryable: false, method: METHOD }, 'extranet token');
   assertNoSecret(r1, [ext.access_token], [], 'extranet token');
 
-  const short = await emu.control.token({ lifetime: 1 });
+  const short = await h.emu.control.token({ lifetime: 1 });
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const before = await deleteCount();
-  const r2 = await configureAndDelete(page, { portal: emu.url, accessToken: short.access_token }, SPA, b);
+  const r2 = await configureAndDelete(page, { portal: h.emu.url, accessToken: short.access_token }, SPA, b);
   assertRejected(r2, { code: 'expired_token', status: 401, kind: 'api', method: METHOD, attempts: 1 }, 'expired token');
   assert.equal(await deleteCount() - before, 1, 'not retried');
   assertNoSecret(r2, [short.access_token], [], 'expired token');
@@ -372,19 +357,19 @@ test('OAuth: an extranet user is refused, an expired token without onTokenExpire
 
 test('the webhook secret appears in no error text and no console output, on every error path', async () => {
   const { page, consoleLines } = await openPage();
-  const secret = secretOf(emu.webhook);
+  const secret = secretOf(h.emu.webhook);
   const items = await itemsOf();
   const dead = await closedPort();
   const fast = { rateLimit: false, maxRetries: 0 };
 
   // NOT_FOUND
-  const notFound = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast }, SPA, 999999);
+  const notFound = await configureAndDelete(page, { webhookUrl: h.emu.webhook, ...fast }, SPA, 999999);
   assertRejected(notFound, { code: 'NOT_FOUND', status: 400, kind: 'api' }, 'NOT_FOUND');
   assertNoSecret(notFound, [secret], consoleLines, 'NOT_FOUND');
 
   // NO_AUTH_FOUND: a wrong secret must not leak either.
   const wrong = 'wr0ngS3cretAbCdE';
-  const noAuth = await configureAndDelete(page, { webhookUrl: `${emu.url}/rest/1/${wrong}/`, ...fast }, SPA, items[0]);
+  const noAuth = await configureAndDelete(page, { webhookUrl: `${h.emu.url}/rest/1/${wrong}/`, ...fast }, SPA, items[0]);
   assertRejected(noAuth, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'NO_AUTH_FOUND');
   assertNoSecret(noAuth, [wrong], consoleLines, 'NO_AUTH_FOUND');
 
@@ -396,8 +381,8 @@ test('the webhook secret appears in no error text and no console output, on ever
 
   // BAD_RESPONSE: an HTML 502 page, an empty body, truncated JSON.
   for (const [fault, status] of [[{ kind: 'html', status: 502 }, 502], [{ kind: 'empty' }, 200], [{ kind: 'truncated' }, 200]]) {
-    await emu.control.faults({ method: METHOD, fault });
-    const r = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast }, SPA, 999998);
+    await h.emu.control.faults({ method: METHOD, fault });
+    const r = await configureAndDelete(page, { webhookUrl: h.emu.webhook, ...fast }, SPA, 999998);
     assertRejected(r, { code: 'BAD_RESPONSE', status, kind: 'response', method: METHOD, attempts: 1 }, `BAD_RESPONSE ${fault.kind}`);
     assertNoSecret(r, [secret], consoleLines, `BAD_RESPONSE ${fault.kind}`);
   }
@@ -414,9 +399,9 @@ test('the webhook secret appears in no error text and no console output, on ever
   assertNoSecret(malformed, [secret], consoleLines, 'malformed webhook');
 
   // TIMEOUT: the emulator never answers.
-  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
-  const timeout = await configureAndDelete(page, { webhookUrl: emu.webhook, ...fast, timeoutMs: 500 }, SPA, items[0]);
-  await emu.control.clearFaults();
+  await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  const timeout = await configureAndDelete(page, { webhookUrl: h.emu.webhook, ...fast, timeoutMs: 500 }, SPA, items[0]);
+  await h.emu.control.clearFaults();
   assertRejected(timeout, { code: 'TIMEOUT', status: 0, kind: 'timeout', retryable: true, method: METHOD, attempts: 1 }, 'TIMEOUT');
   assert.ok(timeout.ms < 2000, `TIMEOUT took ${timeout.ms} ms`);
   assertNoSecret(timeout, [secret], consoleLines, 'TIMEOUT');
@@ -429,14 +414,14 @@ test('an OAuth access token appears in no error text and no console output, on e
   const items = await itemsOf();
   const dead = await closedPort();
   const fast = { rateLimit: false, maxRetries: 0 };
-  const { access_token: token } = await emu.control.token();
+  const { access_token: token } = await h.emu.control.token();
 
-  const notFound = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast }, SPA, 999999);
+  const notFound = await configureAndDelete(page, { portal: h.emu.url, accessToken: token, ...fast }, SPA, 999999);
   assertRejected(notFound, { code: 'NOT_FOUND', status: 400, kind: 'api' }, 'NOT_FOUND');
   assertNoSecret(notFound, [token], consoleLines, 'NOT_FOUND');
 
   const unknownToken = 'f00dfeedcafebabe0123456789abcdef';
-  const noAuth = await configureAndDelete(page, { portal: emu.url, accessToken: unknownToken, ...fast }, SPA, items[0]);
+  const noAuth = await configureAndDelete(page, { portal: h.emu.url, accessToken: unknownToken, ...fast }, SPA, items[0]);
   assertRejected(noAuth, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'unknown token');
   assertNoSecret(noAuth, [unknownToken], consoleLines, 'unknown token');
 
@@ -445,8 +430,8 @@ test('an OAuth access token appears in no error text and no console output, on e
   assertNoSecret(network, [token], consoleLines, 'NETWORK_ERROR');
 
   for (const fault of [{ kind: 'html', status: 502 }, { kind: 'empty' }, { kind: 'truncated' }]) {
-    await emu.control.faults({ method: METHOD, fault });
-    const r = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast }, SPA, 999998);
+    await h.emu.control.faults({ method: METHOD, fault });
+    const r = await configureAndDelete(page, { portal: h.emu.url, accessToken: token, ...fast }, SPA, 999998);
     assertRejected(r, { code: 'BAD_RESPONSE', kind: 'response' }, `BAD_RESPONSE ${fault.kind}`);
     assertNoSecret(r, [token], consoleLines, `BAD_RESPONSE ${fault.kind}`);
   }
@@ -454,19 +439,19 @@ test('an OAuth access token appears in no error text and no console output, on e
   const badCfg = await configureAndDelete(page, { portal: 'http://acme.example.com', accessToken: token }, SPA, items[0]);
   assertRejected(badCfg, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'invalid config');
   assertNoSecret(badCfg, [token], consoleLines, 'invalid config');
-  const bothCfg = await configureAndDelete(page, { portal: emu.url, accessToken: token, webhookUrl: emu.webhook }, SPA, items[0]);
+  const bothCfg = await configureAndDelete(page, { portal: h.emu.url, accessToken: token, webhookUrl: h.emu.webhook }, SPA, items[0]);
   assertRejected(bothCfg, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'webhook and OAuth at once');
-  assertNoSecret(bothCfg, [token, secretOf(emu.webhook)], consoleLines, 'webhook and OAuth at once');
+  assertNoSecret(bothCfg, [token, secretOf(h.emu.webhook)], consoleLines, 'webhook and OAuth at once');
 
-  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
-  const timeout = await configureAndDelete(page, { portal: emu.url, accessToken: token, ...fast, timeoutMs: 500 }, SPA, items[0]);
-  await emu.control.clearFaults();
+  await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  const timeout = await configureAndDelete(page, { portal: h.emu.url, accessToken: token, ...fast, timeoutMs: 500 }, SPA, items[0]);
+  await h.emu.control.clearFaults();
   assertRejected(timeout, { code: 'TIMEOUT', kind: 'timeout' }, 'TIMEOUT');
   assertNoSecret(timeout, [token], consoleLines, 'TIMEOUT');
 
-  const short = await emu.control.token({ lifetime: 1 });
+  const short = await h.emu.control.token({ lifetime: 1 });
   await new Promise((resolve) => setTimeout(resolve, 1500));
-  const expired = await configureAndDelete(page, { portal: emu.url, accessToken: short.access_token, ...fast }, SPA, items[0]);
+  const expired = await configureAndDelete(page, { portal: h.emu.url, accessToken: short.access_token, ...fast }, SPA, items[0]);
   assertRejected(expired, { code: 'expired_token', status: 401 }, 'expired_token');
   assertNoSecret(expired, [short.access_token], consoleLines, 'expired_token');
 
@@ -476,14 +461,14 @@ test('an OAuth access token appears in no error text and no console output, on e
 test('https rule: http: is accepted for loopback hosts only', async () => {
   const { page } = await openPage();
   const [a] = await itemsOf();
-  const secret = secretOf(emu.webhook);
+  const secret = secretOf(h.emu.webhook);
   const fast = { rateLimit: false, maxRetries: 0, timeoutMs: 3000 };
 
   // localhost: accepted, the portal answers (a wrong secret → NO_AUTH_FOUND from the emulator).
-  const x = await configureAndDelete(page, { webhookUrl: `http://localhost:${emu.port}/rest/1/x/`, ...fast }, SPA, a);
+  const x = await configureAndDelete(page, { webhookUrl: `http://localhost:${h.emu.port}/rest/1/x/`, ...fast }, SPA, a);
   assertRejected(x, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api' }, 'http://localhost with a wrong secret');
   // localhost with the real secret deletes (same origin as the page).
-  const ok = await configureAndDelete(page, { webhookUrl: `http://localhost:${emu.port}/rest/1/${secret}`, ...fast }, SPA, a);
+  const ok = await configureAndDelete(page, { webhookUrl: `http://localhost:${h.emu.port}/rest/1/${secret}`, ...fast }, SPA, a);
   assert.equal(ok.ok, true, `http://localhost webhook (no trailing slash): ${JSON.stringify(ok.error)}`);
   assert.ok(!(await itemsOf()).includes(a));
 
@@ -495,7 +480,7 @@ test('https rule: http: is accepted for loopback hosts only', async () => {
   }
 
   // Non-loopback http: refused before any request.
-  const before = (await emu.control.state()).requests.total;
+  const before = (await h.emu.control.state()).requests.total;
   for (const url of ['http://acme.bitrix24.com/rest/1/abc/', 'http://localhost.example.com/rest/1/abc/',
     'http://128.0.0.1/rest/1/abc/', 'http://10.0.0.1/rest/1/abc/', 'http://127.0.0.1.example.com/rest/1/abc/',
     'ftp://localhost/rest/1/abc/', 'not a url']) {
@@ -504,5 +489,5 @@ test('https rule: http: is accepted for loopback hosts only', async () => {
   }
   const r = await configureAndDelete(page, { portal: 'http://acme.bitrix24.com', accessToken: 'tokentokentoken' }, SPA, 1);
   assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'OAuth portal over http');
-  assert.equal((await emu.control.state()).requests.total, before);
+  assert.equal((await h.emu.control.state()).requests.total, before);
 });

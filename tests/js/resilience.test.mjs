@@ -7,12 +7,13 @@
 //
 // Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
 
-import { test, before, after, beforeEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmulator } from './support/emulator.mjs';
-import { pkgDir, copyBuiltPackage, launchChromium } from './support/browser.mjs';
+import { pkgDir } from './support/browser.mjs';
+import { useEmulatorAndBrowser } from './support/harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const pagesDir = path.join(here, 'pages');
@@ -21,35 +22,14 @@ const SPA = 1268;
 const METHOD = 'crm.item.delete';
 const STATIC = ['--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`];
 
-let browser;
 /** The matrix emulator: no limits unless a test turns them on through /_emulator/config. */
-let emu;
-const contexts = new Set();
-
-before(async () => {
-  await copyBuiltPackage();
-  emu = await startEmulator(['--no-limits', ...STATIC]);
-  browser = await launchChromium();
-});
-
-after(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  await browser?.close();
-  await emu?.stop();
-});
-
-beforeEach(async () => {
-  for (const c of contexts) await c.close().catch(() => {});
-  contexts.clear();
-  await emu.control.reset();
-});
+const h = useEmulatorAndBrowser(['--no-limits', ...STATIC]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A fresh context and page (from `server`) with the package loaded; records /rest/ requests. */
-async function openPage(server = emu) {
-  const context = await browser.newContext();
-  contexts.add(context);
+async function openPage(server = h.emu) {
+  const context = await h.newContext();
   const page = await context.newPage();
   const restRequests = [];
   const consoleLines = [];
@@ -83,12 +63,12 @@ function clientDelete(page, config, t, id, opts) {
   }, [config, t, id, opts]);
 }
 
-async function deleteCount(server = emu) {
+async function deleteCount(server = h.emu) {
   const s = await server.control.state();
   return s.requests.byMethod[METHOD] ?? 0;
 }
 
-async function items(server = emu) {
+async function items(server = h.emu) {
   return (await server.control.state()).items[String(SPA)] ?? [];
 }
 
@@ -108,7 +88,7 @@ function assertRejected(r, expected, label) {
   return r.error;
 }
 
-async function assertDeleted(id, deleted, label, server = emu) {
+async function assertDeleted(id, deleted, label, server = h.emu) {
   const left = await items(server);
   assert.equal(!left.includes(id), deleted, `${label}: item ${id} should ${deleted ? '' : 'not '}be deleted`);
 }
@@ -117,9 +97,9 @@ async function assertDeleted(id, deleted, label, server = emu) {
 async function throughFaults(faults, config, opts) {
   const { page } = await openPage();
   const id = (await items())[0];
-  for (const f of faults) await emu.control.faults({ method: METHOD, ...f });
+  for (const f of faults) await h.emu.control.faults({ method: METHOD, ...f });
   const before = await deleteCount();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false, ...config }, SPA, id, opts);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, ...config }, SPA, id, opts);
   const sent = (await deleteCount()) - before;
   return { r, sent, id, page };
 }
@@ -157,9 +137,9 @@ test('503 with a deadline too short for the backoff: fails at once with QUERY_LI
 
 /** Operating limit 1 s per method, each call costs 1 s: the second call in the window gets 429. */
 async function exhaustOperatingLimit(page, timeScale) {
-  await emu.control.config({ operatingLimit: 1, operatingCost: 1, timeScale });
+  await h.emu.control.config({ operatingLimit: 1, operatingCost: 1, timeScale });
   const [first, second] = await items();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false }, SPA, first);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false }, SPA, first);
   assertResolved(r, first, 'the call that uses up the operating budget');
   return second;
 }
@@ -168,19 +148,19 @@ test('429 with a near operating_reset_at (2-3 s, inside the deadline): waits for
   const { page } = await openPage();
   const id = await exhaustOperatingLimit(page, 300); // a 10-minute window becomes 2 s
   const before = await deleteCount();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 8000 }, SPA, id);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 8000 }, SPA, id);
   assertResolved(r, id, '429 near');
   assert.equal(await deleteCount() - before, 2, 'requests: the 429 and the repeat after the reset');
   assert.ok(r.ms >= 1500 && r.ms <= 4500, `took ${r.ms} ms, expected the 2-3 s wait for operating_reset_at`);
   await assertDeleted(id, true, '429 near');
-  assert.equal((await emu.control.state()).rejected.OPERATION_TIME_LIMIT, 1);
+  assert.equal((await h.emu.control.state()).rejected.OPERATION_TIME_LIMIT, 1);
 });
 
 test('429 with a far operating_reset_at: fails at once with OPERATION_TIME_LIMIT, attempts 1', async () => {
   const { page } = await openPage();
   const id = await exhaustOperatingLimit(page, 1); // reset in ~10 minutes
   const before = await deleteCount();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, SPA, id);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 10000 }, SPA, id);
   assertRejected(r, { code: 'OPERATION_TIME_LIMIT', status: 429, kind: 'api', retryable: true, method: METHOD, attempts: 1 }, '429 far');
   assert.ok(r.ms < 1000, `failed after ${r.ms} ms, expected at once`);
   assert.equal(await deleteCount() - before, 1, 'requests');
@@ -191,7 +171,7 @@ test('429 with a near reset that does not fit the deadline: fails at once', asyn
   const { page } = await openPage();
   const id = await exhaustOperatingLimit(page, 300);
   const before = await deleteCount();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 1000 }, SPA, id);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 1000 }, SPA, id);
   assertRejected(r, { code: 'OPERATION_TIME_LIMIT', status: 429, attempts: 1 }, '429 near, short deadline');
   assert.ok(r.ms < 900, `failed after ${r.ms} ms, expected at once`);
   assert.equal(await deleteCount() - before, 1, 'requests');
@@ -242,7 +222,7 @@ test('truncated JSON after the delete was applied: the retry gets NOT_FOUND, res
   assertResolved(r, id, 'truncated');
   assert.equal(sent, 2, 'requests');
   await assertDeleted(id, true, 'truncated');
-  assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
+  assert.deepEqual((await h.emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
 test('connection dropped after the delete was applied: NETWORK_ERROR, the retry gets NOT_FOUND, resolves as deleted', async () => {
@@ -251,7 +231,7 @@ test('connection dropped after the delete was applied: NETWORK_ERROR, the retry 
   assert.equal(sent, 2, 'requests: the dropped one and the retry');
   assert.ok(r.ms >= 700 && r.ms <= 2500, `took ${r.ms} ms, expected ~1 s of backoff`);
   await assertDeleted(id, true, 'drop_after_apply');
-  assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
+  assert.deepEqual((await h.emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
 test('two dropped connections in a row, the first after the delete was applied: resolves as deleted, 3 requests', async () => {
@@ -260,7 +240,7 @@ test('two dropped connections in a row, the first after the delete was applied: 
   assert.equal(sent, 3, 'requests');
   assert.ok(r.ms >= 2200 && r.ms <= 4500, `took ${r.ms} ms, expected ~1 s + ~2 s of backoff`);
   await assertDeleted(id, true, 'drop_after_apply x2');
-  assert.deepEqual((await emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
+  assert.deepEqual((await h.emu.control.state()).deleted, [{ entityTypeId: SPA, id }]);
 });
 
 // Not tested, a documented limitation (README, "Limits, retries and errors"): a plain drop on a
@@ -271,7 +251,7 @@ test('two dropped connections in a row, the first after the delete was applied: 
 test('NOT_FOUND on a first attempt is not turned into success', async () => {
   const { page } = await openPage();
   const before = await deleteCount();
-  const r = await clientDelete(page, { webhookUrl: emu.webhook, rateLimit: false }, SPA, 999999);
+  const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false }, SPA, 999999);
   assertRejected(r, { code: 'NOT_FOUND', status: 400, retryable: false, attempts: 1 }, 'plain NOT_FOUND');
   assert.equal(await deleteCount() - before, 1);
 });
@@ -280,7 +260,7 @@ test('NOT_FOUND on a first attempt is not turned into success', async () => {
 
 test('hang with timeoutMs 3000: rejects TIMEOUT at the deadline, item kept', async () => {
   const { r, sent, id } = await throughFaults([{ fault: { kind: 'hang' } }], { timeoutMs: 3000 });
-  await emu.control.clearFaults();
+  await h.emu.control.clearFaults();
   assertRejected(r, { code: 'TIMEOUT', status: 0, kind: 'timeout', retryable: true, method: METHOD, attempts: 1 }, 'hang');
   assert.ok(r.ms >= 2900 && r.ms <= 3700, `settled after ${r.ms} ms, expected the 3000 ms deadline`);
   assert.equal(sent, 1, 'requests');
@@ -289,7 +269,7 @@ test('hang with timeoutMs 3000: rejects TIMEOUT at the deadline, item kept', asy
 
 test('a per-call timeoutMs overrides the client\'s', async () => {
   const { r, sent } = await throughFaults([{ fault: { kind: 'hang' } }], { timeoutMs: 30000 }, { timeoutMs: 800 });
-  await emu.control.clearFaults();
+  await h.emu.control.clearFaults();
   assertRejected(r, { code: 'TIMEOUT', kind: 'timeout' }, 'hang, per-call timeout');
   assert.ok(r.ms >= 700 && r.ms <= 1500, `settled after ${r.ms} ms, expected ~800`);
   assert.equal(sent, 1);
@@ -297,7 +277,7 @@ test('a per-call timeoutMs overrides the client\'s', async () => {
 
 test('hang, then success: with a 14 s budget the first attempt times out at 10 s and the retry deletes', async () => {
   const { r, sent, id } = await throughFaults([{ fault: { kind: 'hang' } }], { timeoutMs: 14000 });
-  await emu.control.clearFaults();
+  await h.emu.control.clearFaults();
   assertResolved(r, id, 'hang then success');
   assert.equal(sent, 2, 'requests');
   // attempt timeout max(14/2, min(14, 10)) = 10 s, then ~1 s of backoff
@@ -313,7 +293,7 @@ async function oauthPage(tokenBody = {}) {
   const calls = { n: 0 };
   await p.page.exposeFunction('freshToken', async () => {
     calls.n += 1;
-    return (await emu.control.token(tokenBody)).access_token;
+    return (await h.emu.control.token(tokenBody)).access_token;
   });
   return { ...p, calls };
 }
@@ -321,7 +301,7 @@ async function oauthPage(tokenBody = {}) {
 test('expired_token with onTokenExpired, 1 call: one refresh, one repeat, resolves', async () => {
   const { page, calls, restRequests } = await oauthPage();
   const id = (await items())[0];
-  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const before = await deleteCount();
   const r = await page.evaluate(async ([portal, token, t, id]) => {
     let refreshes = 0;
@@ -331,7 +311,7 @@ test('expired_token with onTokenExpired, 1 call: one refresh, one repeat, resolv
     });
     const first = await window.settle(client.deleteItem(t, id));
     return { first, refreshes };
-  }, [emu.url, expired, SPA, id]);
+  }, [h.emu.url, expired, SPA, id]);
   assertResolved(r.first, id, 'refresh, 1 call');
   assert.equal(r.refreshes, 1, 'onTokenExpired ran once');
   assert.equal(calls.n, 1);
@@ -345,7 +325,7 @@ test('expired_token with onTokenExpired, 20 concurrent calls: one shared refresh
   const { page, calls } = await oauthPage();
   const ids = (await items()).slice(0, 20);
   assert.equal(ids.length, 20);
-  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const before = await deleteCount();
   const r = await page.evaluate(async ([portal, token, t, ids]) => {
     let refreshes = 0;
@@ -360,7 +340,7 @@ test('expired_token with onTokenExpired, 20 concurrent calls: one shared refresh
     const results = await Promise.all(ids.map((id) => window.settle(client.deleteItem(t, id))));
     // A later call uses the refreshed token without another refresh.
     return { results, refreshes };
-  }, [emu.url, expired, SPA, ids]);
+  }, [h.emu.url, expired, SPA, ids]);
   r.results.forEach((x, i) => assertResolved(x, ids[i], `call ${i}`));
   assert.equal(r.refreshes, 1, 'onTokenExpired ran exactly once');
   assert.equal(calls.n, 1);
@@ -372,7 +352,7 @@ test('expired_token with onTokenExpired, 20 concurrent calls: one shared refresh
 test('a refresh that throws (or returns nothing): expired_token with the cause, no loop', async () => {
   const { page } = await openPage();
   const [a, b] = await items();
-  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const before = await deleteCount();
   const r = await page.evaluate(async ([portal, token, t, a, b]) => {
     let throws = 0;
@@ -387,7 +367,7 @@ test('a refresh that throws (or returns nothing): expired_token with the cause, 
     });
     const none = await window.settle(c2.deleteItem(t, b));
     return { thrown, none, throws, empty, causeIsFailure };
-  }, [emu.url, expired, SPA, a, b]);
+  }, [h.emu.url, expired, SPA, a, b]);
   assertRejected(r.thrown, { code: 'expired_token', status: 401, kind: 'api', method: METHOD, hasCause: true }, 'refresh throws');
   assert.equal(r.causeIsFailure, true, 'cause is the error the callback threw');
   assertRejected(r.none, { code: 'expired_token', status: 401, hasCause: true }, 'refresh returns nothing');
@@ -401,12 +381,12 @@ test('a refresh that throws (or returns nothing): expired_token with the cause, 
 test('a refresh that returns another expired token: one refresh, one repeat, then expired_token (no loop)', async () => {
   const { page, calls } = await oauthPage({ lifetime: 0 });
   const id = (await items())[0];
-  const expired = (await emu.control.token({ lifetime: 0 })).access_token;
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const before = await deleteCount();
   const r = await page.evaluate(async ([portal, token, t, id]) => {
     const client = new window.lib.Client({ portal, accessToken: token, rateLimit: false, onTokenExpired: () => window.freshToken() });
     return window.settle(client.deleteItem(t, id));
-  }, [emu.url, expired, SPA, id]);
+  }, [h.emu.url, expired, SPA, id]);
   assertRejected(r, { code: 'expired_token', status: 401 }, 'still expired');
   assert.equal(calls.n, 1, 'refreshed once');
   assert.equal(await deleteCount() - before, 2, 'requests');
@@ -449,7 +429,7 @@ test('abort while queued behind the pacing bucket: ABORTED at once, cause is the
   const { page } = await openPage();
   const [a, b] = await items();
   const before = await deleteCount();
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: { burst: 1, perSecond: 0.5 } },
+  const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: { burst: 1, perSecond: 0.5 } },
     [a, b], 300, 'new Error("user cancelled")');
   assertResolved(r.earlier, a, 'the call that took the only slot');
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', retryable: false, method: METHOD, attempts: 0, hasCause: true }, 'queued abort');
@@ -465,10 +445,10 @@ test('abort while queued behind the pacing bucket: ABORTED at once, cause is the
 test('abort while in flight (hang), with a non-Error reason: ABORTED at once, cause === the reason', async () => {
   const { page } = await openPage();
   const id = (await items())[0];
-  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
   const before = await deleteCount();
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, '"stop"');
-  await emu.control.clearFaults();
+  const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, '"stop"');
+  await h.emu.control.clearFaults();
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', retryable: false, attempts: 1, hasCause: true, causeString: 'stop' }, 'in-flight abort');
   assert.equal(r.causeIsReason, true, 'cause === "stop"');
   assert.equal(r.causeType, 'string');
@@ -481,9 +461,9 @@ test('abort while in flight (hang), with a non-Error reason: ABORTED at once, ca
 test('abort() without a reason while in flight: cause is the signal\'s AbortError', async () => {
   const { page } = await openPage();
   const id = (await items())[0];
-  await emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, null);
-  await emu.control.clearFaults();
+  await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
+  const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, null);
+  await h.emu.control.clearFaults();
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', hasCause: true }, 'abort()');
   assert.equal(r.causeIsReason, true, 'cause === signal.reason');
   assert.equal(r.causeName, 'AbortError');
@@ -494,9 +474,9 @@ test('abort() without a reason while in flight: cause is the signal\'s AbortErro
 test('abort during a retry backoff: ABORTED at once, no further request', async () => {
   const { page } = await openPage();
   const id = (await items())[0];
-  await emu.control.faults({ method: METHOD, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' }, count: 3 });
+  await h.emu.control.faults({ method: METHOD, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' }, count: 3 });
   const before = await deleteCount();
-  const r = await deleteAndAbort(page, { webhookUrl: emu.webhook, rateLimit: false, timeoutMs: 15000 }, [id], 300, 'new Error("enough")');
+  const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 15000 }, [id], 300, 'new Error("enough")');
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', hasCause: true }, 'abort in backoff');
   assert.equal(r.causeIsReason, true);
   assert.ok(r.afterAbortMs <= 250, `settled ${r.afterAbortMs} ms after the abort`);
@@ -514,7 +494,7 @@ test('an already aborted signal: ABORTED without a request', async () => {
     const client = new window.lib.Client({ webhookUrl: hook });
     return client.deleteItem(t, id, { signal: AbortSignal.abort(reason) })
       .then(() => ({ ok: true }), (e) => ({ ok: false, error: window.serializeError(e), causeIsReason: e.cause === reason }));
-  }, [emu.webhook, SPA, id]);
+  }, [h.emu.webhook, SPA, id]);
   assertRejected(r, { code: 'ABORTED', kind: 'aborted', retryable: false, method: METHOD, hasCause: true }, 'pre-aborted');
   assert.equal(r.causeIsReason, true);
   assert.equal(await deleteCount() - before, 0);
@@ -528,7 +508,7 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
   const r = await page.evaluate(async ([hook, t, id]) => {
     const client = new window.lib.Client({ webhookUrl: hook });
     return window.settle(client.deleteItem(t, id, { signal: AbortSignal.abort(new Error('too late')) }));
-  }, [emu.webhook, SPA, id]);
+  }, [h.emu.webhook, SPA, id]);
   assert.equal(await deleteCount() - before, 0, 'nothing sent');
   assertRejected(r, { code: 'ABORTED', attempts: 0 }, 'pre-aborted attempts');
 });
@@ -541,16 +521,16 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
 // then meet its edge. So 3 / 5 uses one slot at once, and 50 / 2 uses 47.
 test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s', async () => {
   const { page, restRequests } = await openPage();
-  await emu.control.config({ burst: 3, drain: 5 });
+  await h.emu.control.config({ burst: 3, drain: 5 });
   const ids = (await items()).slice(0, 10);
   const r = await page.evaluate(async ([hook, t, ids]) => {
     const client = new window.lib.Client({ webhookUrl: hook, rateLimit: { burst: 3, perSecond: 5 } });
     const t0 = performance.now();
     const results = await Promise.all(ids.map((id) => window.settle(client.deleteItem(t, id))));
     return { results, ms: performance.now() - t0 };
-  }, [emu.webhook, SPA, ids]);
+  }, [h.emu.webhook, SPA, ids]);
   r.results.forEach((x, i) => assertResolved(x, ids[i], `call ${i}`));
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.equal(state.rejected.QUERY_LIMIT_EXCEEDED ?? 0, 0, 'no 503 from the emulator');
   assert.equal(state.requests.byMethod[METHOD], 10);
   assert.ok(r.ms >= 1700 && r.ms <= 2700, `took ${r.ms} ms, the bucket (2 of 3 slots in reserve) allows 1800`);
@@ -560,8 +540,8 @@ test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s'
 
 test('default pacing (50 burst, 2/s) keeps a default-limits portal from answering 503', async () => {
   const { page } = await openPage();
-  await emu.control.config({ burst: 50, drain: 2 });
-  await emu.control.items(SPA, 40);
+  await h.emu.control.config({ burst: 50, drain: 2 });
+  await h.emu.control.items(SPA, 40);
   const ids = (await items()).slice(0, 55);
   assert.equal(ids.length, 55);
   const r = await page.evaluate(async ([hook, t, ids]) => {
@@ -569,9 +549,9 @@ test('default pacing (50 burst, 2/s) keeps a default-limits portal from answerin
     const t0 = performance.now();
     const results = await Promise.all(ids.map((id) => window.settle(client.deleteItem(t, id))));
     return { results, ms: performance.now() - t0 };
-  }, [emu.webhook, SPA, ids]);
+  }, [h.emu.webhook, SPA, ids]);
   r.results.forEach((x, i) => assertResolved(x, ids[i], `call ${i}`));
-  const state = await emu.control.state();
+  const state = await h.emu.control.state();
   assert.equal(state.rejected.QUERY_LIMIT_EXCEEDED ?? 0, 0, 'no 503 from the emulator');
   assert.equal(state.requests.byMethod[METHOD], 55);
   assert.ok(r.ms >= 3800 && r.ms <= 5100, `took ${r.ms} ms, the bucket (3 of 50 in reserve) allows (55-47)/2 = 4 s`);
@@ -585,7 +565,7 @@ test('rateLimit: false sends at once', async () => {
     const t0 = performance.now();
     const results = await Promise.all(ids.map((id) => window.settle(client.deleteItem(t, id))));
     return { results, ms: performance.now() - t0 };
-  }, [emu.webhook, SPA, ids]);
+  }, [h.emu.webhook, SPA, ids]);
   r.results.forEach((x, i) => assertResolved(x, ids[i], `call ${i}`));
   assert.ok(r.ms < 1500, `took ${r.ms} ms`);
 });
