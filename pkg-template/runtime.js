@@ -100,6 +100,56 @@ function expire() {
   if (next < armedAt && next !== Infinity) arm(next);
 }
 
+// Plain JS values for the wasm (it does not link js-sys).
+export function get(object, key) {
+  if (object === null || (typeof object !== 'object' && typeof object !== 'function')) return undefined;
+  try {
+    return object[key];
+  } catch {
+    return undefined;
+  }
+}
+
+export function items(iterable) {
+  if (typeof iterable === 'string') return undefined;
+  try {
+    return [...iterable];
+  } catch {
+    return undefined;
+  }
+}
+
+export const at = (array, index) => array?.[index];
+export const length = (array) => array.length;
+export const bigintText = (value) => String(value);
+export const reject = (error) => Promise.reject(error);
+
+export function progress(callback, done, total) {
+  try {
+    callback({ done, total });
+  } catch {
+    // A throwing onProgress does not break the run.
+  }
+}
+
+export function deleted(entityTypeId, id, time) {
+  const result = { entityTypeId, id };
+  if (time) {
+    try {
+      result.time = JSON.parse(time);
+    } catch {
+      // Checked by the wasm's reader already; an unparsable time is left out.
+    }
+  }
+  return result;
+}
+
+export const report = (deleted, notFound) => ({ deleted: Array.from(deleted), notFound: Array.from(notFound), failed: [] });
+
+export function addFailed(report, id, error) {
+  report.failed.push({ id, error });
+}
+
 const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
 const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
 

@@ -9,7 +9,6 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 
-use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use crate::bulk::{self, BulkOptions, BulkReport};
@@ -37,29 +36,72 @@ extern "C" {
         cause: &JsValue,
     ) -> JsValue;
 
-    fn sleep(ms: f64, signal: &JsValue) -> Promise;
+    // The platform: each returns a promise that never rejects.
+    fn sleep(ms: f64, signal: &JsValue) -> JsValue;
 
-    fn send(url: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
+    fn send(url: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
-    fn refresh_token(callback: &Function, timeout_ms: f64, signal: &JsValue) -> Promise;
+    fn refresh_token(callback: &JsValue, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = frameAuth)]
-    fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> Promise;
+    fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = callBx24)]
-    fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> Promise;
+    fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
+
+    // Plain JS values (no js-sys: its closure shims alone were ~5 KB of the wasm).
+    /// `object[key]`, or `undefined` when `object` is not an object or the getter throws.
+    fn get(object: &JsValue, key: &str) -> JsValue;
+
+    /// `[...iterable]`, or `undefined` for a string or anything not iterable.
+    fn items(iterable: &JsValue) -> JsValue;
+
+    /// `array[index]`.
+    fn at(array: &JsValue, index: u32) -> JsValue;
+
+    /// `array.length`.
+    fn length(array: &JsValue) -> u32;
+
+    /// The decimal text of a bigint.
+    #[wasm_bindgen(js_name = bigintText)]
+    fn bigint_text(value: &JsValue) -> String;
+
+    /// `Promise.reject(error)`.
+    fn reject(error: &JsValue) -> JsValue;
+
+    /// `callback({ done, total })`; a throw is swallowed.
+    fn progress(callback: &JsValue, done: f64, total: f64);
+
+    /// `{ entityTypeId, id }`, with `time: JSON.parse(time)` when `time` is not empty.
+    fn deleted(entity_type_id: f64, id: f64, time: &str) -> JsValue;
+
+    /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`.
+    fn report(deleted: &[f64], not_found: &[f64]) -> JsValue;
+
+    /// `report.failed.push({ id, error })`.
+    #[wasm_bindgen(js_name = addFailed)]
+    fn add_failed(report: &JsValue, id: f64, error: &JsValue);
 
     /// Hands runtime.js the one callback through which settled promises come back: `wake(slot, value)`.
     fn install(wake: &JsValue);
 
     /// `promise.then((value) => wake(slot, value))`; runtime.js promises never reject.
-    fn resume(promise: &Promise, slot: u32);
+    fn resume(promise: &JsValue, slot: u32);
 
     /// A new promise that [`finish`] settles; `key` names it.
-    fn task(key: u32) -> Promise;
+    fn task(key: u32) -> JsValue;
 
     fn finish(key: u32, ok: bool, value: &JsValue);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = Date)]
+    fn now() -> f64;
+
+    #[wasm_bindgen(js_namespace = Math)]
+    fn random() -> f64;
 }
 
 thread_local! {
@@ -69,7 +111,7 @@ thread_local! {
 }
 
 /// Awaits a runtime.js promise (one that never rejects) on our executor.
-async fn settled(promise: Promise) -> JsValue {
+async fn settled(promise: JsValue) -> JsValue {
     if !INSTALLED.replace(true) {
         let wake = Closure::<dyn Fn(u32, JsValue)>::new(|slot: u32, value: JsValue| {
             WAITS.with(|w| w.fill(slot as usize, value));
@@ -83,7 +125,7 @@ async fn settled(promise: Promise) -> JsValue {
 }
 
 /// Runs `future` on our executor and returns a promise of its outcome.
-fn spawn(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+fn spawn(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> JsValue {
     let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
     let promise = task(key);
     executor::spawn(async move {
@@ -105,7 +147,7 @@ pub struct Client {
 /// What each call's [`WebEnv`] is made from.
 #[derive(Clone)]
 struct Platform {
-    on_token_expired: Option<Function>,
+    on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
 }
@@ -142,7 +184,7 @@ impl Client {
 
     /// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
     #[wasm_bindgen(js_name = deleteItem)]
-    pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> Promise {
+    pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> JsValue {
         // Arguments are checked before anything async: a bad one rejects at once.
         let checked = (|| {
             let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
@@ -173,7 +215,7 @@ impl Client {
     /// Deletes many items of one type through `batch`. Resolves a report that accounts for
     /// every distinct id; rejects only for invalid arguments, before any request.
     #[wasm_bindgen(js_name = deleteItems)]
-    pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> Promise {
+    pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> JsValue {
         let checked = (|| {
             let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
             let ids = read_ids(&ids)?;
@@ -205,19 +247,8 @@ impl Client {
             let report = core
                 .delete_items(&env, entity_type_id, &ids, options, |done, total| {
                     if let Some(callback) = &on_progress {
-                        let progress = Object::new();
-                        let _ = Reflect::set(
-                            &progress,
-                            &"done".into(),
-                            &JsValue::from_f64(done as f64),
-                        );
-                        let _ = Reflect::set(
-                            &progress,
-                            &"total".into(),
-                            &JsValue::from_f64(total as f64),
-                        );
-                        // A throwing onProgress must not break the run.
-                        let _ = callback.call1(&JsValue::UNDEFINED, &progress);
+                        // A throwing onProgress must not break the run: progress() swallows it.
+                        progress(callback, done as f64, total as f64);
                     }
                 })
                 .await;
@@ -229,57 +260,40 @@ impl Client {
 const ENTITY_TYPE_ID: &str = "entityTypeId must be a positive safe integer or its decimal string";
 
 /// A promise rejected with the `B24Error` for an argument error (nothing was sent).
-fn rejected(error: Error, method: &str) -> Promise {
-    Promise::reject(&to_js_error(&error.into(), method, &JsValue::UNDEFINED))
+fn rejected(error: Error, method: &str) -> JsValue {
+    reject(&to_js_error(&error.into(), method, &JsValue::UNDEFINED))
 }
 
 /// Reads an iterable of ids, without repeats.
 fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
     const WHY: &str = "ids must be an iterable of positive safe integers or their decimal strings";
-    let iterator = if ids.is_string() {
-        None
-    } else {
-        js_sys::try_iter(ids).ok().flatten()
-    };
-    let iterator = iterator.ok_or(Error::InvalidArgument(WHY))?;
-    let mut parsed = Vec::new();
-    for id in iterator {
-        parsed.push(read_id(&id.map_err(|_| Error::InvalidArgument(WHY))?, WHY)?);
+    let list = items(ids);
+    if list.is_undefined() {
+        return Err(Error::InvalidArgument(WHY));
     }
+    let parsed = (0..length(&list))
+        .map(|i| read_id(&at(&list, i), WHY))
+        .collect::<Result<Vec<u64>, Error>>()?;
     Ok(bulk::distinct(parsed))
 }
 
-fn number_array(ids: &[u64]) -> Array {
-    ids.iter().map(|&id| JsValue::from_f64(id as f64)).collect()
+fn numbers(ids: &[u64]) -> Vec<f64> {
+    ids.iter().map(|&id| id as f64).collect()
 }
 
 fn bulk_report(report: &BulkReport, env: &WebEnv) -> JsValue {
-    let failed: Array = report
-        .failed
-        .iter()
-        .map(|f| {
-            let entry = Object::new();
-            let error = env.error(
-                &CallError {
-                    error: f.error.clone(),
-                    attempts: f.attempts,
-                },
-                f.method,
-            );
-            let _ = Reflect::set(&entry, &"id".into(), &JsValue::from_f64(f.id as f64));
-            let _ = Reflect::set(&entry, &"error".into(), &error);
-            JsValue::from(entry)
-        })
-        .collect();
-    let result = Object::new();
-    let _ = Reflect::set(&result, &"deleted".into(), &number_array(&report.deleted));
-    let _ = Reflect::set(
-        &result,
-        &"notFound".into(),
-        &number_array(&report.not_found),
-    );
-    let _ = Reflect::set(&result, &"failed".into(), &failed);
-    result.into()
+    let result = self::report(&numbers(&report.deleted), &numbers(&report.not_found));
+    for f in &report.failed {
+        let error = env.error(
+            &CallError {
+                error: f.error.clone(),
+                attempts: f.attempts,
+            },
+            f.method,
+        );
+        add_failed(&result, f.id as f64, &error);
+    }
+    result
 }
 
 /// The per-call platform: timers, fetch and the caller's abort signal.
@@ -287,7 +301,7 @@ struct WebEnv {
     signal: JsValue,
     /// The JS error behind the latest failure, for `B24Error.cause`.
     cause: RefCell<JsValue>,
-    on_token_expired: Option<Function>,
+    on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
 }
@@ -300,7 +314,7 @@ impl WebEnv {
             error.error,
             Error::Aborted | Error::NotAttempted { timeout: false, .. }
         ) {
-            Reflect::get(&self.signal, &"reason".into()).unwrap_or(JsValue::UNDEFINED)
+            get(&self.signal, "reason")
         } else {
             self.cause.borrow().clone()
         };
@@ -310,11 +324,11 @@ impl WebEnv {
 
 impl Env for WebEnv {
     fn now_ms(&self) -> f64 {
-        js_sys::Date::now()
+        now()
     }
 
     fn random(&self) -> f64 {
-        js_sys::Math::random()
+        random()
     }
 
     async fn sleep(&self, ms: f64) -> Result<(), Error> {
@@ -333,16 +347,15 @@ impl Env for WebEnv {
             send(url, body, timeout_ms, &self.signal)
         })
         .await;
-        let answer: Array = answer.unchecked_into();
-        let status = answer.get(0).as_f64().unwrap_or(0.0) as u16;
+        let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
             return Ok(RawResponse {
                 status,
-                body: answer.get(1).as_string().unwrap_or_default(),
+                body: at(&answer, 1).as_string().unwrap_or_default(),
             });
         }
-        *self.cause.borrow_mut() = answer.get(2);
-        Err(match answer.get(1).as_f64() {
+        *self.cause.borrow_mut() = at(&answer, 2);
+        Err(match at(&answer, 1).as_f64() {
             Some(2.0) => Error::Timeout,
             Some(3.0) => Error::Aborted,
             _ => Error::Network,
@@ -357,14 +370,12 @@ impl Env for WebEnv {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
             // [3, restBase, token] call the portal directly, [4] aborted.
-            let answer: Array = settled(frame_auth(first, timeout_ms, &self.signal))
-                .await
-                .unchecked_into();
-            return match answer.get(0).as_f64() {
+            let answer = settled(frame_auth(first, timeout_ms, &self.signal)).await;
+            return match at(&answer, 0).as_f64() {
                 Some(3.0) => {
-                    let token = answer.get(2).as_string().unwrap_or_default();
+                    let token = at(&answer, 2).as_string().unwrap_or_default();
                     // A portal that fails the https rule is reached through BX24 instead.
-                    match config::parse_portal(&answer.get(1).as_string().unwrap_or_default()) {
+                    match config::parse_portal(&at(&answer, 1).as_string().unwrap_or_default()) {
                         Ok(rest_base) if !token.is_empty() => Ok(Credentials::Token {
                             token: Secret::new(token),
                             rest_base: Some(rest_base),
@@ -381,19 +392,17 @@ impl Env for WebEnv {
         let Some(callback) = &self.on_token_expired else {
             return Err(Error::NotConfigured);
         };
-        let answer: Array = settled(refresh_token(callback, timeout_ms, &self.signal))
-            .await
-            .unchecked_into();
+        let answer = settled(refresh_token(callback, timeout_ms, &self.signal)).await;
         if self.aborted() {
             return Err(Error::Aborted);
         }
-        match answer.get(0).as_string() {
+        match at(&answer, 0).as_string() {
             Some(token) => Ok(Credentials::Token {
                 token: Secret::new(token),
                 rest_base: None,
             }),
             None => {
-                *self.cause.borrow_mut() = answer.get(1);
+                *self.cause.borrow_mut() = at(&answer, 1);
                 Err(Error::InvalidConfig("onTokenExpired failed"))
             }
         }
@@ -424,24 +433,12 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
         RawId::Text(&text)
     } else if value.is_bigint() {
         // A bigint is checked as its decimal text.
-        text = js_sys::BigInt::from(value.clone())
-            .to_string(10)
-            .map(String::from)
-            .unwrap_or_default();
+        text = bigint_text(value);
         RawId::Text(&text)
     } else {
         RawId::Other
     };
     id::parse_id(raw).ok_or(Error::InvalidArgument(why))
-}
-
-/// `object[key]`, or `undefined` when `object` is not an object (never a thrown TypeError: an
-/// exception per call would cost more than the rest of the call's JS work).
-fn get(object: &JsValue, key: &str) -> JsValue {
-    if !object.is_object() && !object.is_function() {
-        return JsValue::UNDEFINED;
-    }
-    Reflect::get(object, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `object[key]` read as `T`: `None` when `undefined`, `why` when of another type.
@@ -470,11 +467,11 @@ fn bool_option(object: &JsValue, key: &str, why: Error) -> Result<Option<bool>, 
     option(object, key, |v| v.as_bool(), why)
 }
 
-fn function_option(object: &JsValue, key: &str, why: Error) -> Result<Option<Function>, Error> {
-    option(object, key, |v| v.dyn_into::<Function>().ok(), why)
+fn function_option(object: &JsValue, key: &str, why: Error) -> Result<Option<JsValue>, Error> {
+    option(object, key, |v| v.is_function().then_some(v), why)
 }
 
-fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<Function>), Error> {
+fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
     if !config.is_object() {
         return Err(Error::InvalidConfig("the configuration must be an object"));
     }
@@ -562,17 +559,7 @@ fn read_options(options: &JsValue) -> Result<(CallOptions, JsValue), Error> {
     ))
 }
 
-fn delete_result(entity_type_id: u64, id: u64, deleted: &Deleted) -> JsValue {
-    let result = Object::new();
-    let set = |key: &str, value: JsValue| Reflect::set(&result, &key.into(), &value);
-    let _ = set("entityTypeId", JsValue::from_f64(entity_type_id as f64));
-    let _ = set("id", JsValue::from_f64(id as f64));
-    if let Some(time) = deleted
-        .time
-        .as_ref()
-        .and_then(|t| js_sys::JSON::parse(&t.raw).ok())
-    {
-        let _ = set("time", time);
-    }
-    result.into()
+fn delete_result(entity_type_id: u64, id: u64, result: &Deleted) -> JsValue {
+    let time = result.time.as_ref().map_or("", |t| t.raw.as_str());
+    deleted(entity_type_id as f64, id as f64, time)
 }

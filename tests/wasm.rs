@@ -76,7 +76,12 @@ fn field(value: &JsValue, key: &str) -> JsValue {
 }
 
 async fn delete(client: &Client, entity_type_id: f64, id: f64) -> Result<JsValue, JsValue> {
-    JsFuture::from(client.delete_item(entity_type_id.into(), id.into(), JsValue::UNDEFINED)).await
+    JsFuture::from(Promise::from(client.delete_item(
+        entity_type_id.into(),
+        id.into(),
+        JsValue::UNDEFINED,
+    )))
+    .await
 }
 
 /// Asserts the error's code, status and kind, and that it is a real `Error` named `B24Error`.
@@ -216,9 +221,13 @@ async fn invalid_arguments_send_nothing() {
         );
     }
     for bad in ["01", " 1", "1e3", ""] {
-        let error = JsFuture::from(client.delete_item(1268.into(), bad.into(), JsValue::UNDEFINED))
-            .await
-            .unwrap_err();
+        let error = JsFuture::from(Promise::from(client.delete_item(
+            1268.into(),
+            bad.into(),
+            JsValue::UNDEFINED,
+        )))
+        .await
+        .unwrap_err();
         assert_eq!(
             field(&error, "code").as_string().as_deref(),
             Some("INVALID_ARGUMENT"),
