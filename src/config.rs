@@ -213,9 +213,8 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
         .strip_prefix("/rest/")
         .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (user, secret) = rest
-        .split_once('/')
-        .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let slash = first(rest, b'/').ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let (user, secret) = (&rest[..slash], &rest[slash + 1..]);
     let user_ok = !user.is_empty() && user.len() <= 16 && user.bytes().all(|b| b.is_ascii_digit());
     let secret_ok = !secret.is_empty()
         && secret.len() <= 128
@@ -255,7 +254,10 @@ pub fn parse_portal(url: &str) -> Result<String, Error> {
 /// fragments, spaces, and `http:` for anything but a loopback host. The error is `Some` when a
 /// more precise message than the shape applies.
 fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
-    if url.bytes().any(|b| b <= b' ' || b == 0x7f || b == b'\\') || url.contains(['?', '#']) {
+    if url
+        .bytes()
+        .any(|b| b <= b' ' || matches!(b, 0x7f | b'\\' | b'?' | b'#'))
+    {
         return Err(None);
     }
     let (https, rest) = if url.len() > 8 && url[..8].eq_ignore_ascii_case("https://") {
@@ -265,11 +267,14 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
     } else {
         return Err(None);
     };
-    let end = rest.find('/').unwrap_or(rest.len());
+    let end = first(rest, b'/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     // `[v6]:port` or `host:port`: the port follows the last colon after any bracket.
-    let host_end = authority.rfind(']').map_or(0, |i| i + 1);
-    let (host, port) = match authority[host_end..].find(':') {
+    let host_end = authority
+        .bytes()
+        .rposition(|b| b == b']')
+        .map_or(0, |i| i + 1);
+    let (host, port) = match first(&authority[host_end..], b':') {
         Some(i) => (
             &authority[..host_end + i],
             Some(&authority[host_end + i + 1..]),
@@ -317,15 +322,30 @@ fn is_loopback(host: &str) -> bool {
     if host == "localhost" || host == "[::1]" {
         return true;
     }
-    let octets: Vec<&str> = host.split('.').collect();
-    octets.len() == 4
-        && octets[0] == "127"
-        && octets.iter().all(|o| {
-            !o.is_empty()
-                && o.len() <= 3
-                && o.bytes().all(|b| b.is_ascii_digit())
-                && o.parse::<u16>().is_ok_and(|n| n <= 255)
-        })
+    let Some(rest) = host.strip_prefix("127.") else {
+        return false;
+    };
+    // Three more octets of 1 to 3 digits, each at most 255, separated by dots.
+    let (mut octets, mut digits, mut value) = (1, 0, 0u16);
+    for b in rest.bytes().chain([b'.']) {
+        if b == b'.' {
+            if digits == 0 || value > 255 {
+                return false;
+            }
+            (octets, digits, value) = (octets + 1, 0, 0);
+        } else if b.is_ascii_digit() && digits < 3 {
+            (digits, value) = (digits + 1, value * 10 + u16::from(b - b'0'));
+        } else {
+            return false;
+        }
+    }
+    octets == 4
+}
+
+/// Where byte `b` first occurs in `s`. (A `char` pattern would bring a generic searcher and
+/// memchr into the wasm.)
+fn first(s: &str, b: u8) -> Option<usize> {
+    s.bytes().position(|c| c == b)
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -385,6 +405,35 @@ mod tests {
             unreachable!()
         };
         assert_eq!(redacted, "https://a.b/rest/7/***/");
+    }
+
+    #[test]
+    fn loopback_hosts_are_exactly_localhost_127_0_0_0_8_and_v6_one() {
+        for host in [
+            "localhost",
+            "[::1]",
+            "127.0.0.1",
+            "127.255.255.255",
+            "127.001.0.1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in [
+            "127.0.0",
+            "127.0.0.1.2",
+            "127..0.1",
+            "127.0.0.",
+            "127.256.0.1",
+            "127.0.0.1000",
+            "127.0.0.a",
+            "128.0.0.1",
+            "127",
+            "localhost.evil.com",
+            "[::2]",
+            "",
+        ] {
+            assert!(!is_loopback(host), "{host}");
+        }
     }
 
     #[test]

@@ -301,8 +301,11 @@ fn approximate(text: &str) -> f64 {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].trim_start_matches('+')),
+    let (mantissa, exponent) = match rest.bytes().position(|b| b == b'e' || b == b'E') {
+        Some(i) => (
+            &rest[..i],
+            rest[i + 1..].strip_prefix('+').unwrap_or(&rest[i + 1..]),
+        ),
         None => (rest, "0"),
     };
     let mut value = 0.0;

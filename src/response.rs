@@ -128,13 +128,13 @@ pub fn read_batch(status: u16, body: &str, commands: usize) -> Result<BatchAnswe
 
 /// Parses the JSON object of an answer; turns error envelopes and non-2xx answers into failures.
 fn parse_envelope(status: u16, body: &str) -> Result<Value<'_>, Failure> {
-    if body.trim().is_empty() {
+    if body.trim_ascii().is_empty() {
         return Err(bad(status, "the answer is empty"));
     }
     let Some(envelope @ Value::Object(..)) = json::parse(body) else {
         return Err(bad(
             status,
-            if body.trim_start().starts_with('<') {
+            if body.trim_ascii_start().starts_with('<') {
                 "the answer is an HTML page, not JSON"
             } else {
                 "the answer is not valid JSON"
