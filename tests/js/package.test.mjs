@@ -7,7 +7,7 @@
 //
 // Env (set by `cargo xtask test`; defaults for a manual run): B24_REPO, B24_PKG_DIR, B24_EMULATOR_BIN.
 
-import { test, before, beforeEach } from 'node:test';
+import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
@@ -23,13 +23,11 @@ const METHOD = 'crm.item.delete';
 
 const h = useEmulatorAndBrowser(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
 let pageUrl;
-before(() => {
-  pageUrl = `http://localhost:${h.emu.port}/`;
-});
 /** Seeded webhooks by role: admin, no_delete, extranet, no_crm_scope. */
 let hooks;
 
 beforeEach(async () => {
+  pageUrl = `http://localhost:${h.emu.port}/`;
   const state = await h.emu.control.state();
   hooks = Object.fromEntries(state.webhooks.map((w) => [w.role, w.url]));
   assert.equal(hooks.admin, h.emu.webhook);
