@@ -92,6 +92,17 @@ async fn post_json(port: u16, path: &str, body: Value) -> Res {
     .unwrap()
 }
 
+/// The status of `crm.item.delete` of smart-process item `id` through the webhook `hook`.
+async fn delete_status(port: u16, hook: &str, id: u64) -> u16 {
+    post_json(
+        port,
+        &format!("{hook}crm.item.delete"),
+        json!({"entityTypeId": 1268, "id": id}),
+    )
+    .await
+    .status
+}
+
 async fn get(port: u16, path: &str) -> Res {
     raw(port, "GET", path, &[], b"").await.unwrap()
 }
@@ -679,82 +690,19 @@ async fn leaky_bucket_exact() {
             .status,
         200
     );
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":11})
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":12})
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":13})
-        )
-        .await
-        .status,
-        503
-    );
+    assert_eq!(delete_status(p, &a, 11).await, 200);
+    assert_eq!(delete_status(p, &a, 12).await, 200);
+    assert_eq!(delete_status(p, &a, 13).await, 503);
     // time scale 10: 0.1 s drains 2
     post_json(p, "/_emulator/config", json!({"timeScale": 10})).await;
     clock.advance(0.1);
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":13})
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":14})
-        )
-        .await
-        .status,
-        200
-    );
-    assert_eq!(
-        post_json(
-            p,
-            &format!("{a}crm.item.delete"),
-            json!({"entityTypeId":1268,"id":15})
-        )
-        .await
-        .status,
-        503
-    );
+    assert_eq!(delete_status(p, &a, 13).await, 200);
+    assert_eq!(delete_status(p, &a, 14).await, 200);
+    assert_eq!(delete_status(p, &a, 15).await, 503);
     // burst 0 = no limit
     post_json(p, "/_emulator/config", json!({"burst": 0})).await;
     for id in 15..=20 {
-        assert_eq!(
-            post_json(
-                p,
-                &format!("{a}crm.item.delete"),
-                json!({"entityTypeId":1268,"id":id})
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(delete_status(p, &a, id).await, 200);
     }
 }
 
