@@ -32,24 +32,6 @@ const h = useEmulatorAndBrowser(['--burst', String(BURST), '--drain', String(DRA
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A fresh context and page with the package loaded; records /rest/ POSTs (url, body, time). */
-async function openPage() {
-  const context = await h.newContext();
-  const page = await context.newPage();
-  const restRequests = [];
-  const consoleLines = [];
-  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
-  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
-  page.on('request', (req) => {
-    if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() === 'POST') {
-      restRequests.push({ url: req.url(), body: req.postData(), at: Date.now() });
-    }
-  });
-  await page.goto(`http://localhost:${h.emu.port}/`);
-  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
-  await page.evaluate(() => window.lib.init());
-  return { page, restRequests, consoleLines };
-}
 
 /**
  * `new Client(config).deleteItems(t, ids, options)` in the page, settled into plain data:
@@ -266,7 +248,7 @@ test('10,000 ids with missing, forbidden and duplicate ids and 503 / drop / hang
   const injected503 = queue.filter((f) => f === FAULT_503).length;
   const retries = queue.length - (lastPlanned + 1);
 
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   // Each batch gets the client's 14 s: a hung attempt times out at max(14/2, min(14, 10)) = 10 s
   // and the retry has the remaining 4 s.
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 14000 }, SPA, input);
@@ -359,7 +341,7 @@ test('haltOnError: a denied id in the 3rd batch stops the run: 3 requests with "
   const ids = (await h.emu.control.items(SPA, 400)).ids;
   const culprit = ids[2 * BATCH_SIZE + 17];
   await h.emu.control.deny(SPA, [culprit]);
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { haltOnError: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   const { report } = r;
@@ -397,7 +379,7 @@ test('haltOnError: a denied id in the 3rd batch stops the run: 3 requests with "
 
 test('abort from onProgress after the 2nd batch: 2 requests, the rest ABORTED with cause === the reason, nothing sent after', async () => {
   const ids = (await h.emu.control.items(SPA, 300)).ids;
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { abort: { atDone: 2 * BATCH_SIZE } });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   const { report } = r;
@@ -430,7 +412,7 @@ test('abort while the 3rd batch is in flight (held by a delay): settles at once;
   const ids = (await h.emu.control.items(SPA, 300)).ids;
   await h.emu.control.faults({ method: BATCH, count: 2, fault: PASS });
   await h.emu.control.faults({ method: BATCH, fault: { kind: 'delay', ms: 3000 } });
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 20000 }, SPA, ids,
     { abort: { atDone: 2 * BATCH_SIZE, delayMs: 500 } });
   assert.equal(r.ok, true, JSON.stringify(r.error));
@@ -462,7 +444,7 @@ test('abort while the 3rd batch is in flight (held by a delay): settles at once;
 // ---- arguments --------------------------------------------------------------------------------
 
 test('bad input rejects INVALID_ARGUMENT before any request; an empty list resolves an empty report with one progress call', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await page.evaluate(async ([hook, t]) => {
     const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
     const progress = [];
@@ -497,7 +479,7 @@ test('bad input rejects INVALID_ARGUMENT before any request; an empty list resol
 
 test('a throwing onProgress does not break the run (module-level configure + deleteItems): all deleted', async () => {
   const ids = (await h.emu.control.items(SPA, 130)).ids;
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE }, SPA, ids, { throwInProgress: true, viaDefault: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'throwing onProgress');
@@ -515,7 +497,7 @@ test('a throwing onProgress does not break the run (module-level configure + del
 test('OAuth: 120 ids in 3 batches to {portal}/rest/batch, each with "auth"', async () => {
   const ids = (await h.emu.control.items(SPA, 120)).ids;
   const token = (await h.emu.control.token()).access_token;
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { portal: h.emu.url, accessToken: token, rateLimit: RATE }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'oauth');
@@ -538,7 +520,7 @@ test('a wrong webhook secret: every id failed NO_AUTH_FOUND with method "batch",
   const ids = (await h.emu.control.items(SPA, 120)).ids;
   const wrong = h.emu.webhook.replace(/\/rest\/1\/[^/]+\//, '/rest/1/wrongsecret00000/');
   assert.notEqual(wrong, h.emu.webhook);
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: wrong, rateLimit: RATE }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'wrong secret');
@@ -562,7 +544,7 @@ test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIM
   const ids = (await h.emu.control.items(SPA, 150)).ids;
   await h.emu.control.faults({ method: BATCH, fault: PASS });
   await h.emu.control.faults({ method: BATCH, count: 2, fault: FAULT_503 });
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, maxRetries: 1, timeoutMs: 10000 }, SPA, ids);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, '503 x2');
@@ -591,7 +573,7 @@ test('the run\'s timeoutMs: a hung 2nd batch times out at the deadline; its ids 
   const ids = (await h.emu.control.items(SPA, 200)).ids;
   await h.emu.control.faults({ method: BATCH, fault: PASS });
   await h.emu.control.faults({ method: BATCH, fault: { kind: 'hang' } });
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 30000 }, SPA, ids, { timeoutMs: 3000 });
   await h.emu.control.clearFaults();
   assert.equal(r.ok, true, JSON.stringify(r.error));
@@ -628,7 +610,7 @@ test('after a dropped connection the re-sent batch\'s NOT_FOUND counts as delete
   await h.emu.control.deny(SPA, [denied]);
   const input = [...ids.slice(0, 20), ghost, ...ids.slice(20)];
   await h.emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, input);
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, input, 'drop');
@@ -650,7 +632,7 @@ test('after a dropped connection the re-sent batch\'s NOT_FOUND counts as delete
 
 test('an already aborted signal: resolves with every id failed ABORTED (cause === the reason), no request', async () => {
   const ids = (await h.emu.control.items(SPA, 70)).ids;
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const r = await page.evaluate(async ([hook, t, ids]) => {
     const reason = new Error('too late');
     const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
@@ -674,7 +656,7 @@ test('an already aborted signal: resolves with every id failed ABORTED (cause ==
 
 test('ids from a generator (any iterable), mixed numbers and strings: deleted in batches, duplicates once', async () => {
   const ids = (await h.emu.control.items(SPA, 60)).ids;
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   const r = await page.evaluate(async ([hook, t, ids]) => {
     function* gen() {
       for (const id of ids) { yield id; yield String(id); }
@@ -692,7 +674,7 @@ test('ids from a generator (any iterable), mixed numbers and strings: deleted in
 test('OAuth with an expired token and onTokenExpired: one refresh, the batch repeated, all deleted', async () => {
   const ids = (await h.emu.control.items(SPA, 120)).ids;
   const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   let refreshes = 0;
   await page.exposeFunction('freshToken', async () => {
     refreshes += 1;
@@ -720,7 +702,7 @@ test('OAuth with an expired token and onTokenExpired: one refresh, the batch rep
 test('haltOnError with a dropped connection on the 1st batch: the repeat\'s NOT_FOUNDs are deletions, not a halt; nothing deleted is reported failed', async () => {
   const ids = (await h.emu.control.items(SPA, 100)).ids;
   await h.emu.control.faults({ method: BATCH, fault: { kind: 'drop_after_apply' } });
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 10000 }, SPA, ids, { haltOnError: true });
   assert.equal(r.ok, true, JSON.stringify(r.error));
   assertPartition(r.report, ids, 'halt + drop');

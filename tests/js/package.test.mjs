@@ -22,12 +22,10 @@ const SPA = 1268;
 const METHOD = 'crm.item.delete';
 
 const h = useEmulatorAndBrowser(['--no-limits', '--static', `/pkg=${pkgDir}`, '--static', `/=${pagesDir}`]);
-let pageUrl;
 /** Seeded webhooks by role: admin, no_delete, extranet, no_crm_scope. */
 let hooks;
 
 beforeEach(async () => {
-  pageUrl = `http://localhost:${h.emu.port}/`;
   const state = await h.emu.control.state();
   hooks = Object.fromEntries(state.webhooks.map((w) => [w.role, w.url]));
   assert.equal(hooks.admin, h.emu.webhook);
@@ -40,26 +38,6 @@ function secretOf(webhook) {
   return m[1];
 }
 
-/**
- * A fresh browser context and page with the package loaded. Records console output, page errors
- * and every request the page makes to /rest/ (method, url, headers, body).
- */
-async function openPage() {
-  const context = await h.newContext();
-  const page = await context.newPage();
-  const consoleLines = [];
-  const restRequests = [];
-  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
-  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}\n${err.stack}`));
-  page.on('request', (req) => {
-    if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() !== 'OPTIONS') {
-      restRequests.push({ method: req.method(), url: req.url(), headers: req.headers(), body: req.postData() });
-    }
-  });
-  await page.goto(pageUrl);
-  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
-  return { page, context, consoleLines, restRequests };
-}
 
 /** configure(config) + deleteItem(t, id, opts) in the page, settled into plain data. */
 function configureAndDelete(page, config, t, id, opts) {
@@ -141,7 +119,7 @@ async function closedPort() {
 // ---------------------------------------------------------------------------------------------
 
 test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the item is gone; again → NOT_FOUND', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const id = (await itemsOf())[0];
   assert.ok(id, 'a seeded item');
   const r = await configureAndDelete(page, { webhookUrl: h.emu.webhook }, SPA, id);
@@ -171,7 +149,7 @@ test('webhook: configure + deleteItem resolves {entityTypeId, id, time}, the ite
 });
 
 test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Client is independent of the default client', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const [a, b, c] = await itemsOf();
   const tok = await h.emu.control.token();
   const token = tok.access_token;
@@ -200,7 +178,7 @@ test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Cl
   assertRejected(r2.viaDefault, { code: 'NO_AUTH_FOUND', status: 401, kind: 'api', retryable: false, method: METHOD }, 'default client');
 
   // And a Client does not configure the default client: a fresh page with only a Client.
-  const fresh = await openPage();
+  const fresh = await h.openPage();
   const r3 = await fresh.page.evaluate(async ([portal, token, t, c]) => {
     const client = new window.lib.Client({ portal, accessToken: token });
     const viaClient = await window.settle(client.deleteItem(t, c));
@@ -215,7 +193,7 @@ test('OAuth: configure({portal, accessToken}) deletes; body carries auth; new Cl
 });
 
 test('string ids go on the wire as JSON numbers; URL, method and headers are the documented ones', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const [a, b] = await itemsOf();
   const before = await deleteCount();
   const r = await page.evaluate(async ([hook, t, a, b]) => {
@@ -253,7 +231,7 @@ const BAD_IDS = [
 ];
 
 test('bad arguments reject with INVALID_ARGUMENT before any request (default client and Client)', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const id = (await itemsOf())[0];
   const before = (await h.emu.control.state()).requests.total;
   const results = await page.evaluate(async ([hook, bad, t, id]) => {
@@ -280,7 +258,7 @@ test('bad arguments reject with INVALID_ARGUMENT before any request (default cli
 });
 
 test('a missing argument rejects with INVALID_ARGUMENT before any request', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const before = (await h.emu.control.state()).requests.total;
   const results = await page.evaluate(async ([hook]) => {
     window.lib.configure({ webhookUrl: hook });
@@ -292,7 +270,7 @@ test('a missing argument rejects with INVALID_ARGUMENT before any request', asyn
 });
 
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage();
   const before = (await h.emu.control.state()).requests.total;
   const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1)));
   assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0 }, 'unconfigured');
@@ -302,7 +280,7 @@ test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a re
 });
 
 test('every emulator error comes through the package typed', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage();
   const items = await itemsOf();
   const cases = [
     { label: 'unknown type', hook: hooks.admin, t: 9999, id: items[0],
@@ -335,7 +313,7 @@ test('every emulator error comes through the package typed', async () => {
 });
 
 test('OAuth: an extranet user is refused, an expired token without onTokenExpired rejects expired_token 401', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage();
   const [a, b] = await itemsOf();
   const ext = await h.emu.control.token({ user: 3 });
   const r1 = await configureAndDelete(page, { portal: h.emu.url, accessToken: ext.access_token }, SPA, a);
@@ -354,7 +332,7 @@ test('OAuth: an extranet user is refused, an expired token without onTokenExpire
 });
 
 test('the webhook secret appears in no error text and no console output, on every error path', async () => {
-  const { page, consoleLines } = await openPage();
+  const { page, consoleLines } = await h.openPage();
   const secret = secretOf(h.emu.webhook);
   const items = await itemsOf();
   const dead = await closedPort();
@@ -408,7 +386,7 @@ test('the webhook secret appears in no error text and no console output, on ever
 });
 
 test('an OAuth access token appears in no error text and no console output, on every error path', async () => {
-  const { page, consoleLines } = await openPage();
+  const { page, consoleLines } = await h.openPage();
   const items = await itemsOf();
   const dead = await closedPort();
   const fast = { rateLimit: false, maxRetries: 0 };
@@ -457,7 +435,7 @@ test('an OAuth access token appears in no error text and no console output, on e
 });
 
 test('https rule: http: is accepted for loopback hosts only', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage();
   const [a] = await itemsOf();
   const secret = secretOf(h.emu.webhook);
   const fast = { rateLimit: false, maxRetries: 0, timeoutMs: 3000 };

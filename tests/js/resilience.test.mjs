@@ -27,33 +27,6 @@ const h = useEmulatorAndBrowser(['--no-limits', ...STATIC]);
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A fresh context and page (from `server`) with the package loaded; records /rest/ requests. */
-async function openPage(server = h.emu) {
-  const context = await h.newContext();
-  const page = await context.newPage();
-  const restRequests = [];
-  const consoleLines = [];
-  page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
-  page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
-  page.on('request', (req) => {
-    if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() === 'POST') {
-      restRequests.push({ url: req.url(), body: req.postData() });
-    }
-  });
-  const failed = [];
-  page.on('requestfailed', (req) => failed.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText}`));
-  const t0 = Date.now();
-  await page.goto(`http://localhost:${server.port}/`);
-  try {
-    await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
-  } catch (e) {
-    e.message += `\n(after ${Date.now() - t0} ms) console: ${JSON.stringify(consoleLines)} failed requests: ${JSON.stringify(failed)}`;
-    throw e;
-  }
-  // Load the wasm now, so timings below measure the calls, not the first call's lazy load.
-  await page.evaluate(() => window.lib.init());
-  return { page, restRequests, consoleLines };
-}
 
 /** new Client(config).deleteItem(t, id, opts) in the page, settled into plain data. */
 function clientDelete(page, config, t, id, opts) {
@@ -95,7 +68,7 @@ async function assertDeleted(id, deleted, label, server = h.emu) {
 
 /** Runs one delete through a fault queued for crm.item.delete; returns {r, sent, id}. */
 async function throughFaults(faults, config, opts) {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   for (const f of faults) await h.emu.control.faults({ method: METHOD, ...f });
   const before = await deleteCount();
@@ -145,7 +118,7 @@ async function exhaustOperatingLimit(page, timeScale) {
 }
 
 test('429 with a near operating_reset_at (2-3 s, inside the deadline): waits for it, then succeeds', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = await exhaustOperatingLimit(page, 300); // a 10-minute window becomes 2 s
   const before = await deleteCount();
   const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 8000 }, SPA, id);
@@ -157,7 +130,7 @@ test('429 with a near operating_reset_at (2-3 s, inside the deadline): waits for
 });
 
 test('429 with a far operating_reset_at: fails at once with OPERATION_TIME_LIMIT, attempts 1', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = await exhaustOperatingLimit(page, 1); // reset in ~10 minutes
   const before = await deleteCount();
   const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 10000 }, SPA, id);
@@ -168,7 +141,7 @@ test('429 with a far operating_reset_at: fails at once with OPERATION_TIME_LIMIT
 });
 
 test('429 with a near reset that does not fit the deadline: fails at once', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = await exhaustOperatingLimit(page, 300);
   const before = await deleteCount();
   const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 1000 }, SPA, id);
@@ -249,7 +222,7 @@ test('two dropped connections in a row, the first after the delete was applied: 
 // sees NOT_FOUND, with no unknown outcome it could know of.
 
 test('NOT_FOUND on a first attempt is not turned into success', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const before = await deleteCount();
   const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false }, SPA, 999999);
   assertRejected(r, { code: 'NOT_FOUND', status: 400, retryable: false, attempts: 1 }, 'plain NOT_FOUND');
@@ -289,7 +262,7 @@ test('hang, then success: with a 14 s budget the first attempt times out at 10 s
 
 /** A page whose `window.freshToken()` asks the emulator for a new token (counted in `calls`). */
 async function oauthPage(tokenBody = {}) {
-  const p = await openPage();
+  const p = await h.openPage({ init: true });
   const calls = { n: 0 };
   await p.page.exposeFunction('freshToken', async () => {
     calls.n += 1;
@@ -350,7 +323,7 @@ test('expired_token with onTokenExpired, 20 concurrent calls: one shared refresh
 });
 
 test('a refresh that throws (or returns nothing): expired_token with the cause, no loop', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const [a, b] = await items();
   const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
   const before = await deleteCount();
@@ -426,7 +399,7 @@ function deleteAndAbort(page, config, ids, abortAfterMs, reasonExpr) {
 }
 
 test('abort while queued behind the pacing bucket: ABORTED at once, cause is the reason, never sent', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const [a, b] = await items();
   const before = await deleteCount();
   const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: { burst: 1, perSecond: 0.5 } },
@@ -443,7 +416,7 @@ test('abort while queued behind the pacing bucket: ABORTED at once, cause is the
 });
 
 test('abort while in flight (hang), with a non-Error reason: ABORTED at once, cause === the reason', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
   const before = await deleteCount();
@@ -459,7 +432,7 @@ test('abort while in flight (hang), with a non-Error reason: ABORTED at once, ca
 });
 
 test('abort() without a reason while in flight: cause is the signal\'s AbortError', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
   const r = await deleteAndAbort(page, { webhookUrl: h.emu.webhook, rateLimit: false, timeoutMs: 10000 }, [id], 1500, null);
@@ -472,7 +445,7 @@ test('abort() without a reason while in flight: cause is the signal\'s AbortErro
 });
 
 test('abort during a retry backoff: ABORTED at once, no further request', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   await h.emu.control.faults({ method: METHOD, fault: { kind: 'error', status: 503, error: 'QUERY_LIMIT_EXCEEDED' }, count: 3 });
   const before = await deleteCount();
@@ -486,7 +459,7 @@ test('abort during a retry backoff: ABORTED at once, no further request', async 
 });
 
 test('an already aborted signal: ABORTED without a request', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   const before = await deleteCount();
   const r = await page.evaluate(async ([hook, t, id]) => {
@@ -502,7 +475,7 @@ test('an already aborted signal: ABORTED without a request', async () => {
 });
 
 test('an already aborted signal: the error says no request was sent (attempts 0)', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const id = (await items())[0];
   const before = await deleteCount();
   const r = await page.evaluate(async ([hook, t, id]) => {
@@ -520,7 +493,7 @@ test('an already aborted signal: the error says no request was sent (attempts 0)
 // preflight; the browser queues requests per connection): a bucket exactly the portal's size would
 // then meet its edge. So 3 / 5 uses one slot at once, and 50 / 2 uses 47.
 test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s', async () => {
-  const { page, restRequests } = await openPage();
+  const { page, restRequests } = await h.openPage({ init: true });
   await h.emu.control.config({ burst: 3, drain: 5 });
   const ids = (await items()).slice(0, 10);
   const r = await page.evaluate(async ([hook, t, ids]) => {
@@ -539,7 +512,7 @@ test('pacing: burst 3 / 5 per second, 10 concurrent calls: FIFO, no 503, ~1.8 s'
 });
 
 test('default pacing (50 burst, 2/s) keeps a default-limits portal from answering 503', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   await h.emu.control.config({ burst: 50, drain: 2 });
   await h.emu.control.items(SPA, 40);
   const ids = (await items()).slice(0, 55);
@@ -558,7 +531,7 @@ test('default pacing (50 burst, 2/s) keeps a default-limits portal from answerin
 });
 
 test('rateLimit: false sends at once', async () => {
-  const { page } = await openPage();
+  const { page } = await h.openPage({ init: true });
   const ids = (await items()).slice(0, 20);
   const r = await page.evaluate(async ([hook, t, ids]) => {
     const client = new window.lib.Client({ webhookUrl: hook, rateLimit: false });
@@ -585,7 +558,7 @@ function runLoad() {
     try {
       const ids = (await load.control.items(SPA, N)).ids;
       assert.equal(ids.length, N);
-      const { page } = await openPage(load);
+      const { page } = await h.openPage({ server: load, init: true });
       const r = await page.evaluate(async ([hook, t, ids, burst, perSecond]) => {
         const client = new window.lib.Client({ webhookUrl: hook, rateLimit: { burst, perSecond }, timeoutMs: 60000 });
         const t0 = performance.now();

@@ -8,7 +8,8 @@ import { copyBuiltPackage, launchChromium } from './browser.mjs';
 
 /**
  * Registers the hooks and returns a handle whose `emu` and `browser` are set once `before` has
- * run. `newContext()` opens a browser context that the next test's `beforeEach` closes.
+ * run. `newContext()` opens a browser context that the next test's `beforeEach` closes;
+ * `openPage()` opens the package's test page in one.
  * @param {string[]} emulatorArgs
  */
 export function useEmulatorAndBrowser(emulatorArgs) {
@@ -26,6 +27,37 @@ export function useEmulatorAndBrowser(emulatorArgs) {
       const context = await h.browser.newContext();
       contexts.add(context);
       return context;
+    },
+    /**
+     * A fresh context and page at `server`'s test page (`/`), once the package has loaded
+     * (`window.ready`). Records console lines (page errors with their stack) and every /rest/
+     * request but preflights: `{method, url, headers, body, at}`. `init`: also load the wasm, so
+     * later timings measure calls, not the first call's lazy load.
+     */
+    async openPage({ server = h.emu, init = false } = {}) {
+      const context = await h.newContext();
+      const page = await context.newPage();
+      const consoleLines = [];
+      const restRequests = [];
+      const failed = [];
+      page.on('console', (msg) => consoleLines.push(`${msg.type()}: ${msg.text()}`));
+      page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}\n${err.stack}`));
+      page.on('request', (req) => {
+        if (new URL(req.url()).pathname.startsWith('/rest/') && req.method() !== 'OPTIONS') {
+          restRequests.push({ method: req.method(), url: req.url(), headers: req.headers(), body: req.postData(), at: Date.now() });
+        }
+      });
+      page.on('requestfailed', (req) => failed.push(`${req.method()} ${req.url()}: ${req.failure()?.errorText}`));
+      const t0 = Date.now();
+      await page.goto(`http://localhost:${server.port}/`);
+      try {
+        await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+      } catch (e) {
+        e.message += `\n(after ${Date.now() - t0} ms) console: ${JSON.stringify(consoleLines)} failed requests: ${JSON.stringify(failed)}`;
+        throw e;
+      }
+      if (init) await page.evaluate(() => window.lib.init());
+      return { page, context, consoleLines, restRequests };
     },
   };
   before(async () => {
