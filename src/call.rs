@@ -322,7 +322,7 @@ impl Client {
     /// The request auth for the configured endpoint.
     fn auth<'a>(&'a self, state: &'a TokenState) -> Result<Auth<'a>, Error> {
         match (&self.config.endpoint, &state.token, &state.rest_base) {
-            (Endpoint::Webhook { base, redacted }, ..) => Ok(Auth::Webhook { base, redacted }),
+            (Endpoint::Webhook { base }, ..) => Ok(Auth::Webhook { base }),
             (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
                 Ok(Auth::OAuth { rest_base, token })
             }
@@ -598,7 +598,7 @@ pub(crate) mod tests {
         let env = FakeEnv::new(vec![ok(SUCCESS)]);
         let client = webhook_client(3.0, RateLimitInput::Default);
         let deleted = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap();
-        assert_eq!(deleted.time.unwrap().raw, r#"{"operating":0}"#);
+        assert_eq!(deleted.time.unwrap().operating, Some(0.0));
         let sent = env.sent.borrow();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].1, "https://a.b/rest/1/s3cr3t/crm.item.delete");

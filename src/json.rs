@@ -2,8 +2,7 @@
 //!
 //! Written for this library instead of serde_json to keep the wasm small: it borrows from the
 //! input, never panics on any input (depth is bounded), keeps numbers as text (floats are only
-//! approximated where a wait time needs one), and remembers each object's raw text so the
-//! binding layer can hand the portal's `time` object to JS as it came.
+//! approximated where a wait time needs one).
 
 use std::borrow::Cow;
 
@@ -23,15 +22,15 @@ pub enum Value<'a> {
     Str(&'a str),
     /// An array.
     Array(Vec<Value<'a>>),
-    /// An object: its members in order, and its whole JSON text.
-    Object(Vec<(&'a str, Value<'a>)>, &'a str),
+    /// An object: its members in order.
+    Object(Vec<(&'a str, Value<'a>)>),
 }
 
 impl<'a> Value<'a> {
     /// The member `key` of an object (the first one, if repeated).
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
         match self {
-            Value::Object(members, _) => members
+            Value::Object(members) => members
                 .iter()
                 .find(|(k, _)| decode(k) == key)
                 .map(|(_, v)| v),
@@ -55,19 +54,11 @@ impl<'a> Value<'a> {
         }
     }
 
-    /// The object's raw JSON text.
-    pub fn raw_object(&self) -> Option<&'a str> {
-        match self {
-            Value::Object(_, raw) => Some(raw),
-            _ => None,
-        }
-    }
-
     /// Whether this is an empty array or an empty object (the portal writes `[]` for both).
     pub fn is_empty_container(&self) -> bool {
         match self {
             Value::Array(items) => items.is_empty(),
-            Value::Object(members, _) => members.is_empty(),
+            Value::Object(members) => members.is_empty(),
             _ => false,
         }
     }
@@ -75,7 +66,7 @@ impl<'a> Value<'a> {
     /// Members of an object, or the items of an array keyed by their index.
     pub fn entries(&self) -> Vec<(Cow<'a, str>, &Value<'a>)> {
         match self {
-            Value::Object(members, _) => members.iter().map(|(k, v)| (decode(k), v)).collect(),
+            Value::Object(members) => members.iter().map(|(k, v)| (decode(k), v)).collect(),
             Value::Array(items) => items
                 .iter()
                 .enumerate()
@@ -141,7 +132,6 @@ impl<'a> Parser<'a> {
     }
 
     fn object(&mut self, depth: usize) -> Option<Value<'a>> {
-        let start = self.pos;
         self.eat(b'{')?;
         let mut members = Vec::new();
         self.skip_whitespace();
@@ -160,7 +150,7 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        Some(Value::Object(members, &self.text[start..self.pos]))
+        Some(Value::Object(members))
     }
 
     fn array(&mut self, depth: usize) -> Option<Value<'a>> {
@@ -350,7 +340,6 @@ mod tests {
         let v = parse(text).unwrap();
         assert!(v.get("result").unwrap().is_empty_container());
         let time = v.get("time").unwrap();
-        assert!(time.raw_object().unwrap().starts_with("{\"start\""));
         assert!((time.get("start").unwrap().as_f64().unwrap() - 1721657688.755373).abs() < 1e-5);
         assert_eq!(
             time.get("date_start").unwrap().as_str().unwrap(),
