@@ -23,12 +23,10 @@ pub const HEADERS: [(&str, &str); 2] = [
 /// Where and how a request is authenticated.
 #[derive(Debug, Clone, Copy)]
 pub enum Auth<'a> {
-    /// A webhook base URL (`https://host/rest/USER/SECRET/`) and its masked form.
+    /// A webhook base URL (`https://host/rest/USER/SECRET/`).
     Webhook {
         /// The base URL, secret included.
         base: &'a Secret,
-        /// The base URL with the secret masked.
-        redacted: &'a str,
     },
     /// Through the frame's `BX24.callMethod`, which adds the auth itself.
     Bx24,
@@ -41,8 +39,8 @@ pub enum Auth<'a> {
     },
 }
 
-/// A ready `POST` request. URL and body may hold a secret, so both are [`Secret`]s; `log` is the
-/// same request with secrets masked.
+/// A ready `POST` request. URL and body may hold a secret, so both are [`Secret`]s: printing a
+/// request shows neither.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
     /// The REST method.
@@ -51,8 +49,6 @@ pub struct HttpRequest {
     pub url: Secret,
     /// The JSON body.
     pub body: Secret,
-    /// `POST <url> <body>` with the webhook secret and the token masked.
-    pub log: String,
     /// Send through `BX24.callMethod(method, body)` instead of `fetch(url)`.
     pub bx24: bool,
 }
@@ -103,31 +99,26 @@ pub fn batch_key_index(key: &str) -> Option<usize> {
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.
 fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
-    let (url, log, bx24) = match auth {
-        Auth::Webhook { base, redacted } => {
+    let (url, bx24) = match auth {
+        Auth::Webhook { base } => {
             params.push('}');
-            let log = cat(&["POST ", redacted, method, " ", &params]);
-            (cat(&[base.expose(), method]), log, false)
+            (cat(&[base.expose(), method]), false)
         }
         Auth::OAuth { rest_base, token } => {
-            let url = cat(&[rest_base, method]);
-            let log = cat(&["POST ", &url, " ", &params, ",\"auth\":\"***\"}"]);
             params.push_str(",\"auth\":");
             push_json_string(&mut params, token.expose());
             params.push('}');
-            (url, log, false)
+            (cat(&[rest_base, method]), false)
         }
         Auth::Bx24 => {
             params.push('}');
-            let log = cat(&["BX24.callMethod ", method, " ", &params]);
-            (method.to_owned(), log, true)
+            (method.to_owned(), true)
         }
     };
     HttpRequest {
         method,
         url: Secret::new(url),
         body: Secret::new(params),
-        log,
         bx24,
     }
 }
@@ -180,33 +171,19 @@ fn push_json_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
-    fn hook() -> (Secret, String) {
-        (
-            Secret::new("https://acme.bitrix24.com/rest/1/s3cr3t/".into()),
-            "https://acme.bitrix24.com/rest/1/***/".into(),
-        )
+    fn hook() -> Secret {
+        Secret::new("https://acme.bitrix24.com/rest/1/s3cr3t/".into())
     }
 
     #[test]
     fn webhook_delete() {
-        let (base, redacted) = hook();
-        let request = delete_item(
-            Auth::Webhook {
-                base: &base,
-                redacted: &redacted,
-            },
-            1268,
-            1,
-        );
+        let base = hook();
+        let request = delete_item(Auth::Webhook { base: &base }, 1268, 1);
         assert_eq!(
             request.url.expose(),
             "https://acme.bitrix24.com/rest/1/s3cr3t/crm.item.delete"
         );
         assert_eq!(request.body.expose(), r#"{"entityTypeId":1268,"id":1}"#);
-        assert_eq!(
-            request.log,
-            r#"POST https://acme.bitrix24.com/rest/1/***/crm.item.delete {"entityTypeId":1268,"id":1}"#
-        );
         assert!(!format!("{request:?}").contains("s3cr3t"));
     }
 
@@ -229,26 +206,14 @@ mod tests {
             request.body.expose(),
             r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#
         );
-        assert_eq!(
-            request.log,
-            r#"POST https://acme.bitrix24.com/rest/crm.item.delete {"entityTypeId":2,"id":9007199254740991,"auth":"***"}"#
-        );
         assert!(crate::json::parse(request.body.expose()).is_some());
         assert!(!format!("{request:?}").contains("tok"));
     }
 
     #[test]
     fn batch() {
-        let (base, redacted) = hook();
-        let request = delete_batch(
-            Auth::Webhook {
-                base: &base,
-                redacted: &redacted,
-            },
-            1268,
-            &[5, 7],
-            false,
-        );
+        let base = hook();
+        let request = delete_batch(Auth::Webhook { base: &base }, 1268, &[5, 7], false);
         assert_eq!(
             request.url.expose(),
             "https://acme.bitrix24.com/rest/1/s3cr3t/batch"
@@ -283,10 +248,6 @@ mod tests {
         assert!(request.bx24);
         assert_eq!(request.url.expose(), "crm.item.delete");
         assert_eq!(request.body.expose(), r#"{"entityTypeId":1268,"id":3}"#);
-        assert_eq!(
-            request.log,
-            r#"BX24.callMethod crm.item.delete {"entityTypeId":1268,"id":3}"#
-        );
     }
 
     #[test]
