@@ -3,7 +3,8 @@
 import { B24Error } from './runtime.js';
 // The glue (plain JS, no side effects) loads with this module, in parallel with runtime.js; only the
 // wasm waits for the first call.
-import initWasm, { Client as WasmClient } from './b24_crm_item.js';
+import initWasm, { Client as WasmClient, wake } from './b24_crm_item.js';
+import { install } from './runtime.js';
 
 export { B24Error };
 
@@ -22,6 +23,7 @@ function load(method) {
       // Node's fetch cannot read file: URLs; read the bytes instead.
       const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
       await initWasm({ module_or_path: source });
+      install(wake);
     } catch (cause) {
       loading = undefined;
       // Vite's dev server pre-bundles dependencies into .vite/deps/, away from the wasm file.

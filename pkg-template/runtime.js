@@ -36,8 +36,9 @@ export function makeError(code, description, status, method, kind, retryable, at
 }
 
 // The executor's side (src/executor.rs): the wasm awaits a promise by handing it to `resume`
-// with a slot number, and gets the value back through the one `wake` callback it installed;
-// `task` / `finish` are the promises the wasm's calls return.
+// with a slot number, and gets the value back through its exported `wake`, which the package
+// entry installs here once the wasm is loaded; `task` / `finish` are the promises the wasm's calls
+// return.
 let wake;
 const tasks = new Map();
 
@@ -132,15 +133,10 @@ export function progress(callback, done, total) {
   }
 }
 
-export function deleted(entityTypeId, id, time) {
+export function deleted(entityTypeId, id, hasTime, answer) {
   const result = { entityTypeId, id };
-  if (time) {
-    try {
-      result.time = JSON.parse(time);
-    } catch {
-      // Checked by the wasm's reader already; an unparsable time is left out.
-    }
-  }
+  // The wasm has read the answer and found a `time` object in it: take it from the same text.
+  if (hasTime) result.time = JSON.parse(answer[1]).time;
   return result;
 }
 

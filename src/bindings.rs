@@ -18,7 +18,6 @@ use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
 use crate::executor::{self, Waits};
 use crate::id::{self, RawId};
-use crate::response::Deleted;
 use crate::secret::Secret;
 
 #[wasm_bindgen(module = "/pkg-template/runtime.js")]
@@ -39,7 +38,7 @@ extern "C" {
     // The platform: each returns a promise that never rejects.
     fn sleep(ms: f64, signal: &JsValue) -> JsValue;
 
-    fn send(url: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
+    fn send(url: &JsValue, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
     fn refresh_token(callback: &JsValue, timeout_ms: f64, signal: &JsValue) -> JsValue;
@@ -73,8 +72,8 @@ extern "C" {
     /// `callback({ done, total })`; a throw is swallowed.
     fn progress(callback: &JsValue, done: f64, total: f64);
 
-    /// `{ entityTypeId, id }`, with `time: JSON.parse(time)` when `time` is not empty.
-    fn deleted(entity_type_id: f64, id: f64, time: &str) -> JsValue;
+    /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, text]`) when `has_time`.
+    fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
 
     /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`.
     fn report(deleted: &[f64], not_found: &[f64]) -> JsValue;
@@ -82,9 +81,6 @@ extern "C" {
     /// `report.failed.push({ id, error })`.
     #[wasm_bindgen(js_name = addFailed)]
     fn add_failed(report: &JsValue, id: f64, error: &JsValue);
-
-    /// Hands runtime.js the one callback through which settled promises come back: `wake(slot, value)`.
-    fn install(wake: &JsValue);
 
     /// `promise.then((value) => wake(slot, value))`; runtime.js promises never reject.
     fn resume(promise: &JsValue, slot: u32);
@@ -106,19 +102,20 @@ extern "C" {
 
 thread_local! {
     static WAITS: Waits<JsValue> = const { Waits::new() };
-    static INSTALLED: Cell<bool> = const { Cell::new(false) };
     static NEXT_KEY: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Where runtime.js hands back what a promise given to `resume(promise, slot)` settled with. The
+/// package entry passes this export to runtime.js's `install` once the wasm is loaded (a JS
+/// closure made here would cost its shims and a wrapper call per settled promise).
+#[wasm_bindgen]
+pub fn wake(slot: u32, value: JsValue) {
+    WAITS.with(|w| w.fill(slot as usize, value));
+    executor::run();
 }
 
 /// Awaits a runtime.js promise (one that never rejects) on our executor.
 async fn settled(promise: JsValue) -> JsValue {
-    if !INSTALLED.replace(true) {
-        let wake = Closure::<dyn Fn(u32, JsValue)>::new(|slot: u32, value: JsValue| {
-            WAITS.with(|w| w.fill(slot as usize, value));
-            executor::run();
-        });
-        install(&wake.into_js_value());
-    }
     let wait = Waits::open(&WAITS);
     resume(&promise, wait.slot() as u32);
     wait.await
@@ -150,6 +147,7 @@ struct Platform {
     on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
+    url: UrlCache,
 }
 
 impl Platform {
@@ -157,9 +155,26 @@ impl Platform {
         WebEnv {
             signal,
             cause: RefCell::new(JsValue::UNDEFINED),
+            answer: RefCell::new(JsValue::UNDEFINED),
             on_token_expired: self.on_token_expired,
             frame: self.frame,
+            url: self.url,
         }
+    }
+}
+
+/// A client's last request URL and its JS string: a client sends the same URL again and again,
+/// and handing it over once saves a string conversion per call.
+#[derive(Clone, Default)]
+struct UrlCache(Rc<RefCell<(Secret, JsValue)>>);
+
+impl UrlCache {
+    fn js(&self, url: &str) -> JsValue {
+        let mut cached = self.0.borrow_mut();
+        if cached.0.expose() != url {
+            *cached = (Secret::new(url.to_owned()), JsValue::from_str(url));
+        }
+        cached.1.clone()
     }
 }
 
@@ -178,6 +193,7 @@ impl Client {
             platform: Platform {
                 on_token_expired,
                 frame,
+                url: UrlCache::default(),
             },
         })
     }
@@ -206,7 +222,12 @@ impl Client {
                 .delete_item(&env, entity_type_id, id, call_options)
                 .await
             {
-                Ok(deleted) => Ok(delete_result(entity_type_id, id, &deleted)),
+                Ok(result) => Ok(deleted(
+                    entity_type_id as f64,
+                    id as f64,
+                    result.time.is_some(),
+                    &env.answer.borrow(),
+                )),
                 Err(error) => Err(env.error(&error, envelope::DELETE)),
             }
         })
@@ -301,6 +322,9 @@ struct WebEnv {
     signal: JsValue,
     /// The JS error behind the latest failure, for `B24Error.cause`.
     cause: RefCell<JsValue>,
+    /// The latest answer, `[status, text]`: a success's `time` is read from it in JS.
+    answer: RefCell<JsValue>,
+    url: UrlCache,
     on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
@@ -344,15 +368,14 @@ impl Env for WebEnv {
         let answer = settled(if request.bx24 {
             call_bx24(url, body, timeout_ms, &self.signal)
         } else {
-            send(url, body, timeout_ms, &self.signal)
+            send(&self.url.js(url), body, timeout_ms, &self.signal)
         })
         .await;
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
-            return Ok(RawResponse {
-                status,
-                body: at(&answer, 1).as_string().unwrap_or_default(),
-            });
+            let body = at(&answer, 1).as_string().unwrap_or_default();
+            *self.answer.borrow_mut() = answer;
+            return Ok(RawResponse { status, body });
         }
         *self.cause.borrow_mut() = at(&answer, 2);
         Err(match at(&answer, 1).as_f64() {
@@ -557,9 +580,4 @@ fn read_options(options: &JsValue) -> Result<(CallOptions, JsValue), Error> {
         },
         signal,
     ))
-}
-
-fn delete_result(entity_type_id: u64, id: u64, result: &Deleted) -> JsValue {
-    let time = result.time.as_ref().map_or("", |t| t.raw.as_str());
-    deleted(entity_type_id as f64, id as f64, time)
 }

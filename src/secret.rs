@@ -7,7 +7,7 @@
 use core::fmt;
 
 /// A string that never appears in `Debug`, `Display`, errors, logs or panics.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Secret(String);
 
 impl Secret {

@@ -75,7 +75,23 @@ fn field(value: &JsValue, key: &str) -> JsValue {
     Reflect::get(value, &key.into()).unwrap()
 }
 
-async fn delete(client: &Client, entity_type_id: f64, id: f64) -> Result<JsValue, JsValue> {
+#[wasm_bindgen(module = "/pkg-template/runtime.js")]
+extern "C" {
+    fn install(wake: &JsValue);
+}
+
+/// `client.deleteItem(entityTypeId, id)`, with runtime.js wired to the wasm's `wake` first, as
+/// the package entry does once the wasm is loaded.
+async fn delete<T: Into<JsValue>>(
+    client: &Client,
+    entity_type_id: f64,
+    id: T,
+) -> Result<JsValue, JsValue> {
+    thread_local!(static INSTALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    if !INSTALLED.replace(true) {
+        let wake = Closure::<dyn Fn(u32, JsValue)>::new(b24_crm_item::bindings::wake);
+        install(&wake.into_js_value());
+    }
     JsFuture::from(Promise::from(client.delete_item(
         entity_type_id.into(),
         id.into(),
@@ -221,13 +237,7 @@ async fn invalid_arguments_send_nothing() {
         );
     }
     for bad in ["01", " 1", "1e3", ""] {
-        let error = JsFuture::from(Promise::from(client.delete_item(
-            1268.into(),
-            bad.into(),
-            JsValue::UNDEFINED,
-        )))
-        .await
-        .unwrap_err();
+        let error = delete(&client, 1268.0, bad).await.unwrap_err();
         assert_eq!(
             field(&error, "code").as_string().as_deref(),
             Some("INVALID_ARGUMENT"),
