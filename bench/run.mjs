@@ -23,8 +23,11 @@ if (!process.env.B24_EMULATOR_BIN) process.env.B24_EMULATOR_BIN = path.join(repo
 const env = (k, d) => Number(process.env[k] || d);
 const N_BULK = env('BENCH_BULK_ITEMS', 10000);
 const BULK_RUNS = env('BENCH_BULK_RUNS', 3);
-const PC_BATCHES = env('BENCH_PERCALL_BATCHES', 10);
-const PC_SIZE = env('BENCH_PERCALL_SIZE', 100);
+// 50 short batches of 20, alternated, so the three contenders see the same machine (GC, other
+// processes); 10 batches of 100 moved the ratio by ±0.3 between runs.
+const PC_BATCHES = env('BENCH_PERCALL_BATCHES', 50);
+const PC_SIZE = env('BENCH_PERCALL_SIZE', 20);
+const PC_WARMUP = env('BENCH_PERCALL_WARMUP', 200);
 const COLD_RUNS = env('BENCH_COLD_RUNS', 15);
 const HTTPS_CALLS = env('BENCH_HTTPS_CALLS', 500);
 const ENTITY = 1268;
@@ -206,7 +209,7 @@ async function staticEmulator() {
 async function percall() {
   section(`Per-call overhead: ${PC_BATCHES * PC_SIZE} sequential deleteItem calls, in-page stub transport (one macrotask)`);
   console.log(`headless Chromium, one page with all three contenders; fetch (and, for the SDK's axios, XMLHttpRequest)`);
-  console.log(`replaced by a stub answering {"result":[],"time":{...}} after one MessageChannel macrotask; ${PC_SIZE} warm-up calls each,`);
+  console.log(`replaced by a stub answering {"result":[],"time":{...}} after one MessageChannel macrotask; ${PC_WARMUP} warm-up calls each,`);
   console.log(`then ${PC_BATCHES} batches of ${PC_SIZE} per contender, alternated; the median of the batch means.`);
   console.log(`ours: rateLimit false (default retries: none happen). SDK: rateLimit burstLimit/drainRate 1e9 and adaptive off,`);
   console.log(`adaptiveConfig off, maxRetries 1 (one attempt), retryOnNetworkError false, client-side warning off.\n`);
@@ -224,7 +227,7 @@ async function percall() {
         window.__api[c] = mod.make(webhook, c === 'ours' ? { rateLimit: false } : {});
         for (let i = 0; i < size; i++) await window.__api[c].deleteItem(1268, 1 + (i % 1000));
       }
-    }, { size: PC_SIZE });
+    }, { size: PC_WARMUP });
     const batches = { ours: [], sdk: [], hand: [] };
     for (let r = 0; r < PC_BATCHES; r++) {
       for (const c of order(r)) {
@@ -241,7 +244,7 @@ async function percall() {
     const stubCount = await page.evaluate(() => window.__b24stub.count);
     table(['contender', 'per call (median of batches)', 'min batch', 'max batch', 'vs hand-written'],
       ['ours', 'sdk', 'hand'].map((c) => [NAMES[c], `**${us(m[c])}**`, us(Math.min(...batches[c])), us(Math.max(...batches[c])), ratio(m[c], m.hand)]));
-    console.log(`\n(stubbed requests answered: ${stubCount}; expected ${3 * PC_SIZE * (PC_BATCHES + 1)})`);
+    console.log(`\n(stubbed requests answered: ${stubCount}; expected ${3 * (PC_WARMUP + PC_SIZE * PC_BATCHES)})`);
     summary.push(['per call, stub transport', us(m.ours), us(m.sdk), us(m.hand), ratio(m.ours, m.hand), '≤ 1.5×', verdict(m.ours / m.hand <= 1.5)]);
   } finally {
     await context.close();
