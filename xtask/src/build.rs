@@ -91,12 +91,20 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
     // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
     flatten_snippets(pkg)?;
 
-    // 4. wasm-opt -Oz.
+    // 4. wasm-opt -Oz, import and export names minified (the glue is told the new names).
     let bg = pkg.join(format!("{LIB}_bg.wasm"));
     if dev {
         println!("build: --dev: skipping wasm-opt");
     } else {
-        wasm_opt(&bg)?;
+        let names = wasm_opt(&bg)?;
+        let glue_path = pkg.join(format!("{LIB}.js"));
+        let glue = fs::read_to_string(&glue_path).map_err(|e| e.to_string())?;
+        fs::write(&glue_path, rename_in_glue(&glue, &names)?).map_err(|e| e.to_string())?;
+        println!(
+            "build: {} imports and {} exports renamed in the wasm and the glue",
+            names.imports.len(),
+            names.exports.len()
+        );
     }
 
     // 5. The package files.
@@ -295,7 +303,110 @@ const WASM_FEATURES: &[&str] = &[
     "--enable-reference-types",
 ];
 
-fn wasm_opt(wasm: &Path) -> Result {
+/// What `--minify-imports-and-exports-and-modules` renamed: every import moves to module `a`.
+#[derive(Debug, Default, PartialEq)]
+struct MinifiedNames {
+    /// (module, name, new name)
+    imports: Vec<(String, String, String)>,
+    /// (name, new name)
+    exports: Vec<(String, String)>,
+}
+
+/// Reads wasm-opt's mapping: `{"imports": [["module", "name", "new"], ...], "exports": [["name",
+/// "new"], ...]}`, one entry per line.
+fn parse_minified_names(text: &str) -> Result<MinifiedNames> {
+    let mut names = MinifiedNames::default();
+    let mut section = "";
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("\"imports\"") {
+            section = "imports";
+        } else if line.starts_with("\"exports\"") {
+            section = "exports";
+        } else if let Some(entry) = line
+            .strip_prefix('[')
+            .and_then(|l| l.trim_end_matches(',').strip_suffix(']'))
+        {
+            let parts: Vec<String> = entry
+                .split(',')
+                .map(|p| p.trim().trim_matches('"').to_string())
+                .collect();
+            match (section, parts.as_slice()) {
+                ("imports", [m, n, new]) => names.imports.push((m.clone(), n.clone(), new.clone())),
+                ("exports", [n, new]) => names.exports.push((n.clone(), new.clone())),
+                _ => return Err(format!("unexpected wasm-opt name mapping line: {line}")),
+            }
+        }
+    }
+    if names.imports.is_empty() || names.exports.is_empty() {
+        return Err("wasm-opt printed no name mapping".into());
+    }
+    Ok(names)
+}
+
+/// Tells the wasm-bindgen glue the minified names: the glue's own import shims (module
+/// `./LIB_bg.js`) are renamed where defined, runtime.js's functions are added to the same object
+/// under their new names, the imports object becomes `{ a: ... }`, and `wasm.NAME` accesses use
+/// the new export names. Every name must be found exactly where expected, or the build fails.
+fn rename_in_glue(glue: &str, names: &MinifiedNames) -> Result<String> {
+    let mut glue = glue.to_string();
+    let own_module = format!("./{LIB}_bg.js");
+    let mut from_runtime = String::new();
+    for (module, name, new) in &names.imports {
+        if *module == own_module {
+            let key = format!("\n        {name}: function(");
+            if glue.matches(&key).count() != 1 {
+                return Err(format!("the glue does not define import {name} once"));
+            }
+            glue = glue.replace(&key, &format!("\n        {new}: function("));
+        } else if module.ends_with("/runtime.js") {
+            from_runtime.push_str(&format!("        {new}: import1.{name},\n"));
+        } else {
+            return Err(format!("an import from an unknown module: {module} {name}"));
+        }
+    }
+    // The imports object: one module, `a`, holding the glue's shims and runtime.js's functions.
+    let start = glue
+        .find("    return {\n        __proto__: null,\n        \"./")
+        .ok_or("the glue's imports object was not found")?;
+    let end = start
+        + glue[start..]
+            .find("\n    };\n")
+            .ok_or("the imports object has no end")?;
+    glue.replace_range(
+        start..end + "\n    };\n".len(),
+        "    return { __proto__: null, a: import0 };\n",
+    );
+    let open = "    const import0 = {\n        __proto__: null,\n";
+    if glue.matches(open).count() != 1
+        || !glue.contains("import * as import1 from \"./runtime.js\"")
+    {
+        return Err("the glue's import0 / import1 are not where expected".into());
+    }
+    glue = glue.replace(open, &format!("{open}{from_runtime}"));
+    for (name, new) in &names.exports {
+        glue = replace_member(&glue, "wasm.", name, new);
+    }
+    Ok(glue)
+}
+
+/// `{object}{name}` → `{object}{new}` where `name` is the whole property name.
+fn replace_member(text: &str, object: &str, name: &str, new: &str) -> String {
+    let needle = format!("{object}{name}");
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&needle) {
+        let after = &rest[at + needle.len()..];
+        let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+        out.push_str(&rest[..at]);
+        out.push_str(object);
+        out.push_str(if whole { new } else { name });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+fn wasm_opt(wasm: &Path) -> Result<MinifiedNames> {
     let exe = wasm_opt_path();
     if !exe.exists() {
         return Err(format!(
@@ -305,29 +416,33 @@ fn wasm_opt(wasm: &Path) -> Result {
     }
     let before = fs::metadata(wasm).map_err(|e| e.to_string())?.len();
     let out = wasm.with_extension("opt.wasm");
-    util::run(
-        Command::new(&exe)
-            .arg("-Oz")
-            .args(WASM_FEATURES)
-            .arg(wasm)
-            .arg("-o")
-            .arg(&out),
-    )?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("-Oz")
+        .args(WASM_FEATURES)
+        .arg("--minify-imports-and-exports-and-modules")
+        .arg(wasm)
+        .arg("-o")
+        .arg(&out);
+    println!("$ {}", util::show(&cmd));
+    let output = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start wasm-opt: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("wasm-opt failed ({})", output.status));
+    }
+    let names = parse_minified_names(&String::from_utf8_lossy(&output.stdout))?;
     let after = fs::metadata(&out).map_err(|e| e.to_string())?.len();
     if after == 0 {
         return Err("wasm-opt wrote an empty file".into());
     }
-    if after >= before {
-        println!("build: WARNING: wasm-opt did not shrink the wasm ({before} → {after} bytes); keeping the input");
-        fs::remove_file(&out).map_err(|e| e.to_string())?;
-    } else {
-        fs::rename(&out, wasm).map_err(|e| e.to_string())?;
-        println!(
-            "build: wasm-opt -Oz: {before} → {after} bytes ({:.1}% smaller)",
-            100.0 * (before - after) as f64 / before as f64
-        );
-    }
-    Ok(())
+    // The output is kept even if larger: its import names are the ones the glue is told.
+    fs::rename(&out, wasm).map_err(|e| e.to_string())?;
+    println!(
+        "build: wasm-opt -Oz: {before} → {after} bytes ({:.1}% smaller)",
+        100.0 * (before as f64 - after as f64) / before as f64
+    );
+    Ok(names)
 }
 
 /// Copy every file of pkg-template/ into pkg/; package.json gets the crate's version.
@@ -564,6 +679,38 @@ pub fn print_sizes(pkg: &Path) -> Result<Sizes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minified_names_reach_the_glue() {
+        let map = r#"{
+ "imports": [
+  ["./b24_crm_item_bg.js", "__wbg_now_5c5f", "a"],
+  ["./snippets/x-1/pkg-template/runtime.js", "addFailed", "b"],
+ ],
+"exports": [
+  ["client_deleteItem", "C"],
+  ["client_deleteItems", "D"],
+  ["memory", "E"]
+ ]
+}"#;
+        let names = parse_minified_names(map).unwrap();
+        assert_eq!(names.imports.len(), 2);
+        assert_eq!(names.exports[2], ("memory".into(), "E".into()));
+        let glue = "import * as import1 from \"./runtime.js\"\nfunction __wbg_get_imports() {\n    const import0 = {\n        __proto__: null,\n        __wbg_now_5c5f: function() {\n        },\n    };\n    return {\n        __proto__: null,\n        \"./b24_crm_item_bg.js\": import0,\n        \"./snippets/x-1/pkg-template/runtime.js\": import1,\n    };\n}\nwasm.client_deleteItem(1); wasm.client_deleteItems(2); wasm.memory.buffer;";
+        let out = rename_in_glue(glue, &names).unwrap();
+        assert!(out.contains("        a: function("), "{out}");
+        assert!(out.contains("        b: import1.addFailed,"), "{out}");
+        assert!(
+            out.contains("return { __proto__: null, a: import0 };"),
+            "{out}"
+        );
+        assert!(
+            out.contains("wasm.C(1); wasm.D(2); wasm.E.buffer;"),
+            "{out}"
+        );
+        assert!(!out.contains("__wbg_now_5c5f"));
+        assert!(rename_in_glue("no glue here", &names).is_err());
+    }
 
     #[test]
     fn dynamic_imports_keep_their_bundler_comments() {
