@@ -419,6 +419,9 @@ fn wasm_opt(wasm: &Path) -> Result<MinifiedNames> {
     let mut cmd = Command::new(&exe);
     cmd.arg("-Oz")
         .args(WASM_FEATURES)
+        // Drop the producers and target-features sections (tool metadata, ~250 bytes); one-
+        // or two-letter import/export names. (`--converge` would re-run the renaming too.)
+        .args(["--strip-producers", "--strip-target-features"])
         .arg("--minify-imports-and-exports-and-modules")
         .arg(wasm)
         .arg("-o")

@@ -113,8 +113,12 @@ impl Wasm {
                     .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", WASM_LD);
                 cmd.arg(sub).arg("-Zbuild-std=std,panic_abort");
                 if size {
-                    // Aborts without formatting panic messages: a large size win.
-                    cmd.env("RUSTFLAGS", "-Zunstable-options -Cpanic=immediate-abort");
+                    // Aborts without formatting panic messages (a large size win) and
+                    // keeps no file/line locations for them.
+                    cmd.env(
+                        "RUSTFLAGS",
+                        "-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none",
+                    );
                 } else {
                     cmd.env_remove("RUSTFLAGS");
                 }
