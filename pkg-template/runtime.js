@@ -69,9 +69,9 @@ const deadlines = new Set();
 let timer;
 let armedAt = Infinity;
 
-/** Calls `fire()` after `ms` unless the returned function is called first. */
-function after(ms, fire) {
-  const entry = { at: performance.now() + ms, fire };
+/** Calls `fire(arg)` after `ms` unless the returned function is called first. */
+function after(ms, fire, arg) {
+  const entry = { at: performance.now() + ms, fire, arg };
   if (!deadlines.size) timer?.ref?.();
   deadlines.add(entry);
   if (entry.at < armedAt) arm(entry.at);
@@ -93,7 +93,7 @@ function expire() {
   for (const entry of deadlines) {
     if (entry.at <= now) {
       deadlines.delete(entry);
-      entry.fire();
+      entry.fire(entry.arg);
     } else if (entry.at < next) {
       next = entry.at;
     }
@@ -166,7 +166,7 @@ function bounded(start, timeoutMs, signal, expired, aborted) {
       resolve(value);
     };
     const onAbort = () => finish(aborted());
-    const cancel = after(timeoutMs, () => finish(expired));
+    const cancel = after(timeoutMs, finish, expired);
     signal?.addEventListener('abort', onAbort);
     start(finish);
   });
@@ -191,8 +191,8 @@ export async function send(url, body, timeoutMs, signal) {
       controller.abort();
     }
   };
-  const onAbort = () => stop(ABORTED);
-  const cancel = after(timeoutMs, () => stop(TIMEOUT));
+  const onAbort = signal && (() => stop(ABORTED));
+  const cancel = after(timeoutMs, stop, TIMEOUT);
   signal?.addEventListener('abort', onAbort);
   try {
     const response = await fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' });

@@ -386,7 +386,8 @@ impl Env for WebEnv {
     }
 
     fn aborted(&self) -> bool {
-        get(&self.signal, "aborted").is_truthy()
+        // Most calls have no signal: no trip to JS for them.
+        !self.signal.is_undefined() && get(&self.signal, "aborted").is_truthy()
     }
 
     async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
