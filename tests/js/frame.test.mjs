@@ -347,14 +347,21 @@ test('BX24.init never calls back: deleteItem(…, {timeoutMs: 1500}) rejects TIM
   assert.deepEqual(await page.evaluate(() => window.bx24Calls), ['init']);
 });
 
-test('an AbortSignal aborts a call that waits for BX24.init: ABORTED at once, not at the deadline',
-  async () => {
-  const { page } = await openStub('never-init');
-  const r = await page.evaluate(() => {
+/**
+ * deleteItem(1268, 1) in a page of frame stub `stub`, with a 5 s deadline and a signal aborted after
+ * 300 ms (with `new Error(reason)` when a reason is given); settled into plain data.
+ */
+async function deleteAbortedAfter300ms(stub, reason) {
+  const { page } = await openStub(stub);
+  return page.evaluate((reason) => {
     const controller = new AbortController();
-    setTimeout(() => controller.abort(new Error('user left')), 300);
+    setTimeout(() => (reason === undefined ? controller.abort() : controller.abort(new Error(reason))), 300);
     return window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 5000, signal: controller.signal }));
-  });
+  }, reason);
+}
+
+test('an AbortSignal aborts a call that waits for BX24.init: ABORTED at once, not at the deadline', async () => {
+  const r = await deleteAbortedAfter300ms('never-init', 'user left');
   assert.equal(r.ok, false, JSON.stringify(r));
   assert.equal(r.error.code, 'ABORTED', `after ${r.ms} ms`);
   assert.equal(r.error.kind, 'aborted');
@@ -370,26 +377,15 @@ test('BX24.refreshAuth never calls back (no token from getAuth): TIMEOUT within 
   assert.deepEqual(rest, []);
 });
 
-test('an AbortSignal aborts a call that waits for BX24.refreshAuth: ABORTED at once',
-  async () => {
-  const { page } = await openStub('silent-refresh');
-  const r = await page.evaluate(() => {
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 300);
-    return window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 5000, signal: controller.signal }));
-  });
+test('an AbortSignal aborts a call that waits for BX24.refreshAuth: ABORTED at once', async () => {
+  const r = await deleteAbortedAfter300ms('silent-refresh');
   assert.equal(r.ok, false, JSON.stringify(r));
   assert.equal(r.error.code, 'ABORTED', `after ${r.ms} ms`);
   assert.ok(r.ms >= 250 && r.ms < 1000, `took ${r.ms} ms`);
 });
 
 test('an AbortSignal aborts a call that waits for BX24.callMethod: ABORTED at once', async () => {
-  const { page } = await openStub('silent-method');
-  const r = await page.evaluate(() => {
-    const controller = new AbortController();
-    setTimeout(() => controller.abort(), 300);
-    return window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 5000, signal: controller.signal }));
-  });
+  const r = await deleteAbortedAfter300ms('silent-method');
   assert.equal(r.ok, false, JSON.stringify(r));
   assert.equal(r.error.code, 'ABORTED');
   assert.ok(r.ms >= 250 && r.ms < 1000, `took ${r.ms} ms`);
