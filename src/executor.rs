@@ -152,7 +152,8 @@ impl<T: 'static> Waits<T> {
     }
 
     /// Slots in use (pending, filled or abandoned).
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
         let slots = self.slots.borrow();
         slots
             .iter()
