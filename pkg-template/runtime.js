@@ -133,11 +133,28 @@ export function progress(callback, done, total) {
   }
 }
 
-export function deleted(entityTypeId, id, hasTime, answer) {
+export function deleted(entityTypeId, id, hasTime, reply) {
   const result = { entityTypeId, id };
-  // The wasm has read the answer and found a `time` object in it: take it from the same text.
-  if (hasTime) result.time = JSON.parse(answer[1]).time;
+  // The wasm has read the answer and found a `time` object in it: hand over the portal's own.
+  if (hasTime) result.time = reply[1].time;
   return result;
+}
+
+/** `Object.entries` of a plain object (not an array), else `[]`. */
+export const members = (object) => (object && typeof object === 'object' && !Array.isArray(object) ? Object.entries(object) : []);
+
+/**
+ * An HTTP answer for the wasm: [status, value, 0] when the body is JSON (parsed by the engine's
+ * JSON.parse: the wasm carries no parser), else [status, undefined, class]: 1 empty, 2 an HTML
+ * page, 3 anything else.
+ */
+function answer(status, text) {
+  if (/^[\t\n\f\r ]*$/.test(text)) return [status, undefined, 1];
+  try {
+    return [status, JSON.parse(text), 0];
+  } catch {
+    return [status, undefined, /^[\t\n\f\r ]*</.test(text) ? 2 : 3];
+  }
 }
 
 export const report = (deleted, notFound) => ({ deleted: Array.from(deleted), notFound: Array.from(notFound), failed: [] });
@@ -179,7 +196,7 @@ export function sleep(ms, signal) {
 
 /**
  * POSTs `body` to `url` and reads the whole answer within `timeoutMs`.
- * Resolves [status, text] for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
+ * Resolves [status, body, class] (see answer()) for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
  */
 export async function send(url, body, timeoutMs, signal) {
   if (signal?.aborted) return [0, ABORTED, signal.reason];
@@ -196,7 +213,7 @@ export async function send(url, body, timeoutMs, signal) {
   signal?.addEventListener('abort', onAbort);
   try {
     const response = await fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' });
-    return [response.status, await response.text()];
+    return answer(response.status, await response.text());
   } catch (cause) {
     return [0, why || NETWORK, why === ABORTED ? signal.reason : why ? undefined : cause];
   } finally {
@@ -252,7 +269,7 @@ export async function frameAuth(first, timeoutMs, signal) {
 
 /**
  * BX24.callMethod(method, params) bounded by `timeoutMs` (BX24 never calls back on a 5xx or a
- * network error). Resolves like send(): [status, JSON text] for an answer, else [0, kind, cause].
+ * network error). Resolves like send(): [status, body, class] for an answer, else [0, kind, cause].
  */
 export function callBx24(method, body, timeoutMs, signal) {
   const call = (done) => {
@@ -261,10 +278,10 @@ export function callBx24(method, body, timeoutMs, signal) {
         try {
           const error = result.error();
           const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
-          const answer = error
+          const reply = error
             ? (error.ex ?? { error: String(error.error ?? error), error_description: String(error.error_description ?? '') })
             : (result.answer ?? { result: result.data(), time: result.time?.() });
-          done([status, JSON.stringify(answer)]);
+          done(answer(status, JSON.stringify(reply)));
         } catch (cause) {
           done([0, NETWORK, cause]);
         }

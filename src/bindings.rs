@@ -18,6 +18,7 @@ use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
 use crate::executor::{self, Waits};
 use crate::id::{self, RawId};
+use crate::response::{self, Body, Kind};
 use crate::secret::Secret;
 
 #[wasm_bindgen(module = "/pkg-template/runtime.js")]
@@ -72,7 +73,10 @@ extern "C" {
     /// `callback({ done, total })`; a throw is swallowed.
     fn progress(callback: &JsValue, done: f64, total: f64);
 
-    /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, text]`) when `has_time`.
+    /// `Object.entries(object)` for a plain object, else `[]`.
+    fn members(object: &JsValue) -> JsValue;
+
+    /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, body, class]`) when `has_time`.
     fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
 
     /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`.
@@ -322,7 +326,7 @@ struct WebEnv {
     signal: JsValue,
     /// The JS error behind the latest failure, for `B24Error.cause`.
     cause: RefCell<JsValue>,
-    /// The latest answer, `[status, text]`: a success's `time` is read from it in JS.
+    /// The latest answer, `[status, body, class]`: a success's `time` is read from it in JS.
     answer: RefCell<JsValue>,
     url: UrlCache,
     on_token_expired: Option<JsValue>,
@@ -347,6 +351,8 @@ impl WebEnv {
 }
 
 impl Env for WebEnv {
+    type Json = JsJson;
+
     fn now_ms(&self) -> f64 {
         now()
     }
@@ -363,8 +369,13 @@ impl Env for WebEnv {
         }
     }
 
-    async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        timeout_ms: f64,
+    ) -> Result<RawResponse<JsJson>, Error> {
         let (url, body) = (request.url.expose(), request.body.expose());
+        // `[status, body parsed by JSON.parse, class]` or `[0, failure, cause]` (runtime.js).
         let answer = settled(if request.bx24 {
             call_bx24(url, body, timeout_ms, &self.signal)
         } else {
@@ -373,7 +384,12 @@ impl Env for WebEnv {
         .await;
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
-            let body = at(&answer, 1).as_string().unwrap_or_default();
+            let body = match at(&answer, 2).as_f64() {
+                Some(0.0) => Body::Json(JsJson(at(&answer, 1))),
+                Some(1.0) => Body::Empty,
+                Some(2.0) => Body::Html,
+                _ => Body::Invalid,
+            };
             *self.answer.borrow_mut() = answer;
             return Ok(RawResponse { status, body });
         }
@@ -430,6 +446,52 @@ impl Env for WebEnv {
                 Err(Error::InvalidConfig("onTokenExpired failed"))
             }
         }
+    }
+}
+
+/// A value from `JSON.parse` (runtime.js parses every answer): the wasm carries no JSON parser.
+pub struct JsJson(JsValue);
+
+impl response::Json for JsJson {
+    fn get(&self, key: &str) -> Option<Self> {
+        // JSON has no `undefined`: it means "no such member" (or not an object).
+        Some(get(&self.0, key))
+            .filter(|v| !v.is_undefined())
+            .map(JsJson)
+    }
+
+    fn kind(&self) -> Kind {
+        let v = &self.0;
+        match v.as_bool() {
+            Some(true) => Kind::True,
+            Some(false) => Kind::False,
+            None if v.is_null() => Kind::Null,
+            None if v.is_string() => Kind::Str,
+            None if v.is_array() => Kind::Array,
+            None if v.is_object() => Kind::Object,
+            None => Kind::Number,
+        }
+    }
+
+    fn as_str(&self) -> Option<String> {
+        self.0.as_string()
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        self.0.as_f64()
+    }
+
+    fn members(&self) -> Vec<(String, Self)> {
+        let entries = members(&self.0);
+        (0..length(&entries))
+            .map(|i| {
+                let pair = at(&entries, i);
+                (
+                    at(&pair, 0).as_string().unwrap_or_default(),
+                    JsJson(at(&pair, 1)),
+                )
+            })
+            .collect()
     }
 }
 

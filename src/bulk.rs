@@ -420,12 +420,13 @@ mod tests {
                 confirmed: &'a std::cell::RefCell<std::collections::HashSet<u64>>,
             }
             impl Env for Scripted<'_> {
+                type Json = crate::json::Value<'static>;
                 fn now_ms(&self) -> f64 { self.fake.now_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
                 async fn refresh_token(&self, _first: bool, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
                 fn aborted(&self) -> bool { false }
-                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse, Error> {
+                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::json::Value<'static>>, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);
                     let body = request.body.expose();
                     let halt = body.starts_with(r#"{"halt":1"#);

@@ -13,22 +13,24 @@ use crate::config::{Config, Endpoint};
 use crate::envelope::{self, Auth, HttpRequest};
 use crate::error::Error;
 use crate::policy::{self, Attempt, Bucket, Decision};
-use crate::response::{self, BatchAnswer, Deleted, Failure, RequestTime};
+use crate::response::{self, BatchAnswer, Body, Deleted, Failure, Json, RequestTime};
 use crate::secret::Secret;
 
-/// An HTTP answer as the transport got it.
+/// An HTTP answer as the transport got it: the status and the body, parsed (`J`) or classified.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RawResponse {
+pub struct RawResponse<J> {
     /// The HTTP status.
     pub status: u16,
-    /// The body as text (empty when there was none).
-    pub body: String,
+    /// The body.
+    pub body: Body<J>,
 }
 
 /// What a call needs from its platform. One `Env` serves one call (it carries the call's abort
 /// signal), so every wait and request it runs ends at once with `Aborted` when that fires.
 #[allow(async_fn_in_trait)]
 pub trait Env {
+    /// The transport's parsed JSON values.
+    type Json: Json;
     /// Now, in Unix milliseconds.
     fn now_ms(&self) -> f64;
     /// A random number in `[0, 1)`.
@@ -37,7 +39,11 @@ pub trait Env {
     async fn sleep(&self, ms: f64) -> Result<(), Error>;
     /// Sends one request and reads the whole body; gives up after `timeout_ms` with `Timeout`.
     /// Fails with `Network` below HTTP and `Aborted` when the call is aborted.
-    async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error>;
+    async fn send(
+        &self,
+        request: &HttpRequest,
+        timeout_ms: f64,
+    ) -> Result<RawResponse<Self::Json>, Error>;
     /// Whether the call's signal has fired.
     fn aborted(&self) -> bool;
     /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (`first`:
@@ -109,7 +115,7 @@ impl Job<'_> {
     fn read(
         &self,
         status: u16,
-        body: &str,
+        body: Body<impl Json>,
         earlier_outcome_unknown: bool,
     ) -> Result<Answer, Failure> {
         match *self {
@@ -264,7 +270,7 @@ impl Client {
                 )
                 .await;
             let failure = match answer {
-                Ok(raw) => match job.read(raw.status, &raw.body, outcome_unknown) {
+                Ok(raw) => match job.read(raw.status, raw.body, outcome_unknown) {
                     Ok(answer) => return Ok((answer, outcome_unknown)),
                     Err(failure) => failure,
                 },
@@ -472,6 +478,7 @@ impl Future for RefreshDone<'_> {
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigInput, RateLimitInput};
+    use crate::json::Value;
     use std::cell::Cell;
     use std::collections::VecDeque;
     use std::rc::Rc;
@@ -479,7 +486,7 @@ pub(crate) mod tests {
     /// A scripted portal and a fake clock: sleeping advances time at once.
     pub struct FakeEnv {
         pub now: Cell<f64>,
-        pub answers: RefCell<VecDeque<Result<RawResponse, Error>>>,
+        pub answers: RefCell<VecDeque<Result<RawResponse<Value<'static>>, Error>>>,
         pub sent: RefCell<Vec<(f64, String, String)>>,
         pub refreshes: Cell<u32>,
         pub firsts: RefCell<Vec<bool>>,
@@ -489,7 +496,7 @@ pub(crate) mod tests {
     }
 
     impl FakeEnv {
-        pub fn new(answers: Vec<Result<RawResponse, Error>>) -> FakeEnv {
+        pub fn new(answers: Vec<Result<RawResponse<Value<'static>>, Error>>) -> FakeEnv {
             FakeEnv {
                 now: Cell::new(1_700_000_000_000.0),
                 answers: RefCell::new(answers.into()),
@@ -509,28 +516,29 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn ok(body: &str) -> Result<RawResponse, Error> {
+    pub fn ok(body: &str) -> Result<RawResponse<Value<'static>>, Error> {
+        answer(200, body)
+    }
+
+    /// An answer whose body is read with the crate's JSON reader, as a native transport would.
+    pub fn answer(status: u16, body: &str) -> Result<RawResponse<Value<'static>>, Error> {
+        // The parsed value borrows its text: a test's few answers may live as long as the test.
+        let text: &'static str = Box::leak(body.into());
         Ok(RawResponse {
-            status: 200,
-            body: body.into(),
+            status,
+            body: Body::parse(text),
         })
     }
 
-    pub fn answer(status: u16, body: &str) -> Result<RawResponse, Error> {
-        Ok(RawResponse {
+    pub fn api_error(status: u16, code: &str) -> Result<RawResponse<Value<'static>>, Error> {
+        answer(
             status,
-            body: body.into(),
-        })
-    }
-
-    pub fn api_error(status: u16, code: &str) -> Result<RawResponse, Error> {
-        Ok(RawResponse {
-            status,
-            body: ["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat(),
-        })
+            &["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat(),
+        )
     }
 
     impl Env for FakeEnv {
+        type Json = Value<'static>;
         fn now_ms(&self) -> f64 {
             self.now.get()
         }
@@ -541,7 +549,11 @@ pub(crate) mod tests {
             self.now.set(self.now.get() + ms);
             Ok(())
         }
-        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+        async fn send(
+            &self,
+            request: &HttpRequest,
+            timeout_ms: f64,
+        ) -> Result<RawResponse<Value<'static>>, Error> {
             self.sent.borrow_mut().push((
                 self.now.get(),
                 request.url.expose().to_owned(),
@@ -772,6 +784,7 @@ pub(crate) mod tests {
     }
 
     impl Env for GatedRefresh {
+        type Json = Value<'static>;
         fn now_ms(&self) -> f64 {
             self.inner.now_ms()
         }
@@ -781,7 +794,11 @@ pub(crate) mod tests {
         async fn sleep(&self, ms: f64) -> Result<(), Error> {
             self.inner.sleep(ms).await
         }
-        async fn send(&self, request: &HttpRequest, timeout_ms: f64) -> Result<RawResponse, Error> {
+        async fn send(
+            &self,
+            request: &HttpRequest,
+            timeout_ms: f64,
+        ) -> Result<RawResponse<Value<'static>>, Error> {
             self.inner.send(request, timeout_ms).await
         }
         fn aborted(&self) -> bool {

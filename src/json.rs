@@ -1,10 +1,13 @@
 //! A small, strict JSON reader for the portal's answers.
 //!
-//! Written for this library instead of serde_json to keep the wasm small: it borrows from the
+//! The native side of [`crate::response::Json`]: `cargo test` reads answers with it, while the
+//! wasm reads `JSON.parse`'s values instead and carries no JSON parser. It borrows from the
 //! input, never panics on any input (depth is bounded), keeps numbers as text (floats are only
 //! approximated where a wait time needs one).
 
 use std::borrow::Cow;
+
+use crate::response::Kind;
 
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -53,28 +56,39 @@ impl<'a> Value<'a> {
             _ => None,
         }
     }
+}
 
-    /// Whether this is an empty array or an empty object (the portal writes `[]` for both).
-    pub fn is_empty_container(&self) -> bool {
+/// The response readers' view (natively; in the browser they read `JSON.parse`'s values).
+impl crate::response::Json for Value<'_> {
+    fn get(&self, key: &str) -> Option<Self> {
+        Value::get(self, key).cloned()
+    }
+
+    fn kind(&self) -> Kind {
         match self {
-            Value::Array(items) => items.is_empty(),
-            Value::Object(members) => members.is_empty(),
-            _ => false,
+            Value::Null => Kind::Null,
+            Value::Bool(true) => Kind::True,
+            Value::Bool(false) => Kind::False,
+            Value::Number(_) => Kind::Number,
+            Value::Str(_) => Kind::Str,
+            Value::Array(_) => Kind::Array,
+            Value::Object(_) => Kind::Object,
         }
     }
 
-    /// Members of an object, or the items of an array keyed by their index.
-    pub fn entries(&self) -> Vec<(Cow<'a, str>, &Value<'a>)> {
+    fn as_str(&self) -> Option<String> {
+        Value::as_str(self).map(Cow::into_owned)
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        Value::as_f64(self)
+    }
+
+    fn members(&self) -> Vec<(String, Self)> {
         match self {
-            Value::Object(members) => members.iter().map(|(k, v)| (decode(k), v)).collect(),
-            Value::Array(items) => items
+            Value::Object(members) => members
                 .iter()
-                .enumerate()
-                .map(|(i, v)| {
-                    let mut key = String::new();
-                    crate::envelope::push_u64(&mut key, i as u64);
-                    (Cow::Owned(key), v)
-                })
+                .map(|(k, v)| (decode(k).into_owned(), v.clone()))
                 .collect(),
             _ => Vec::new(),
         }
@@ -338,7 +352,7 @@ mod tests {
     fn parses_the_documented_success() {
         let text = r#"{"result": [], "time": {"start":1721657688.755373,"finish":1721657689.65017,"duration":0.8947970867156982,"processing":0.6092040538787842,"date_start":"2024-07-22T16:14:48+02:00","date_finish":"2024-07-22T16:14:49+02:00","operating":0}}"#;
         let v = parse(text).unwrap();
-        assert!(v.get("result").unwrap().is_empty_container());
+        assert_eq!(v.get("result"), Some(&Value::Array(Vec::new())));
         let time = v.get("time").unwrap();
         assert!((time.get("start").unwrap().as_f64().unwrap() - 1721657688.755373).abs() < 1e-5);
         assert_eq!(

@@ -3,12 +3,75 @@
 //! Success is HTTP 2xx with `{"result": ..., "time": {...}}`; an error is `{"error": CODE,
 //! "error_description": TEXT}` with any status. Anything else (an HTML 502 page, an empty or cut
 //! body, JSON of another shape) is `BAD_RESPONSE` with the status kept — never a success.
+//!
+//! The readers work on any [`Json`] value: in the browser a value from the engine's own
+//! `JSON.parse` (no JSON parser in the wasm: see `src/bindings.rs`), natively our strict reader
+//! ([`crate::json`], used by `cargo test`).
 
 use crate::error::Error;
-use crate::json::{self, Value};
 
-/// What the library uses of an answer's `time` object (JS reads the whole object from the
-/// answer itself).
+/// What the readers need of a parsed JSON value.
+pub trait Json: Sized {
+    /// The member `key` of an object; `None` for a missing member or a non-object.
+    fn get(&self, key: &str) -> Option<Self>;
+    /// What kind of value this is.
+    fn kind(&self) -> Kind;
+    /// The string, if this is one.
+    fn as_str(&self) -> Option<String>;
+    /// The number, if this is one.
+    fn as_f64(&self) -> Option<f64>;
+    /// The members of an object, in order; empty for anything else.
+    fn members(&self) -> Vec<(String, Self)>;
+}
+
+/// The kinds of JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `null`
+    Null,
+    /// `true`
+    True,
+    /// `false`
+    False,
+    /// A number.
+    Number,
+    /// A string.
+    Str,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+/// An answer's body as the transport classified it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body<J> {
+    /// The body parsed as JSON.
+    Json(J),
+    /// Empty, or only whitespace.
+    Empty,
+    /// Not JSON, and starting with `<`: an HTML page (a proxy's 502, a login page).
+    Html,
+    /// Not JSON.
+    Invalid,
+}
+
+impl<'a> Body<crate::json::Value<'a>> {
+    /// Classifies a body's text with the crate's own JSON reader (the native transport's
+    /// way; runtime.js does the same with `JSON.parse`).
+    pub fn parse(text: &'a str) -> Self {
+        if text.trim_ascii().is_empty() {
+            return Body::Empty;
+        }
+        match crate::json::parse(text) {
+            Some(value) => Body::Json(value),
+            None if text.trim_ascii_start().starts_with('<') => Body::Html,
+            None => Body::Invalid,
+        }
+    }
+}
+
+/// What the library uses of an answer's `time` object (JS hands the whole object to the caller).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestTime {
     /// `operating`: seconds this method has used in the current window.
@@ -18,13 +81,13 @@ pub struct RequestTime {
 }
 
 impl RequestTime {
-    fn read(value: &Value<'_>) -> Option<RequestTime> {
-        if !matches!(value, Value::Object(_)) {
+    fn read(value: impl Json) -> Option<RequestTime> {
+        if value.kind() != Kind::Object {
             return None;
         }
         Some(RequestTime {
-            operating: value.get("operating").and_then(Value::as_f64),
-            operating_reset_at: value.get("operating_reset_at").and_then(Value::as_f64),
+            operating: value.get("operating").and_then(|v| v.as_f64()),
+            operating_reset_at: value.get("operating_reset_at").and_then(|v| v.as_f64()),
         })
     }
 }
@@ -53,11 +116,11 @@ impl From<Error> for Failure {
 }
 
 /// Reads an answer to `crm.item.delete`.
-pub fn read_delete(status: u16, body: &str) -> Result<Deleted, Failure> {
+pub fn read_delete(status: u16, body: Body<impl Json>) -> Result<Deleted, Failure> {
     let envelope = parse_envelope(status, body)?;
-    match envelope.get("result") {
+    match envelope.get("result").map(|r| r.kind()) {
         // The docs give `[]`; accept an object or `true` too, should the portal change.
-        Some(Value::Array(_) | Value::Object(..) | Value::Bool(true)) => Ok(Deleted {
+        Some(Kind::Array | Kind::Object | Kind::True) => Ok(Deleted {
             time: envelope.get("time").and_then(RequestTime::read),
         }),
         _ => Err(bad(status, "the answer has no result")),
@@ -85,41 +148,48 @@ pub struct BatchAnswer {
 }
 
 /// Reads an answer to a `batch` of `commands` commands keyed `k0..`.
-pub fn read_batch(status: u16, body: &str, commands: usize) -> Result<BatchAnswer, Failure> {
+pub fn read_batch(
+    status: u16,
+    body: Body<impl Json>,
+    commands: usize,
+) -> Result<BatchAnswer, Failure> {
     let envelope = parse_envelope(status, body)?;
-    let Some(result @ Value::Object(..)) = envelope.get("result") else {
+    let Some(result) = envelope.get("result").filter(|r| r.kind() == Kind::Object) else {
         return Err(bad(status, "the batch answer has no result object"));
     };
     let mut outcomes = vec![CommandOutcome::NotRun; commands];
-    // Containers may be `[]` when empty, or objects keyed by command.
-    for (key, value) in result.get("result").map(Value::entries).unwrap_or_default() {
-        if let Some(i) = crate::envelope::batch_key_index(&key).filter(|&i| i < commands) {
-            if !matches!(value, Value::Bool(false) | Value::Null) {
-                outcomes[i] = CommandOutcome::Done;
-            }
+    // Containers are objects keyed by command, or `[]` when empty (no members).
+    let keyed = |name| {
+        result
+            .get(name)
+            .map(|c| c.members())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(key, value)| {
+                crate::envelope::batch_key_index(&key)
+                    .filter(|&i| i < commands)
+                    .map(|i| (i, value))
+            })
+    };
+    for (i, value) in keyed("result") {
+        if !matches!(value.kind(), Kind::False | Kind::Null) {
+            outcomes[i] = CommandOutcome::Done;
         }
     }
-    for (key, value) in result
-        .get("result_error")
-        .map(Value::entries)
-        .unwrap_or_default()
-    {
-        if let Some(i) = crate::envelope::batch_key_index(&key).filter(|&i| i < commands) {
-            outcomes[i] =
-                CommandOutcome::Failed(match value.get("error").and_then(Value::as_str) {
-                    Some(code) => {
-                        let description = value
-                            .get("error_description")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default();
-                        Error::api(&code, &description, 0)
-                    }
-                    None => Error::BadResponse {
-                        status,
-                        reason: "a batch command failed without an error code",
-                    },
-                });
-        }
+    for (i, value) in keyed("result_error") {
+        outcomes[i] = CommandOutcome::Failed(match value.get("error").and_then(|v| v.as_str()) {
+            Some(code) => {
+                let description = value
+                    .get("error_description")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default();
+                Error::api(&code, &description, 0)
+            }
+            None => Error::BadResponse {
+                status,
+                reason: "a batch command failed without an error code",
+            },
+        });
     }
     Ok(BatchAnswer {
         outcomes,
@@ -127,30 +197,23 @@ pub fn read_batch(status: u16, body: &str, commands: usize) -> Result<BatchAnswe
     })
 }
 
-/// Parses the JSON object of an answer; turns error envelopes and non-2xx answers into failures.
-fn parse_envelope(status: u16, body: &str) -> Result<Value<'_>, Failure> {
-    if body.trim_ascii().is_empty() {
-        return Err(bad(status, "the answer is empty"));
-    }
-    let Some(envelope @ Value::Object(..)) = json::parse(body) else {
-        return Err(bad(
-            status,
-            if body.trim_ascii_start().starts_with('<') {
-                "the answer is an HTML page, not JSON"
-            } else {
-                "the answer is not valid JSON"
-            },
-        ));
+/// The JSON object of an answer; error envelopes and non-2xx answers become failures.
+fn parse_envelope<J: Json>(status: u16, body: Body<J>) -> Result<J, Failure> {
+    let envelope = match body {
+        Body::Json(value) if value.kind() == Kind::Object => value,
+        Body::Empty => return Err(bad(status, "the answer is empty")),
+        Body::Html => return Err(bad(status, "the answer is an HTML page, not JSON")),
+        Body::Json(_) | Body::Invalid => return Err(bad(status, "the answer is not valid JSON")),
     };
     let time = envelope.get("time").and_then(RequestTime::read);
     if let Some(code) = envelope
         .get("error")
-        .and_then(Value::as_str)
+        .and_then(|v| v.as_str())
         .filter(|c| !c.is_empty())
     {
         let description = envelope
             .get("error_description")
-            .and_then(Value::as_str)
+            .and_then(|v| v.as_str())
             .unwrap_or_default();
         return Err(Failure {
             error: Error::api(&code, &description, status),
@@ -180,11 +243,20 @@ fn bad(status: u16, reason: &'static str) -> Failure {
 mod tests {
     use super::*;
 
+    /// The readers on a body's text, through the crate's own JSON reader.
+    fn delete(status: u16, text: &str) -> Result<Deleted, Failure> {
+        read_delete(status, Body::parse(text))
+    }
+
+    fn batch(status: u16, text: &str, commands: usize) -> Result<BatchAnswer, Failure> {
+        read_batch(status, Body::parse(text), commands)
+    }
+
     const SUCCESS: &str = r#"{"result": [], "time": {"start":1721657688.755373,"finish":1721657689.65017,"duration":0.8947970867156982,"processing":0.6092040538787842,"date_start":"2024-07-22T16:14:48+02:00","date_finish":"2024-07-22T16:14:49+02:00","operating":0}}"#;
 
     #[test]
     fn documented_success() {
-        let deleted = read_delete(200, SUCCESS).unwrap();
+        let deleted = delete(200, SUCCESS).unwrap();
         let time = deleted.time.unwrap();
         assert_eq!(time.operating, Some(0.0));
         assert_eq!(time.operating_reset_at, None);
@@ -197,9 +269,9 @@ mod tests {
             r#"{"result":true}"#,
             r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#,
         ] {
-            assert!(read_delete(200, body).is_ok(), "{body}");
+            assert!(delete(200, body).is_ok(), "{body}");
         }
-        let time = read_delete(
+        let time = delete(
             200,
             r#"{"result":[],"time":{"operating":1.5,"operating_reset_at":1721658288}}"#,
         )
@@ -210,15 +282,12 @@ mod tests {
             (time.operating, time.operating_reset_at),
             (Some(1.5), Some(1721658288.0))
         );
-        assert_eq!(
-            read_delete(200, r#"{"result":[],"time":5}"#).unwrap().time,
-            None
-        );
+        assert_eq!(delete(200, r#"{"result":[],"time":5}"#).unwrap().time, None);
     }
 
     #[test]
     fn documented_errors_keep_code_description_and_status() {
-        let failure = read_delete(
+        let failure = delete(
             400,
             r#"{"error":"NOT_FOUND","error_description":"Item not found"}"#,
         )
@@ -227,12 +296,12 @@ mod tests {
             failure.error,
             Error::api("NOT_FOUND", "Item not found", 400)
         );
-        let failure = read_delete(429, r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating":481,"operating_reset_at":1700000600}}"#).unwrap_err();
+        let failure = delete(429, r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating":481,"operating_reset_at":1700000600}}"#).unwrap_err();
         assert_eq!(failure.error.code(), "OPERATION_TIME_LIMIT");
         assert_eq!(failure.time.unwrap().operating_reset_at, Some(1700000600.0));
         // An error envelope with a 200 status is still an error.
         assert_eq!(
-            read_delete(200, r#"{"error":"expired_token"}"#)
+            delete(200, r#"{"error":"expired_token"}"#)
                 .unwrap_err()
                 .error,
             Error::api("expired_token", "", 200)
@@ -255,7 +324,7 @@ mod tests {
             (503, "Service Unavailable"),
             (200, r#"{"error":""}"#),
         ] {
-            let failure = read_delete(status, body).unwrap_err();
+            let failure = delete(status, body).unwrap_err();
             assert_eq!(failure.error.code(), "BAD_RESPONSE", "{status} {body}");
             assert_eq!(failure.error.status(), status);
         }
@@ -264,7 +333,7 @@ mod tests {
     #[test]
     fn batch_answers() {
         let body = r#"{"result":{"result":{"k0":[],"k2":true},"result_error":{"k1":{"error":"NOT_FOUND","error_description":"Item not found"}},"result_total":[],"result_next":[],"result_time":{}},"time":{"operating":0}}"#;
-        let answer = read_batch(200, body, 4).unwrap();
+        let answer = batch(200, body, 4).unwrap();
         assert_eq!(
             answer.outcomes,
             vec![
@@ -277,16 +346,13 @@ mod tests {
         // Empty containers come as `[]`.
         let empty = r#"{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[],"result_time":[]},"time":{}}"#;
         assert_eq!(
-            read_batch(200, empty, 2).unwrap().outcomes,
+            batch(200, empty, 2).unwrap().outcomes,
             vec![CommandOutcome::NotRun; 2]
         );
         // Whole-request errors.
-        assert_eq!(read_batch(400, r#"{"error":"ERROR_BATCH_LENGTH_EXCEEDED","error_description":"Max batch length exceeded"}"#, 51).unwrap_err().error.code(), "ERROR_BATCH_LENGTH_EXCEEDED");
+        assert_eq!(batch(400, r#"{"error":"ERROR_BATCH_LENGTH_EXCEEDED","error_description":"Max batch length exceeded"}"#, 51).unwrap_err().error.code(), "ERROR_BATCH_LENGTH_EXCEEDED");
         assert_eq!(
-            read_batch(200, r#"{"result":[]}"#, 1)
-                .unwrap_err()
-                .error
-                .code(),
+            batch(200, r#"{"result":[]}"#, 1).unwrap_err().error.code(),
             "BAD_RESPONSE"
         );
     }
@@ -295,22 +361,22 @@ mod tests {
         #[test]
         fn arbitrary_bodies_never_panic(status in 0u16..600, bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..96)) {
             let body = String::from_utf8_lossy(&bytes);
-            let _ = read_delete(status, &body);
-            let _ = read_batch(status, &body, 3);
+            let _ = delete(status, &body);
+            let _ = batch(status, &body, 3);
         }
 
         #[test]
         fn cut_answers_are_never_success(cut in 0usize..200) {
             let cut = cut.min(SUCCESS.len() - 1);
             if let Some(prefix) = SUCCESS.get(..cut) {
-                proptest::prop_assert!(read_delete(200, prefix).is_err());
+                proptest::prop_assert!(delete(200, prefix).is_err());
             }
         }
 
         #[test]
         fn html_pages_are_never_success(status in 200u16..600, title in "[a-zA-Z0-9 ]{0,20}") {
             let page = format!("<!DOCTYPE html><html><head><title>{title}</title></head></html>");
-            let failure = read_delete(status, &page).unwrap_err();
+            let failure = delete(status, &page).unwrap_err();
             proptest::prop_assert_eq!(failure.error.code(), "BAD_RESPONSE");
         }
     }
