@@ -140,8 +140,24 @@ export function deleted(entityTypeId, id, hasTime, reply) {
   return result;
 }
 
+// The members the wasm reads from answers, by number (response::Key in src/response.rs, same
+// order; a native test compares the two lists).
+const KEYS = ['result', 'time', 'error', 'error_description', 'operating', 'operating_reset_at', 'result_error'];
+
+/** `object[KEYS[key]]`, or `undefined` (see get()). */
+export const member = (object, key) => get(object, KEYS[key]);
+
 /** `Object.entries` of a plain object (not an array), else `[]`. */
 export const members = (object) => (object && typeof object === 'object' && !Array.isArray(object) ? Object.entries(object) : []);
+
+let decoder;
+/** The text of UTF-8 `bytes` (a view of wasm memory): ASCII, as request bodies are, without a TextDecoder call. */
+function text(bytes) {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] > 127) return (decoder ??= new TextDecoder()).decode(bytes);
+  }
+  return String.fromCharCode.apply(null, bytes);
+}
 
 /**
  * An HTTP answer for the wasm: [status, value, 0] when the body is JSON (parsed by the engine's
@@ -198,8 +214,9 @@ export function sleep(ms, signal) {
  * POSTs `body` to `url` and reads the whole answer within `timeoutMs`.
  * Resolves [status, body, class] (see answer()) for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
  */
-export async function send(url, body, timeoutMs, signal) {
+export async function send(url, bytes, timeoutMs, signal) {
   if (signal?.aborted) return [0, ABORTED, signal.reason];
+  const body = text(bytes);
   const controller = new AbortController();
   let why = 0;
   const stop = (reason) => {

@@ -18,7 +18,7 @@ use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
 use crate::executor::{self, Waits};
 use crate::id::{self, RawId};
-use crate::response::{self, Body, Kind};
+use crate::response::{self, Body, Key, Kind};
 use crate::secret::Secret;
 
 #[wasm_bindgen(module = "/pkg-template/runtime.js")]
@@ -39,7 +39,8 @@ extern "C" {
     // The platform: each returns a promise that never rejects.
     fn sleep(ms: f64, signal: &JsValue) -> JsValue;
 
-    fn send(url: &JsValue, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
+    /// `body` goes over as bytes: runtime.js makes its text without the glue's TextDecoder.
+    fn send(url: &JsValue, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
     fn refresh_token(callback: &JsValue, timeout_ms: f64, signal: &JsValue) -> JsValue;
@@ -75,6 +76,9 @@ extern "C" {
 
     /// `Object.entries(object)` for a plain object, else `[]`.
     fn members(object: &JsValue) -> JsValue;
+
+    /// `object[KEYS[key]]` (see [`Key`]), or `undefined`.
+    fn member(object: &JsValue, key: u32) -> JsValue;
 
     /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, body, class]`) when `has_time`.
     fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
@@ -379,7 +383,7 @@ impl Env for WebEnv {
         let answer = settled(if request.bx24 {
             call_bx24(url, body, timeout_ms, &self.signal)
         } else {
-            send(&self.url.js(url), body, timeout_ms, &self.signal)
+            send(&self.url.js(url), body.as_bytes(), timeout_ms, &self.signal)
         })
         .await;
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
@@ -453,9 +457,9 @@ impl Env for WebEnv {
 pub struct JsJson(JsValue);
 
 impl response::Json for JsJson {
-    fn get(&self, key: &str) -> Option<Self> {
+    fn get(&self, key: Key) -> Option<Self> {
         // JSON has no `undefined`: it means "no such member" (or not an object).
-        Some(get(&self.0, key))
+        Some(member(&self.0, key as u32))
             .filter(|v| !v.is_undefined())
             .map(JsJson)
     }

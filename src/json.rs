@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::response::Kind;
+use crate::response::{Key, Kind};
 
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -60,8 +60,8 @@ impl<'a> Value<'a> {
 
 /// The response readers' view (natively; in the browser they read `JSON.parse`'s values).
 impl crate::response::Json for Value<'_> {
-    fn get(&self, key: &str) -> Option<Self> {
-        Value::get(self, key).cloned()
+    fn get(&self, key: Key) -> Option<Self> {
+        Value::get(self, key.name()).cloned()
     }
 
     fn kind(&self) -> Kind {

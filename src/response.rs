@@ -13,7 +13,7 @@ use crate::error::Error;
 /// What the readers need of a parsed JSON value.
 pub trait Json: Sized {
     /// The member `key` of an object; `None` for a missing member or a non-object.
-    fn get(&self, key: &str) -> Option<Self>;
+    fn get(&self, key: Key) -> Option<Self>;
     /// What kind of value this is.
     fn kind(&self) -> Kind;
     /// The string, if this is one.
@@ -22,6 +22,52 @@ pub trait Json: Sized {
     fn as_f64(&self) -> Option<f64>;
     /// The members of an object, in order; empty for anything else.
     fn members(&self) -> Vec<(String, Self)>;
+}
+
+/// The members the readers look up. In the browser a key crosses to JS as its number (runtime.js's
+/// `KEYS` lists the names in this order), not as a string to decode on every answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    /// `result`
+    Result,
+    /// `time`
+    Time,
+    /// `error`
+    Error,
+    /// `error_description`
+    ErrorDescription,
+    /// `operating`
+    Operating,
+    /// `operating_reset_at`
+    OperatingResetAt,
+    /// `result_error`
+    ResultError,
+}
+
+impl Key {
+    /// Every key, in the order of runtime.js's `KEYS`.
+    pub const ALL: [Key; 7] = [
+        Key::Result,
+        Key::Time,
+        Key::Error,
+        Key::ErrorDescription,
+        Key::Operating,
+        Key::OperatingResetAt,
+        Key::ResultError,
+    ];
+
+    /// The member's name in the portal's JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Key::Result => "result",
+            Key::Time => "time",
+            Key::Error => "error",
+            Key::ErrorDescription => "error_description",
+            Key::Operating => "operating",
+            Key::OperatingResetAt => "operating_reset_at",
+            Key::ResultError => "result_error",
+        }
+    }
 }
 
 /// The kinds of JSON value.
@@ -86,8 +132,8 @@ impl RequestTime {
             return None;
         }
         Some(RequestTime {
-            operating: value.get("operating").and_then(|v| v.as_f64()),
-            operating_reset_at: value.get("operating_reset_at").and_then(|v| v.as_f64()),
+            operating: value.get(Key::Operating).and_then(|v| v.as_f64()),
+            operating_reset_at: value.get(Key::OperatingResetAt).and_then(|v| v.as_f64()),
         })
     }
 }
@@ -118,10 +164,10 @@ impl From<Error> for Failure {
 /// Reads an answer to `crm.item.delete`.
 pub fn read_delete(status: u16, body: Body<impl Json>) -> Result<Deleted, Failure> {
     let envelope = parse_envelope(status, body)?;
-    match envelope.get("result").map(|r| r.kind()) {
+    match envelope.get(Key::Result).map(|r| r.kind()) {
         // The docs give `[]`; accept an object or `true` too, should the portal change.
         Some(Kind::Array | Kind::Object | Kind::True) => Ok(Deleted {
-            time: envelope.get("time").and_then(RequestTime::read),
+            time: envelope.get(Key::Time).and_then(RequestTime::read),
         }),
         _ => Err(bad(status, "the answer has no result")),
     }
@@ -154,12 +200,15 @@ pub fn read_batch(
     commands: usize,
 ) -> Result<BatchAnswer, Failure> {
     let envelope = parse_envelope(status, body)?;
-    let Some(result) = envelope.get("result").filter(|r| r.kind() == Kind::Object) else {
+    let Some(result) = envelope
+        .get(Key::Result)
+        .filter(|r| r.kind() == Kind::Object)
+    else {
         return Err(bad(status, "the batch answer has no result object"));
     };
     let mut outcomes = vec![CommandOutcome::NotRun; commands];
     // Containers are objects keyed by command, or `[]` when empty (no members).
-    let keyed = |name| {
+    let keyed = |name: Key| {
         result
             .get(name)
             .map(|c| c.members())
@@ -171,29 +220,30 @@ pub fn read_batch(
                     .map(|i| (i, value))
             })
     };
-    for (i, value) in keyed("result") {
+    for (i, value) in keyed(Key::Result) {
         if !matches!(value.kind(), Kind::False | Kind::Null) {
             outcomes[i] = CommandOutcome::Done;
         }
     }
-    for (i, value) in keyed("result_error") {
-        outcomes[i] = CommandOutcome::Failed(match value.get("error").and_then(|v| v.as_str()) {
-            Some(code) => {
-                let description = value
-                    .get("error_description")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default();
-                Error::api(&code, &description, 0)
-            }
-            None => Error::BadResponse {
-                status,
-                reason: "a batch command failed without an error code",
-            },
-        });
+    for (i, value) in keyed(Key::ResultError) {
+        outcomes[i] =
+            CommandOutcome::Failed(match value.get(Key::Error).and_then(|v| v.as_str()) {
+                Some(code) => {
+                    let description = value
+                        .get(Key::ErrorDescription)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default();
+                    Error::api(&code, &description, 0)
+                }
+                None => Error::BadResponse {
+                    status,
+                    reason: "a batch command failed without an error code",
+                },
+            });
     }
     Ok(BatchAnswer {
         outcomes,
-        time: envelope.get("time").and_then(RequestTime::read),
+        time: envelope.get(Key::Time).and_then(RequestTime::read),
     })
 }
 
@@ -205,14 +255,14 @@ fn parse_envelope<J: Json>(status: u16, body: Body<J>) -> Result<J, Failure> {
         Body::Html => return Err(bad(status, "the answer is an HTML page, not JSON")),
         Body::Json(_) | Body::Invalid => return Err(bad(status, "the answer is not valid JSON")),
     };
-    let time = envelope.get("time").and_then(RequestTime::read);
+    let time = envelope.get(Key::Time).and_then(RequestTime::read);
     if let Some(code) = envelope
-        .get("error")
+        .get(Key::Error)
         .and_then(|v| v.as_str())
         .filter(|c| !c.is_empty())
     {
         let description = envelope
-            .get("error_description")
+            .get(Key::ErrorDescription)
             .and_then(|v| v.as_str())
             .unwrap_or_default();
         return Err(Failure {
@@ -355,6 +405,21 @@ mod tests {
             batch(200, r#"{"result":[]}"#, 1).unwrap_err().error.code(),
             "BAD_RESPONSE"
         );
+    }
+
+    #[test]
+    fn runtime_js_lists_the_keys_in_order() {
+        let runtime = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/pkg-template/runtime.js"
+        ));
+        let start = runtime.find("const KEYS = [").expect("runtime.js has KEYS") + 14;
+        let list = &runtime[start..start + runtime[start..].find(']').unwrap()];
+        let names: Vec<&str> = list
+            .split(',')
+            .map(|n| n.trim().trim_matches('\''))
+            .collect();
+        assert_eq!(names, Key::ALL.map(Key::name));
     }
 
     proptest::proptest! {
