@@ -147,6 +147,10 @@ const KEYS = ['result', 'time', 'error', 'error_description', 'operating', 'oper
 /** `object[KEYS[key]]`, or `undefined` (see get()). */
 export const member = (object, key) => get(object, KEYS[key]);
 
+/** A JSON value's kind as response::Kind: 0 null, 1 true, 2 false, 3 number, 4 string, 5 array, 6 object. */
+export const jsonKind = (v) => (v === null ? 0 : v === true ? 1 : v === false ? 2 : typeof v === 'number' ? 3
+  : typeof v === 'string' ? 4 : Array.isArray(v) ? 5 : 6);
+
 /** `Object.entries` of a plain object (not an array), else `[]`. */
 export const members = (object) => (object && typeof object === 'object' && !Array.isArray(object) ? Object.entries(object) : []);
 

@@ -80,6 +80,10 @@ extern "C" {
     /// `object[KEYS[key]]` (see [`Key`]), or `undefined`.
     fn member(object: &JsValue, key: u32) -> JsValue;
 
+    /// A JSON value's kind: 0 null, 1 true, 2 false, 3 number, 4 string, 5 array, 6 object.
+    #[wasm_bindgen(js_name = jsonKind)]
+    fn json_kind(value: &JsValue) -> u32;
+
     /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, body, class]`) when `has_time`.
     fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
 
@@ -465,15 +469,15 @@ impl response::Json for JsJson {
     }
 
     fn kind(&self) -> Kind {
-        let v = &self.0;
-        match v.as_bool() {
-            Some(true) => Kind::True,
-            Some(false) => Kind::False,
-            None if v.is_null() => Kind::Null,
-            None if v.is_string() => Kind::Str,
-            None if v.is_array() => Kind::Array,
-            None if v.is_object() => Kind::Object,
-            None => Kind::Number,
+        // One trip to JS instead of a typeof check per kind.
+        match json_kind(&self.0) {
+            0 => Kind::Null,
+            1 => Kind::True,
+            2 => Kind::False,
+            3 => Kind::Number,
+            4 => Kind::Str,
+            5 => Kind::Array,
+            _ => Kind::Object,
         }
     }
 

@@ -3,7 +3,8 @@
 //! The crate is a JS-free core plus a thin WebAssembly binding:
 //!
 //! - [`id`] validates ids, [`config`] checks the client configuration (https rule included),
-//! - [`envelope`] builds each request, [`response`] reads each answer, [`json`] parses it,
+//! - [`envelope`] builds each request, [`response`] reads each answer ([`json`] parses it
+//!   natively; in the browser the engine's `JSON.parse` does),
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
 //! - [`bulk`] splits a bulk delete into batches and accounts for every id,
 //! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Env`],
