@@ -210,7 +210,7 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
     let rest = path
         .strip_prefix("/rest/")
         .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let rest = rest.strip_suffix("/").unwrap_or(rest);
     let slash = first(rest, b'/').ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
     let (user, secret) = (&rest[..slash], &rest[slash + 1..]);
     let user_ok = !user.is_empty() && user.len() <= 16 && user.bytes().all(|b| b.is_ascii_digit());
@@ -277,7 +277,7 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
         ),
         None => (authority, None),
     };
-    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+    let host_ok = match host.strip_prefix("[").and_then(|h| h.strip_suffix("]")) {
         Some(v6) => {
             !v6.is_empty()
                 && v6
@@ -295,7 +295,8 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
         !p.is_empty()
             && p.len() <= 5
             && p.bytes().all(|b| b.is_ascii_digit())
-            && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+            // At most 5 digits: no overflow (no `str::parse`: it costs wasm bytes).
+            && p.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535
     });
     if !host_ok || !port_ok {
         return Err(None);
@@ -474,6 +475,22 @@ mod tests {
         );
         assert!(oauth("http://acme.bitrix24.com").is_err());
         assert!(oauth("https://acme.bitrix24.com/crm/").is_err());
+        // Ports: 1 to 5 digits, at most 65535.
+        for (port, ok) in [
+            ("1", true),
+            ("443", true),
+            ("65535", true),
+            ("00080", true),
+            ("65536", false),
+            ("99999", false),
+            ("123456", false),
+            ("", false),
+            ("8a", false),
+            ("-1", false),
+        ] {
+            let url = ["https://acme.bitrix24.com:", port].concat();
+            assert_eq!(oauth(&url).is_ok(), ok, "{url}");
+        }
         let no_token = Config::parse(ConfigInput {
             portal: Some("https://a.b".into()),
             ..Default::default()

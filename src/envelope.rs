@@ -90,11 +90,14 @@ pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool
 
 /// The key of command `i` in a batch built by [`delete_batch`].
 pub fn batch_key_index(key: &str) -> Option<usize> {
-    let digits = key.strip_prefix('k')?;
-    if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = key.strip_prefix("k")?;
+    if digits.is_empty() || digits.len() > 3 {
         return None;
     }
-    digits.parse().ok()
+    // Byte arithmetic rather than `str::parse` (which costs wasm bytes).
+    digits.bytes().try_fold(0, |n, b| {
+        b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
+    })
 }
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.
@@ -240,6 +243,9 @@ mod tests {
         assert_eq!(batch_key_index("k49"), Some(49));
         assert_eq!(batch_key_index("x1"), None);
         assert_eq!(batch_key_index("k"), None);
+        for not_a_key in ["k1a", "k-1", "k+1", "k1000", "K1", " k1", "k 1"] {
+            assert_eq!(batch_key_index(not_a_key), None, "{not_a_key}");
+        }
     }
 
     #[test]
