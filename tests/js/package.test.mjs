@@ -356,10 +356,15 @@ test('the webhook secret appears in no error text and no console output, on ever
   assertNoSecret(network, [secret], consoleLines, 'NETWORK_ERROR');
 
   // BAD_RESPONSE: an HTML 502 page, an empty body, truncated JSON.
-  for (const [fault, status] of [[{ kind: 'html', status: 502 }, 502], [{ kind: 'empty' }, 200], [{ kind: 'truncated' }, 200]]) {
+  // (runtime.js classifies the body, the wasm words the reason.)
+  for (const [fault, status, description] of [
+    [{ kind: 'html', status: 502 }, 502, 'the answer is an HTML page, not JSON'],
+    [{ kind: 'empty' }, 200, 'the answer is empty'],
+    [{ kind: 'truncated' }, 200, 'the answer is not valid JSON'],
+  ]) {
     await h.emu.control.faults({ method: METHOD, fault });
     const r = await configureAndDelete(page, { webhookUrl: h.emu.webhook, ...fast }, SPA, 999998);
-    assertRejected(r, { code: 'BAD_RESPONSE', status, kind: 'response', method: METHOD, attempts: 1 }, `BAD_RESPONSE ${fault.kind}`);
+    assertRejected(r, { code: 'BAD_RESPONSE', status, description, kind: 'response', method: METHOD, attempts: 1 }, `BAD_RESPONSE ${fault.kind}`);
     assertNoSecret(r, [secret], consoleLines, `BAD_RESPONSE ${fault.kind}`);
   }
 
