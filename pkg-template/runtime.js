@@ -169,11 +169,10 @@ function text(bytes) {
  * page, 3 anything else.
  */
 function answer(status, text) {
-  if (/^[\t\n\f\r ]*$/.test(text)) return [status, undefined, 1];
   try {
     return [status, JSON.parse(text), 0];
   } catch {
-    return [status, undefined, /^[\t\n\f\r ]*</.test(text) ? 2 : 3];
+    return [status, undefined, /^[\t\n\f\r ]*$/.test(text) ? 1 : /^[\t\n\f\r ]*</.test(text) ? 2 : 3];
   }
 }
 
