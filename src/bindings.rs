@@ -549,10 +549,6 @@ fn option<T>(
     read(value).map(Some).ok_or(why)
 }
 
-fn string_option(object: &JsValue, key: &str, why: Error) -> Result<Option<String>, Error> {
-    option(object, key, |v| v.as_string(), why)
-}
-
 fn number_option(object: &JsValue, key: &str, why: Error) -> Result<Option<f64>, Error> {
     option(object, key, |v| v.as_f64(), why)
 }
@@ -565,66 +561,84 @@ fn function_option(object: &JsValue, key: &str, why: Error) -> Result<Option<JsV
     option(object, key, |v| v.is_function().then_some(v), why)
 }
 
+/// What a configuration field must be, when given.
+#[derive(Clone, Copy)]
+enum Type {
+    Str,
+    Num,
+    Bool,
+    Func,
+}
+
+/// The configuration's fields, checked in this order before any is read: one error exit, and
+/// no half-read configuration to drop on the way out (that drop code was most of the reader).
+const CONFIG_FIELDS: [(&str, Type, &str); 7] = [
+    (
+        "onTokenExpired",
+        Type::Func,
+        "onTokenExpired must be a function",
+    ),
+    ("webhookUrl", Type::Str, "webhookUrl must be a string"),
+    ("portal", Type::Str, "portal must be a string"),
+    ("accessToken", Type::Str, "accessToken must be a string"),
+    ("frame", Type::Bool, "frame must be a boolean"),
+    ("timeoutMs", Type::Num, "timeoutMs must be a number"),
+    ("maxRetries", Type::Num, "maxRetries must be a number"),
+];
+
 fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
     if !config.is_object() {
         return Err(Error::InvalidConfig("the configuration must be an object"));
     }
-    let on_token_expired = function_option(
-        config,
-        "onTokenExpired",
-        Error::InvalidConfig("onTokenExpired must be a function"),
-    )?;
-    let rate_limit = get(config, "rateLimit");
+    for (key, expected, why) in CONFIG_FIELDS {
+        let value = get(config, key);
+        let ok = value.is_undefined()
+            || match expected {
+                Type::Str => value.is_string(),
+                Type::Num => value.as_f64().is_some(),
+                Type::Bool => value.as_bool().is_some(),
+                Type::Func => value.is_function(),
+            };
+        if !ok {
+            return Err(Error::InvalidConfig(why));
+        }
+    }
+    let rate_limit = read_rate_limit(&get(config, "rateLimit"))?;
+    // Every field has its type now: reading them cannot fail.
+    let on_token_expired = Some(get(config, "onTokenExpired")).filter(JsValue::is_function);
     let input = ConfigInput {
-        webhook_url: string_option(
-            config,
-            "webhookUrl",
-            Error::InvalidConfig("webhookUrl must be a string"),
-        )?,
-        portal: string_option(
-            config,
-            "portal",
-            Error::InvalidConfig("portal must be a string"),
-        )?,
-        access_token: string_option(
-            config,
-            "accessToken",
-            Error::InvalidConfig("accessToken must be a string"),
-        )?
-        .map(Secret::new),
+        webhook_url: get(config, "webhookUrl").as_string(),
+        portal: get(config, "portal").as_string(),
+        access_token: get(config, "accessToken").as_string().map(Secret::new),
         has_token_callback: on_token_expired.is_some(),
-        frame: bool_option(
-            config,
-            "frame",
-            Error::InvalidConfig("frame must be a boolean"),
-        )?,
-        timeout_ms: number_option(
-            config,
-            "timeoutMs",
-            Error::InvalidConfig("timeoutMs must be a number"),
-        )?,
-        max_retries: number_option(
-            config,
-            "maxRetries",
-            Error::InvalidConfig("maxRetries must be a number"),
-        )?,
-        rate_limit: if rate_limit.is_undefined() {
-            RateLimitInput::Default
-        } else if rate_limit.as_bool() == Some(false) {
-            RateLimitInput::Off
-        } else if rate_limit.is_object() {
-            let why = || Error::InvalidConfig("rateLimit must be false or { burst, perSecond }");
-            RateLimitInput::Custom {
-                burst: number_option(&rate_limit, "burst", why())?.ok_or_else(why)?,
-                per_second: number_option(&rate_limit, "perSecond", why())?.ok_or_else(why)?,
-            }
-        } else {
-            return Err(Error::InvalidConfig(
-                "rateLimit must be false or { burst, perSecond }",
-            ));
-        },
+        frame: get(config, "frame").as_bool(),
+        timeout_ms: get(config, "timeoutMs").as_f64(),
+        max_retries: get(config, "maxRetries").as_f64(),
+        rate_limit,
     };
     Ok((input, on_token_expired))
+}
+
+/// `rateLimit`: absent, `false`, or `{ burst, perSecond }` with numbers (their ranges are the
+/// core's to check).
+fn read_rate_limit(rate_limit: &JsValue) -> Result<RateLimitInput, Error> {
+    if rate_limit.is_undefined() {
+        return Ok(RateLimitInput::Default);
+    }
+    if rate_limit.as_bool() == Some(false) {
+        return Ok(RateLimitInput::Off);
+    }
+    match (
+        get(rate_limit, "burst").as_f64(),
+        get(rate_limit, "perSecond").as_f64(),
+    ) {
+        (Some(burst), Some(per_second)) if rate_limit.is_object() => {
+            Ok(RateLimitInput::Custom { burst, per_second })
+        }
+        _ => Err(Error::InvalidConfig(
+            "rateLimit must be false or { burst, perSecond }",
+        )),
+    }
 }
 
 /// Reads `{ signal, timeoutMs }`; the signal is returned as given (or `undefined`).

@@ -269,6 +269,40 @@ test('a missing argument rejects with INVALID_ARGUMENT before any request', asyn
   assert.equal(restRequests.length, 0);
 });
 
+test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) naming the field, before any request', async () => {
+  const { page, restRequests } = await h.openPage();
+  const before = (await h.emu.control.state()).requests.total;
+  const hook = h.emu.webhook;
+  const cases = [
+    [{ webhookUrl: 42 }, 'webhookUrl must be a string'],
+    [{ portal: ['https://a.b'], accessToken: 't' }, 'portal must be a string'],
+    [{ portal: h.emu.url, accessToken: 7 }, 'accessToken must be a string'],
+    [{ webhookUrl: hook, onTokenExpired: 'refresh' }, 'onTokenExpired must be a function'],
+    [{ webhookUrl: hook, frame: 'yes' }, 'frame must be a boolean'],
+    [{ webhookUrl: hook, timeoutMs: '5000' }, 'timeoutMs must be a number'],
+    [{ webhookUrl: hook, maxRetries: null }, 'maxRetries must be a number'],
+    [{ webhookUrl: hook, rateLimit: true }, 'rateLimit must be false or { burst, perSecond }'],
+    [{ webhookUrl: hook, rateLimit: { burst: 5 } }, 'rateLimit must be false or { burst, perSecond }'],
+    [{ webhookUrl: hook, rateLimit: { burst: '5', perSecond: 1 } }, 'rateLimit must be false or { burst, perSecond }'],
+    // The first wrong field is the one named, in the documented order.
+    [{ webhookUrl: 1, timeoutMs: 'x' }, 'webhookUrl must be a string'],
+    [{ onTokenExpired: 1, webhookUrl: 1 }, 'onTokenExpired must be a function'],
+    // Given types are fine, then the core checks the values.
+    [{ webhookUrl: hook, rateLimit: { burst: 0, perSecond: 1 } },
+      'rateLimit must be false or { burst: integer >= 1, perSecond: number > 0 }'],
+  ];
+  const results = await page.evaluate(async ([cases, id]) => {
+    const out = [];
+    for (const [config] of cases) out.push(await window.settle(new window.lib.Client(config).deleteItem(1268, id)));
+    return out;
+  }, [cases, 999997]);
+  cases.forEach(([config, description], i) => {
+    assertRejected(results[i], { code: 'INVALID_ARGUMENT', kind: 'config', description, attempts: 0 }, JSON.stringify(config));
+  });
+  assert.equal((await h.emu.control.state()).requests.total, before, 'the emulator saw no request');
+  assert.equal(restRequests.length, 0);
+});
+
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
   const { page, restRequests } = await h.openPage();
   const before = (await h.emu.control.state()).requests.total;
