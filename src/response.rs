@@ -163,12 +163,10 @@ impl From<Error> for Failure {
 
 /// Reads an answer to `crm.item.delete`.
 pub fn read_delete(status: u16, body: Body<impl Json>) -> Result<Deleted, Failure> {
-    let envelope = parse_envelope(status, body)?;
+    let (envelope, time) = parse_envelope(status, body)?;
     match envelope.get(Key::Result).map(|r| r.kind()) {
         // The docs give `[]`; accept an object or `true` too, should the portal change.
-        Some(Kind::Array | Kind::Object | Kind::True) => Ok(Deleted {
-            time: envelope.get(Key::Time).and_then(RequestTime::read),
-        }),
+        Some(Kind::Array | Kind::Object | Kind::True) => Ok(Deleted { time }),
         _ => Err(bad(status, "the answer has no result")),
     }
 }
@@ -199,7 +197,7 @@ pub fn read_batch(
     body: Body<impl Json>,
     commands: usize,
 ) -> Result<BatchAnswer, Failure> {
-    let envelope = parse_envelope(status, body)?;
+    let (envelope, time) = parse_envelope(status, body)?;
     let Some(result) = envelope
         .get(Key::Result)
         .filter(|r| r.kind() == Kind::Object)
@@ -241,14 +239,15 @@ pub fn read_batch(
                 },
             });
     }
-    Ok(BatchAnswer {
-        outcomes,
-        time: envelope.get(Key::Time).and_then(RequestTime::read),
-    })
+    Ok(BatchAnswer { outcomes, time })
 }
 
-/// The JSON object of an answer; error envelopes and non-2xx answers become failures.
-fn parse_envelope<J: Json>(status: u16, body: Body<J>) -> Result<J, Failure> {
+/// The JSON object of an answer and its `time` (read once, for success and failure alike);
+/// error envelopes and non-2xx answers become failures.
+fn parse_envelope<J: Json>(
+    status: u16,
+    body: Body<J>,
+) -> Result<(J, Option<RequestTime>), Failure> {
     let envelope = match body {
         Body::Json(value) if value.kind() == Kind::Object => value,
         Body::Empty => return Err(bad(status, "the answer is empty")),
@@ -279,7 +278,7 @@ fn parse_envelope<J: Json>(status: u16, body: Body<J>) -> Result<J, Failure> {
             time,
         });
     }
-    Ok(envelope)
+    Ok((envelope, time))
 }
 
 fn bad(status: u16, reason: &'static str) -> Failure {
