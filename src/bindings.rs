@@ -570,8 +570,9 @@ enum Type {
     Func,
 }
 
-/// The configuration's fields, checked in this order before any is read: one error exit, and
-/// no half-read configuration to drop on the way out (that drop code was most of the reader).
+/// The configuration's fields, each fetched once and type-checked in this order before any is
+/// converted: one error exit, and no half-converted configuration to drop on the way out (that
+/// drop code was most of the reader).
 const CONFIG_FIELDS: [(&str, Type, &str); 7] = [
     (
         "onTokenExpired",
@@ -590,8 +591,9 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error
     if !config.is_object() {
         return Err(Error::InvalidConfig("the configuration must be an object"));
     }
-    for (key, expected, why) in CONFIG_FIELDS {
-        let value = get(config, key);
+    let mut values: [JsValue; 7] = Default::default();
+    for ((key, expected, why), value) in CONFIG_FIELDS.into_iter().zip(&mut values) {
+        *value = get(config, key);
         let ok = value.is_undefined()
             || match expected {
                 Type::Str => value.is_string(),
@@ -605,15 +607,17 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error
     }
     let rate_limit = read_rate_limit(&get(config, "rateLimit"))?;
     // Every field has its type now: reading them cannot fail.
-    let on_token_expired = Some(get(config, "onTokenExpired")).filter(JsValue::is_function);
+    let [on_token_expired, webhook_url, portal, access_token, frame, timeout_ms, max_retries] =
+        values;
+    let on_token_expired = Some(on_token_expired).filter(JsValue::is_function);
     let input = ConfigInput {
-        webhook_url: get(config, "webhookUrl").as_string(),
-        portal: get(config, "portal").as_string(),
-        access_token: get(config, "accessToken").as_string().map(Secret::new),
+        webhook_url: webhook_url.as_string(),
+        portal: portal.as_string(),
+        access_token: access_token.as_string().map(Secret::new),
         has_token_callback: on_token_expired.is_some(),
-        frame: get(config, "frame").as_bool(),
-        timeout_ms: get(config, "timeoutMs").as_f64(),
-        max_retries: get(config, "maxRetries").as_f64(),
+        frame: frame.as_bool(),
+        timeout_ms: timeout_ms.as_f64(),
+        max_retries: max_retries.as_f64(),
         rate_limit,
     };
     Ok((input, on_token_expired))
