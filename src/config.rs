@@ -6,6 +6,7 @@
 //! a malformed webhook URL may still contain its secret.
 
 use crate::error::Error;
+use crate::id::decimal;
 use crate::secret::Secret;
 
 /// Default whole-call deadline.
@@ -291,13 +292,7 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
                     .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         }
     };
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty()
-            && p.len() <= 5
-            && p.bytes().all(|b| b.is_ascii_digit())
-            // At most 5 digits: no overflow (no `str::parse`: it costs wasm bytes).
-            && p.bytes().fold(0u32, |n, b| n * 10 + u32::from(b - b'0')) <= 65_535
-    });
+    let port_ok = port.is_none_or(|p| decimal(p.as_bytes(), 5).is_some_and(|n| n <= 65_535));
     if !host_ok || !port_ok {
         return Err(None);
     }
@@ -323,20 +318,8 @@ fn is_loopback(host: &str) -> bool {
         return false;
     };
     // Three more octets of 1 to 3 digits, each at most 255, separated by dots.
-    let (mut octets, mut digits, mut value) = (1, 0, 0u16);
-    for b in rest.bytes().chain([b'.']) {
-        if b == b'.' {
-            if digits == 0 || value > 255 {
-                return false;
-            }
-            (octets, digits, value) = (octets + 1, 0, 0);
-        } else if b.is_ascii_digit() && digits < 3 {
-            (digits, value) = (digits + 1, value * 10 + u16::from(b - b'0'));
-        } else {
-            return false;
-        }
-    }
-    octets == 4
+    let mut octets = rest.as_bytes().split(|&b| b == b'.');
+    octets.clone().count() == 3 && octets.all(|o| decimal(o, 3).is_some_and(|n| n <= 255))
 }
 
 /// Where byte `b` first occurs in `s`. (A `char` pattern would bring a generic searcher and

@@ -91,13 +91,7 @@ pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool
 /// The key of command `i` in a batch built by [`delete_batch`].
 pub fn batch_key_index(key: &str) -> Option<usize> {
     let digits = key.strip_prefix("k")?;
-    if digits.is_empty() || digits.len() > 3 {
-        return None;
-    }
-    // Byte arithmetic rather than `str::parse` (which costs wasm bytes).
-    digits.bytes().try_fold(0, |n, b| {
-        b.is_ascii_digit().then(|| n * 10 + usize::from(b - b'0'))
-    })
+    crate::id::decimal(digits.as_bytes(), 3).map(|i| i as usize)
 }
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.

@@ -35,23 +35,40 @@ pub fn parse_id(raw: RawId<'_>) -> Option<u64> {
 
 /// Parses a canonical decimal: `[1-9][0-9]*`, at most `MAX_SAFE_INTEGER`.
 fn parse_canonical(s: &str) -> Option<u64> {
-    let bytes = s.as_bytes();
-    if bytes.is_empty() || bytes.len() > 16 || bytes[0] == b'0' {
+    if s.as_bytes().first() == Some(&b'0') {
         return None;
     }
-    let mut value: u64 = 0;
-    for &b in bytes {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value = value * 10 + u64::from(b - b'0');
+    decimal(s.as_bytes(), 16).filter(|&value| value <= MAX_SAFE_INTEGER)
+}
+
+/// The value of 1 to `max_digits` (at most 19) ASCII digits, leading zeros allowed; `None` for
+/// anything else. The crate's one decimal reader (`str::parse` would cost wasm bytes).
+pub fn decimal(digits: &[u8], max_digits: usize) -> Option<u64> {
+    if digits.is_empty() || digits.len() > max_digits {
+        return None;
     }
-    (value <= MAX_SAFE_INTEGER).then_some(value)
+    digits.iter().try_fold(0, |value: u64, &b| {
+        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
+    })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_reads_1_to_max_digits_and_nothing_else() {
+        assert_eq!(decimal(b"0", 1), Some(0));
+        assert_eq!(decimal(b"007", 3), Some(7));
+        assert_eq!(decimal(b"65535", 5), Some(65_535));
+        assert_eq!(
+            decimal(b"9999999999999999999", 19),
+            Some(9_999_999_999_999_999_999)
+        );
+        for bad in [&b""[..], b"1234", b"1a", b"-1", b"+1", b" 1", b"1."] {
+            assert_eq!(decimal(bad, 3), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn accepts_positive_safe_integers() {
