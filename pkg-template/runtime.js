@@ -291,16 +291,18 @@ export async function frameAuth(first, timeoutMs, signal) {
  * BX24.callMethod(method, params) bounded by `timeoutMs` (BX24 never calls back on a 5xx or a
  * network error). Resolves like send(): [status, body, class] for an answer, else [0, kind, cause].
  */
-export function callBx24(method, body, timeoutMs, signal) {
+export function callBx24(method, bytes, timeoutMs, signal) {
   const call = (done) => {
     try {
-      globalThis.BX24.callMethod(method, JSON.parse(body), (result) => {
+      globalThis.BX24.callMethod(method, JSON.parse(text(bytes)), (result) => {
         try {
           const error = result.error();
           const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
           const reply = error
             ? (error.ex ?? { error: String(error.error ?? error), error_description: String(error.error_description ?? '') })
             : (result.answer ?? { result: result.data(), time: result.time?.() });
+          // Through JSON text and back: the wasm then sees plain JSON values only (jsonKind's
+          // premise), never BX24's live objects.
           done(answer(status, JSON.stringify(reply)));
         } catch (cause) {
           done([0, NETWORK, cause]);

@@ -39,7 +39,7 @@ extern "C" {
     // The platform: each returns a promise that never rejects.
     fn sleep(ms: f64, signal: &JsValue) -> JsValue;
 
-    /// `body` goes over as bytes: runtime.js makes its text without the glue's TextDecoder.
+    // Bodies go over as bytes: runtime.js makes their text without the glue's TextDecoder.
     fn send(url: &JsValue, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
@@ -49,7 +49,7 @@ extern "C" {
     fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = callBx24)]
-    fn call_bx24(method: &str, body: &str, timeout_ms: f64, signal: &JsValue) -> JsValue;
+    fn call_bx24(method: &str, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     // Plain JS values (no js-sys: its closure shims alone were ~5 KB of the wasm).
     /// `object[key]`, or `undefined` when `object` is not an object or the getter throws.
@@ -382,12 +382,12 @@ impl Env for WebEnv {
         request: &HttpRequest,
         timeout_ms: f64,
     ) -> Result<RawResponse<JsJson>, Error> {
-        let (url, body) = (request.url.expose(), request.body.expose());
+        let (url, body) = (request.url.expose(), request.body.expose().as_bytes());
         // `[status, body parsed by JSON.parse, class]` or `[0, failure, cause]` (runtime.js).
         let answer = settled(if request.bx24 {
             call_bx24(url, body, timeout_ms, &self.signal)
         } else {
-            send(&self.url.js(url), body.as_bytes(), timeout_ms, &self.signal)
+            send(&self.url.js(url), body, timeout_ms, &self.signal)
         })
         .await;
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
