@@ -3,7 +3,7 @@
 import { B24Error } from './runtime.js';
 // The glue (plain JS, no side effects) loads with this module, in parallel with runtime.js; only the
 // wasm waits for the first call.
-import initWasm, { Client as WasmClient, wake } from './b24_crm_item.js';
+import { initSync, Client as WasmClient, wake } from './b24_crm_item.js';
 import { install } from './runtime.js';
 
 export { B24Error };
@@ -20,9 +20,7 @@ function load(method) {
   return (loading ??= (async () => {
     const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
     try {
-      // Node's fetch cannot read file: URLs; read the bytes instead.
-      const source = url.protocol === 'file:' ? await readFileBytes(url) : url;
-      await initWasm({ module_or_path: source });
+      initSync({ module: await compile(url) });
       install(wake);
     } catch (cause) {
       loading = undefined;
@@ -34,10 +32,20 @@ function load(method) {
   })());
 }
 
-async function readFileBytes(url) {
-  const fs = 'node:fs/promises';
-  const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ fs);
-  return readFile(url);
+// Compiled here (streaming where the server says application/wasm) and instantiated by the glue's
+// initSync: the glue's own loader, with its fallbacks and warnings, stays out of the bundle.
+async function compile(url) {
+  if (url.protocol === 'file:') {
+    // Node's fetch cannot read file: URLs; read the bytes instead.
+    const fs = 'node:fs/promises';
+    const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ fs);
+    return WebAssembly.compile(await readFile(url));
+  }
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return /^application\/wasm\b/.test(response.headers.get('Content-Type'))
+    ? WebAssembly.compileStreaming(response)
+    : WebAssembly.compile(await response.arrayBuffer());
 }
 
 /** A Bitrix24 client with its own configuration, pacing bucket and token. */

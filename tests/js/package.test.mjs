@@ -9,6 +9,7 @@
 
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -301,6 +302,35 @@ test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) na
   });
   assert.equal((await h.emu.control.state()).requests.total, before, 'the emulator saw no request');
   assert.equal(restRequests.length, 0);
+});
+
+test('the wasm: a failed load rejects NETWORK_ERROR naming the file, the next call loads it again; any MIME type works', async () => {
+  const { page, context, restRequests } = await h.openPage();
+  const wasm = fs.readFileSync(path.join(pkgDir, 'b24_crm_item_bg.wasm'));
+  const served = [];
+  // First a 404, then the real bytes as application/octet-stream (a server that does not know
+  // .wasm): the package must compile them without streaming.
+  await context.route('**/b24_crm_item_bg.wasm', (route) => {
+    served.push(route.request().url());
+    return served.length === 1
+      ? route.fulfill({ status: 404, contentType: 'text/plain', body: 'not here' })
+      : route.fulfill({ status: 200, contentType: 'application/octet-stream', body: wasm });
+  });
+  const id = (await itemsOf())[0];
+  const failed = await configureAndDelete(page, { webhookUrl: h.emu.webhook }, SPA, id);
+  const e = assertRejected(failed, {
+    code: 'NETWORK_ERROR', kind: 'network', retryable: true, method: METHOD, status: 0, attempts: 0,
+  }, 'the wasm answers 404');
+  assert.match(e.description, /could not load the WebAssembly module http:\/\/localhost:\d+\/pkg\/b24_crm_item_bg\.wasm: HTTP 404/);
+  assert.equal(restRequests.length, 0, 'nothing was sent');
+
+  const r = await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
+  assert.equal(r.ok, true, `after the failed load: ${JSON.stringify(r.error)}`);
+  assert.equal(served.length, 2, 'the failed load was not kept: the second call fetched the wasm again');
+  assert.ok(!(await itemsOf()).includes(id), 'the item is gone');
+  // Loaded once: later calls do not fetch it again.
+  await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
+  assert.equal(served.length, 2);
 });
 
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
