@@ -126,8 +126,9 @@ impl Job<'_> {
                 }
                 other => other.map(Answer::Deleted),
             },
-            Job::Batch { ids, .. } => {
-                response::read_batch(status, body, ids.len()).map(Answer::Batch)
+            Job::Batch { ids, halt, .. } => {
+                let halt = halt && !earlier_outcome_unknown;
+                response::read_batch(status, body, ids.len(), halt).map(Answer::Batch)
             }
         }
     }
@@ -954,7 +955,7 @@ pub(crate) mod tests {
         assert_eq!(env.sent.borrow().len(), 1);
     }
 
-    fn frame_client() -> Client {
+    pub fn frame_client() -> Client {
         Client::new(
             Config::parse(ConfigInput {
                 frame: Some(true),

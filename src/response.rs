@@ -191,11 +191,13 @@ pub struct BatchAnswer {
     pub time: Option<RequestTime>,
 }
 
-/// Reads an answer to a `batch` of `commands` commands keyed `k0..`.
+/// Reads an answer to a `batch` of `commands` commands keyed `k0..`, sent with `halt: 1` when
+/// `halt`.
 pub fn read_batch(
     status: u16,
     body: Body<impl Json>,
     commands: usize,
+    halt: bool,
 ) -> Result<BatchAnswer, Failure> {
     let (envelope, time) = parse_envelope(status, body)?;
     let Some(result) = envelope
@@ -204,6 +206,12 @@ pub fn read_batch(
     else {
         return Err(bad(status, "the batch answer has no result object"));
     };
+    if !matches!(
+        result.get(Key::Result).map(|r| r.kind()),
+        Some(Kind::Object | Kind::Array)
+    ) {
+        return Err(bad(status, "the batch answer has no per-command results"));
+    }
     let mut outcomes = vec![CommandOutcome::NotRun; commands];
     // Containers are objects keyed by command, or `[]` when empty (no members).
     let keyed = |name: Key| {
@@ -238,6 +246,22 @@ pub fn read_batch(
                     reason: "a batch command failed without an error code",
                 },
             });
+    }
+    // Only a halted batch leaves commands out, and only after one of them failed: any other
+    // silence is a malformed answer (the command may or may not have run).
+    let halted = halt
+        && outcomes
+            .iter()
+            .any(|o| matches!(o, CommandOutcome::Failed(_)));
+    if !halted {
+        for outcome in &mut outcomes {
+            if matches!(outcome, CommandOutcome::NotRun) {
+                *outcome = CommandOutcome::Failed(Error::BadResponse {
+                    status,
+                    reason: "the batch answer says nothing of this command",
+                });
+            }
+        }
     }
     Ok(BatchAnswer { outcomes, time })
 }
@@ -298,7 +322,7 @@ mod tests {
     }
 
     fn batch(status: u16, text: &str, commands: usize) -> Result<BatchAnswer, Failure> {
-        read_batch(status, Body::parse(text), commands)
+        read_batch(status, Body::parse(text), commands, true)
     }
 
     const SUCCESS: &str = r#"{"result": [], "time": {"start":1721657688.755373,"finish":1721657689.65017,"duration":0.8947970867156982,"processing":0.6092040538787842,"date_start":"2024-07-22T16:14:48+02:00","date_finish":"2024-07-22T16:14:49+02:00","operating":0}}"#;
@@ -392,12 +416,33 @@ mod tests {
                 CommandOutcome::NotRun,
             ]
         );
-        // Empty containers come as `[]`.
+        // Sent without halt, a command the answer leaves out is a malformed answer, not "not run".
+        let unhalted = read_batch(200, Body::parse(body), 4, false).unwrap();
+        let silent = Error::BadResponse {
+            status: 200,
+            reason: "the batch answer says nothing of this command",
+        };
+        assert_eq!(unhalted.outcomes[3], CommandOutcome::Failed(silent.clone()));
+        assert_eq!(unhalted.outcomes[..3], answer.outcomes[..3]);
+        // Empty containers come as `[]`; with halt but no failed command, silence is malformed too.
         let empty = r#"{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[],"result_time":[]},"time":{}}"#;
         assert_eq!(
             batch(200, empty, 2).unwrap().outcomes,
-            vec![CommandOutcome::NotRun; 2]
+            vec![CommandOutcome::Failed(silent); 2]
         );
+        // No per-command results at all: the whole answer is malformed (and its outcome unknown).
+        for body in [
+            r#"{"result":{}}"#,
+            r#"{"result":{"result_error":[]}}"#,
+            r#"{"result":{"result":null}}"#,
+        ] {
+            let failure = batch(200, body, 2).unwrap_err();
+            assert_eq!(failure.error.code(), "BAD_RESPONSE", "{body}");
+            assert_eq!(
+                failure.error.description(),
+                "the batch answer has no per-command results"
+            );
+        }
         // Whole-request errors.
         assert_eq!(batch(400, r#"{"error":"ERROR_BATCH_LENGTH_EXCEEDED","error_description":"Max batch length exceeded"}"#, 51).unwrap_err().error.code(), "ERROR_BATCH_LENGTH_EXCEEDED");
         assert_eq!(
