@@ -94,7 +94,10 @@ export class B24Error extends Error {
   readonly attempts: number;
   /** The underlying error or abort reason, where there is one. */
   readonly cause?: unknown;
-  private constructor();
+  /** The library builds its own; this is for tests and mocks that stand in for it. */
+  constructor(code: string, description?: string, details?: {
+    status?: number; method?: string; kind?: B24Error['kind']; retryable?: boolean; attempts?: number; cause?: unknown;
+  });
 }
 
 /** Sets up the default client used by `deleteItem` and `deleteItems`. A bad config makes its calls reject with `INVALID_ARGUMENT`. */
@@ -106,7 +109,7 @@ export function deleteItem(entityTypeId: Id, id: Id, options?: CallOptions): Pro
 /**
  * Deletes many items of one type through `batch` (50 commands per request, paced and retried),
  * with the default client. Resolves a report in which every distinct id appears exactly once;
- * rejects only for invalid arguments, before any request. Without `timeoutMs`, each batch gets
+ * rejects only for invalid arguments or config and `NOT_CONFIGURED`, before any request. Without `timeoutMs`, each batch gets
  * the client's `timeoutMs`; with it, it bounds the whole run.
  */
 export function deleteItems(entityTypeId: Id, ids: Iterable<Id>, options?: BulkOptions): Promise<BulkReport>;

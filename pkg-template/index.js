@@ -57,11 +57,20 @@ export class Client {
 
   /** @param {import('./index').ClientConfig} config */
   constructor(config) {
-    this.#config = config && typeof config === 'object' ? { ...config } : config;
+    this.#config = copy(config);
   }
 
   #client(method) {
-    return (this.#inner ??= load(method).then(() => (this.#ready = new WasmClient(withFrame(this.#config))), (error) => {
+    return (this.#inner ??= load(method).then(() => {
+      try {
+        return (this.#ready = new WasmClient(withFrame(this.#config)));
+      } catch (error) {
+        // A config error surfaces at each call (not kept: each names its own call's method).
+        this.#inner = undefined;
+        error.method ||= method;
+        throw error;
+      }
+    }, (error) => {
       this.#inner = undefined;
       throw error;
     }));
@@ -77,6 +86,20 @@ export class Client {
   deleteItems(entityTypeId, ids, options) {
     if (this.#ready) return this.#ready.deleteItems(entityTypeId, ids, options);
     return this.#client('batch').then((client) => client.deleteItems(entityTypeId, ids, options));
+  }
+}
+
+// B24Error and Client keep their names through minification (stack traces, Node's console).
+Object.defineProperty(Client, 'name', { value: 'Client' });
+
+/** A snapshot of the config object, so later changes to it do not reach the client. A getter
+ * that throws leaves the original, which the wasm reads field by field (a throwing field reads as
+ * missing, and the config is refused with INVALID_ARGUMENT). */
+function copy(config) {
+  try {
+    return config && typeof config === 'object' ? { ...config } : config;
+  } catch {
+    return config;
   }
 }
 
@@ -114,7 +137,11 @@ function currentClient() {
 
 // `frame` left out and no other way to reach the portal: auto-detect the frame at the first call.
 function withFrame(config) {
-  const unset = config && typeof config === 'object' && config.frame === undefined
-    && config.webhookUrl === undefined && config.portal === undefined && config.accessToken === undefined;
-  return unset && isInsideBitrix24() ? { ...config, frame: true } : config;
+  try {
+    const unset = config && typeof config === 'object' && config.frame === undefined
+      && config.webhookUrl === undefined && config.portal === undefined && config.accessToken === undefined;
+    return unset && isInsideBitrix24() ? { ...config, frame: true } : config;
+  } catch {
+    return config;
+  }
 }

@@ -28,6 +28,7 @@ export class B24Error extends Error {
   }
 }
 Object.defineProperty(B24Error.prototype, 'name', { value: 'B24Error', writable: true, configurable: true });
+Object.defineProperty(B24Error, 'name', { value: 'B24Error' });
 
 export function makeError(code, description, status, method, kind, retryable, attempts, cause) {
   const details = { status, method, kind, retryable, attempts };
@@ -102,12 +103,16 @@ function expire() {
 }
 
 // Plain JS values for the wasm (it does not link js-sys).
+const THREW = Symbol('the getter threw');
+
+/** `object[key]`; `undefined` for a non-object; a symbol (of no type the wasm accepts: a config
+ * or options field then reads as wrong-typed) when the getter throws. */
 export function get(object, key) {
   if (object === null || (typeof object !== 'object' && typeof object !== 'function')) return undefined;
   try {
     return object[key];
   } catch {
-    return undefined;
+    return THREW;
   }
 }
 
@@ -117,6 +122,14 @@ export function items(iterable) {
     return [...iterable];
   } catch {
     return undefined;
+  }
+}
+
+export function urlParses(url) {
+  try {
+    return !!new URL(url);
+  } catch {
+    return false;
   }
 }
 

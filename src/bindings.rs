@@ -52,7 +52,8 @@ extern "C" {
     fn call_bx24(method: &str, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     // Plain JS values (no js-sys: its closure shims alone were ~5 KB of the wasm).
-    /// `object[key]`, or `undefined` when `object` is not an object or the getter throws.
+    /// `object[key]`; `undefined` when `object` is not an object; a symbol (wrong-typed for every
+    /// reader here) when the getter throws.
     fn get(object: &JsValue, key: &str) -> JsValue;
 
     /// `[...iterable]`, or `undefined` for a string or anything not iterable.
@@ -67,6 +68,10 @@ extern "C" {
     /// The decimal text of a bigint.
     #[wasm_bindgen(js_name = bigintText)]
     fn bigint_text(value: &JsValue) -> String;
+
+    /// Whether the platform's URL parser accepts `url` (`new URL(url)` does not throw).
+    #[wasm_bindgen(js_name = urlParses)]
+    fn url_parses(url: &str) -> bool;
 
     /// `Promise.reject(error)`.
     fn reject(error: &JsValue) -> JsValue;
@@ -197,8 +202,12 @@ impl Client {
     pub fn new(config: &JsValue) -> Result<Client, JsValue> {
         let (input, on_token_expired) =
             read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
-        let config =
-            Config::parse(input).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
+        let config = Config::parse(input)
+            .and_then(|config| match config.endpoint.base_url() {
+                Some((url, refused)) if !url_parses(url) => Err(refused),
+                _ => Ok(config),
+            })
+            .map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
         let frame = config.endpoint == Endpoint::Frame;
         Ok(Client {
             core: Rc::new(call::Client::new(config)),
@@ -246,7 +255,8 @@ impl Client {
     }
 
     /// Deletes many items of one type through `batch`. Resolves a report that accounts for
-    /// every distinct id; rejects only for invalid arguments, before any request.
+    /// every distinct id; rejects only for invalid arguments or `NOT_CONFIGURED`, before any
+    /// request.
     #[wasm_bindgen(js_name = deleteItems)]
     pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> JsValue {
         let checked = (|| {
@@ -285,7 +295,10 @@ impl Client {
                     }
                 })
                 .await;
-            Ok(bulk_report(&report, &env))
+            match report {
+                Ok(report) => Ok(bulk_report(&report, &env)),
+                Err(error) => Err(env.error(&error, envelope::BATCH)),
+            }
         })
     }
 }
@@ -422,12 +435,14 @@ impl Env for WebEnv {
             return match at(&answer, 0).as_f64() {
                 Some(3.0) => {
                     let token = at(&answer, 2).as_string().unwrap_or_default();
-                    // A portal that fails the https rule is reached through BX24 instead.
+                    // A portal that fails the https rule or the URL parser is reached through BX24 instead.
                     match config::parse_portal(&at(&answer, 1).as_string().unwrap_or_default()) {
-                        Ok(rest_base) if !token.is_empty() => Ok(Credentials::Token {
-                            token: Secret::new(token),
-                            rest_base: Some(rest_base),
-                        }),
+                        Ok(rest_base) if !token.is_empty() && url_parses(&rest_base) => {
+                            Ok(Credentials::Token {
+                                token: Secret::new(token),
+                                rest_base: Some(rest_base),
+                            })
+                        }
                         _ => Ok(Credentials::Bx24),
                     }
                 }

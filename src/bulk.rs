@@ -146,7 +146,9 @@ const OUT_OF_TIME: &str = "not attempted: the call ran out of time (timeoutMs)";
 impl Client {
     /// Deletes `ids` (distinct) of one type in batches of 50, one batch in flight at a time,
     /// each paced and retried like a single call. Calls `on_progress(done, total)` after each
-    /// batch. Never fails as a whole: every id is accounted for in the report.
+    /// batch. Every id is accounted for in the report; the run fails as a whole only for a
+    /// configuration error found before any request (`NOT_CONFIGURED`: no endpoint, or a frame
+    /// without BX24), which no id could escape.
     pub async fn delete_items(
         &self,
         env: &impl Env,
@@ -154,7 +156,7 @@ impl Client {
         ids: &[u64],
         options: BulkOptions,
         mut on_progress: impl FnMut(usize, usize),
-    ) -> BulkReport {
+    ) -> Result<BulkReport, CallError> {
         let run_deadline = options.timeout_ms.map(|ms| env.now_ms() + f64::from(ms));
         let mut report = BulkReport::default();
         // Once set, the remaining ids are not sent and fail with this error.
@@ -196,6 +198,11 @@ impl Client {
                         ));
                     }
                 }
+                Err(failure)
+                    if failure.attempts == 0 && matches!(failure.error, Error::NotConfigured) =>
+                {
+                    return Err(failure);
+                }
                 Err(CallError { error, attempts }) => {
                     report.fail_all(chunk, &error, envelope::BATCH, attempts);
                     stop = match &error {
@@ -233,7 +240,7 @@ impl Client {
         if ids.is_empty() {
             on_progress(0, 0);
         }
-        report
+        Ok(report)
     }
 }
 
@@ -284,7 +291,8 @@ mod tests {
                 client.delete_items(&env, 1268, &ids, BulkOptions::default(), |d, t| {
                     progress.push((d, t))
                 }),
-            );
+            )
+            .unwrap();
         assert_eq!(progress, vec![(50, 120), (100, 120), (120, 120)]);
         assert_eq!(report.deleted.len(), 108);
         assert_eq!(
@@ -312,9 +320,84 @@ mod tests {
             &ids,
             BulkOptions::default(),
             |_, _| {},
-        ));
+        ))
+        .unwrap();
         assert_eq!(report.deleted, vec![1, 2, 3]);
         assert!(report.not_found.is_empty() && report.failed.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_batch_answer_is_bad_response_never_aborted() {
+        let ids = [1, 2, 3];
+        // The answer forgets k1 (sent without halt): that id fails BAD_RESPONSE, once.
+        let forgets = r#"{"result":{"result":{"k0":[]},"result_error":{"k2":{"error":"NOT_FOUND","error_description":"Item not found"}}},"time":{}}"#;
+        // No per-command results at all: an unknown outcome, repeated, then BAD_RESPONSE for all.
+        let empty = r#"{"result":{}}"#;
+        for (answers, expected_sent) in [(vec![ok(forgets)], 1), (vec![ok(empty); 3], 3)] {
+            let env = FakeEnv::new(answers);
+            let report = block_on(webhook_client(2.0, RateLimitInput::Off).delete_items(
+                &env,
+                2,
+                &ids,
+                BulkOptions::default(),
+                |_, _| {},
+            ))
+            .unwrap();
+            assert_eq!(env.sent.borrow().len(), expected_sent);
+            assert_eq!(report.len(), 3);
+            assert!(!report.failed.is_empty());
+            for failed in &report.failed {
+                assert_eq!(failed.error.code(), "BAD_RESPONSE", "{failed:?}");
+                assert!(failed.error.retryable());
+                assert!(failed.attempts >= 1);
+            }
+            if expected_sent == 1 {
+                assert_eq!(report.deleted, vec![1]);
+                assert_eq!(report.not_found, vec![3]);
+                assert_eq!(report.failed[0].id, 2);
+                assert_eq!(report.failed[0].method, envelope::DELETE);
+            } else {
+                assert_eq!(report.failed.len(), 3);
+                assert_eq!(report.failed[0].method, envelope::BATCH);
+                assert_eq!(report.failed[0].attempts, 3);
+            }
+        }
+    }
+
+    #[test]
+    fn not_configured_rejects_the_whole_run_before_any_request() {
+        use crate::call::tests::frame_client;
+        use crate::config::{Config, ConfigInput};
+        let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
+        // A frame without BX24: found at the first batch, before anything is sent.
+        let frame_env = FakeEnv::new(vec![ok(&batch_answer(&[1, 2], |_| true))]);
+        *frame_env.new_token.borrow_mut() = Err(Error::NotConfigured);
+        for (client, env) in [(auto, FakeEnv::new(vec![])), (frame_client(), frame_env)] {
+            let mut progress = 0;
+            let error =
+                block_on(
+                    client.delete_items(&env, 2, &[1, 2], BulkOptions::default(), |_, _| {
+                        progress += 1
+                    }),
+                )
+                .unwrap_err();
+            assert_eq!((error.error, error.attempts), (Error::NotConfigured, 0));
+            assert!(env.sent.borrow().is_empty());
+            assert_eq!(progress, 0);
+        }
+        // A frame that times out waiting for BX24 is no config error: the ids fail TIMEOUT.
+        let env = FakeEnv::new(vec![]);
+        *env.new_token.borrow_mut() = Err(Error::Timeout);
+        let report = block_on(frame_client().delete_items(
+            &env,
+            2,
+            &[1, 2],
+            BulkOptions::default(),
+            |_, _| {},
+        ))
+        .unwrap();
+        assert_eq!(report.failed.len(), 2);
+        assert_eq!(report.failed[0].error, Error::Timeout);
     }
 
     #[test]
@@ -332,7 +415,8 @@ mod tests {
             &ids,
             options,
             |_, _| {},
-        ));
+        ))
+        .unwrap();
         assert_eq!(report.deleted, vec![1]);
         assert_eq!(report.failed.len(), 99);
         assert_eq!(report.failed[0].error.code(), "ACCESS_DENIED");
@@ -354,7 +438,7 @@ mod tests {
             ..BulkOptions::default()
         };
         let client = webhook_client(3.0, RateLimitInput::Off);
-        let report = block_on(client.delete_items(&env, 2, &ids, options, |_, _| {}));
+        let report = block_on(client.delete_items(&env, 2, &ids, options, |_, _| {})).unwrap();
         assert_eq!(report.deleted, ids);
         assert!(report.failed.is_empty() && report.not_found.is_empty());
         let sent = env.sent.borrow();
@@ -377,7 +461,8 @@ mod tests {
             &ids,
             BulkOptions::default(),
             |_, _| {},
-        ));
+        ))
+        .unwrap();
         assert_eq!(report.failed.len(), 75);
         assert!(report
             .failed
@@ -469,7 +554,7 @@ mod tests {
             let report = block_on(client.delete_items(&env, 2, &ids, BulkOptions { halt_on_error: halt, ..BulkOptions::default() }, |done, total| {
                 assert!(done >= last && done <= total);
                 last = done;
-            }));
+            })).unwrap();
             proptest::prop_assert_eq!(last, ids.len());
             let mut all: Vec<u64> = report.deleted.iter().chain(&report.not_found).copied().chain(report.failed.iter().map(|f| f.id)).collect();
             proptest::prop_assert_eq!(all.len(), ids.len());

@@ -131,6 +131,9 @@ impl Error {
     /// The portal's `error_description`, or the library's own explanation.
     pub fn description(&self) -> &str {
         match self {
+            Error::Api { description, .. } if description.is_empty() => {
+                "the portal gave no error_description"
+            }
             Error::Api { description, .. } => description,
             Error::InvalidArgument(why) | Error::InvalidConfig(why) => why,
             Error::NotConfigured => {
@@ -269,5 +272,10 @@ mod tests {
         );
         assert_eq!(Error::api("NOT_FOUND", "Item not found", 400).status(), 400);
         assert_eq!(Error::Network.status(), 0);
+        // No error_description: the library says so rather than leaving it empty.
+        assert_eq!(
+            Error::api("ACCESS_DENIED", "", 403).to_string(),
+            "ACCESS_DENIED: the portal gave no error_description"
+        );
     }
 }

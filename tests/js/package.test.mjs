@@ -297,8 +297,20 @@ test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) na
     for (const [config] of cases) out.push(await window.settle(new window.lib.Client(config).deleteItem(1268, id)));
     return out;
   }, [cases, 999997]);
+  // The same client's next call, deleteItems, gets its own error naming its own method; a config
+  // whose getter throws is refused the same way, never with the getter's own error.
+  const again = await page.evaluate(async (id) => {
+    const client = new window.lib.Client({ webhookUrl: 42 });
+    await window.settle(client.deleteItem(1268, id));
+    const hostile = { get webhookUrl() { throw new Error('getter'); } };
+    return [await window.settle(client.deleteItems(1268, [id])), await window.settle(new window.lib.Client(hostile).deleteItem(1268, id)),
+      window.lib.B24Error.name, window.lib.Client.name];
+  }, 999997);
+  assertRejected(again[0], { code: 'INVALID_ARGUMENT', kind: 'config', method: 'batch', description: 'webhookUrl must be a string' }, 'deleteItems');
+  assertRejected(again[1], { code: 'INVALID_ARGUMENT', kind: 'config', method: METHOD, attempts: 0, description: 'webhookUrl must be a string' }, 'a throwing getter');
+  assert.deepEqual(again.slice(2), ['B24Error', 'Client'], 'the exported classes keep their names when minified');
   cases.forEach(([config, description], i) => {
-    assertRejected(results[i], { code: 'INVALID_ARGUMENT', kind: 'config', description, attempts: 0 }, JSON.stringify(config));
+    assertRejected(results[i], { code: 'INVALID_ARGUMENT', kind: 'config', description, attempts: 0, method: METHOD }, JSON.stringify(config));
   });
   assert.equal((await h.emu.control.state()).requests.total, before, 'the emulator saw no request');
   assert.equal(restRequests.length, 0);
@@ -338,6 +350,9 @@ test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a re
   const before = (await h.emu.control.state()).requests.total;
   const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1)));
   assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0 }, 'unconfigured');
+  // deleteItems rejects too (a config error found before any request), it does not resolve a report.
+  const bulk = await page.evaluate(() => window.settle(window.lib.deleteItems(1268, [1, 2])));
+  assertRejected(bulk, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0, method: 'batch' }, 'unconfigured bulk');
   assert.equal((await h.emu.control.state()).requests.total, before);
   assert.equal(restRequests.length, 0);
   assert.ok((await itemsOf()).includes(1), 'nothing deleted');
@@ -442,6 +457,15 @@ test('the webhook secret appears in no error text and no console output, on ever
   const malformed = await configureAndDelete(page, { webhookUrl: `https://acme.example.com/rest/${secret}` }, SPA, items[0]);
   assertRejected(malformed, { code: 'INVALID_ARGUMENT', kind: 'config' }, 'malformed webhook');
   assertNoSecret(malformed, [secret], consoleLines, 'malformed webhook');
+  // Hosts that pass the shape checks but that the browser's URL parser refuses (fetch would
+  // throw "Failed to parse URL from <the URL with its secret>"): refused as config, secret-free.
+  for (const host of ['1.2.3.4.5', '999.1.1.1', '[:::]', '0x7g.1.1.1.1']) {
+    for (const config of [{ webhookUrl: `https://${host}/rest/1/${secret}/` }, { portal: `https://${host}`, accessToken: secret }]) {
+      const r = await clientDelete(page, config, SPA, items[0]);
+      assertRejected(r, { code: 'INVALID_ARGUMENT', kind: 'config', method: METHOD, attempts: 0 }, `host ${host}`);
+      assertNoSecret(r, [secret], consoleLines, `host ${host}`);
+    }
+  }
 
   // TIMEOUT: the emulator never answers.
   await h.emu.control.faults({ method: METHOD, fault: { kind: 'hang' } });
