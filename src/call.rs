@@ -674,25 +674,26 @@ pub(crate) mod tests {
             Err(Error::Timeout),
             ok(r#"{"result":["#),
             answer(200, ""),
+            api_error(500, "INTERNAL_SERVER_ERROR"),
+            api_error(502, "SOMETHING_NEW"),
         ] {
             let env = FakeEnv::new(vec![lost.clone(), api_error(400, "NOT_FOUND")]);
             let client = webhook_client(3.0, RateLimitInput::Off);
             let result = block_on(client.delete_item(&env, 1268, 1, CallOptions::default()));
             assert_eq!(result, Ok(Deleted::default()), "{lost:?}");
         }
-        // Without an unknown outcome before it, NOT_FOUND is NOT_FOUND.
-        let env = FakeEnv::new(vec![
-            api_error(503, "QUERY_LIMIT_EXCEEDED"),
-            api_error(400, "NOT_FOUND"),
-        ]);
-        let client = webhook_client(3.0, RateLimitInput::Off);
-        assert_eq!(
-            block_on(client.delete_item(&env, 1268, 1, CallOptions::default()))
-                .unwrap_err()
-                .error
-                .code(),
-            "NOT_FOUND"
-        );
+        // Without an unknown outcome before it (a limit refuses a request before running it),
+        // NOT_FOUND is NOT_FOUND.
+        for refused in ["QUERY_LIMIT_EXCEEDED", "OVERLOAD_LIMIT"] {
+            let env = FakeEnv::new(vec![api_error(503, refused), api_error(400, "NOT_FOUND")]);
+            let client = webhook_client(3.0, RateLimitInput::Off);
+            let result = block_on(client.delete_item(&env, 1268, 1, CallOptions::default()));
+            match refused {
+                // OVERLOAD_LIMIT is not retried at all.
+                "OVERLOAD_LIMIT" => assert_eq!(result.unwrap_err().error.code(), refused),
+                _ => assert_eq!(result.unwrap_err().error.code(), "NOT_FOUND"),
+            }
+        }
     }
 
     #[test]

@@ -170,12 +170,18 @@ impl Error {
     }
 
     /// Whether the request may have been executed although no answer says so (the delete may
-    /// have happened): a lost connection, a timeout, or an unreadable answer.
+    /// have happened): a lost connection, a timeout, an unreadable answer, or a server error (a
+    /// 5xx can come after the delete, from an event handler); not the limits that refuse a
+    /// request before running it.
     pub fn outcome_unknown(&self) -> bool {
-        matches!(
-            self,
-            Error::Network | Error::Timeout | Error::BadResponse { .. }
-        )
+        match self {
+            Error::Network | Error::Timeout | Error::BadResponse { .. } => true,
+            Error::Api { code, status, .. } => {
+                *status >= 500
+                    && !matches!(code.as_str(), "QUERY_LIMIT_EXCEEDED" | "OVERLOAD_LIMIT")
+            }
+            _ => false,
+        }
     }
 }
 
