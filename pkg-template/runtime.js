@@ -164,8 +164,8 @@ export const member = (object, key) => get(object, KEYS[key]);
 export const jsonKind = (v) => (v === null ? 0 : v === true ? 1 : v === false ? 2 : typeof v === 'number' ? 3
   : typeof v === 'string' ? 4 : Array.isArray(v) ? 5 : 6);
 
-/** `Object.entries` of a plain object (not an array), else `[]`. */
-export const members = (object) => (object && typeof object === 'object' && !Array.isArray(object) ? Object.entries(object) : []);
+/** A batch command's member `k<index>` of `object`, or `undefined` (see get()). */
+export const command = (object, index) => get(object, `k${index}`);
 
 let decoder;
 /** The text of UTF-8 `bytes` (a view of wasm memory): ASCII, as request bodies are, without a TextDecoder call. */

@@ -79,8 +79,8 @@ extern "C" {
     /// `callback({ done, total })`; a throw is swallowed.
     fn progress(callback: &JsValue, done: f64, total: f64);
 
-    /// `Object.entries(object)` for a plain object, else `[]`.
-    fn members(object: &JsValue) -> JsValue;
+    /// `object["k" + index]`, or `undefined` (see [`response::Json::command`]).
+    fn command(object: &JsValue, index: u32) -> JsValue;
 
     /// `object[KEYS[key]]` (see [`Key`]), or `undefined`.
     fn member(object: &JsValue, key: u32) -> JsValue;
@@ -504,17 +504,10 @@ impl response::Json for JsJson {
         self.0.as_f64()
     }
 
-    fn members(&self) -> Vec<(String, Self)> {
-        let entries = members(&self.0);
-        (0..length(&entries))
-            .map(|i| {
-                let pair = at(&entries, i);
-                (
-                    at(&pair, 0).as_string().unwrap_or_default(),
-                    JsJson(at(&pair, 1)),
-                )
-            })
-            .collect()
+    fn command(&self, index: usize) -> Option<Self> {
+        Some(command(&self.0, index as u32))
+            .filter(|v| !v.is_undefined())
+            .map(JsJson)
     }
 }
 

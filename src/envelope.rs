@@ -88,12 +88,6 @@ pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool
     build(auth, BATCH, params)
 }
 
-/// The key of command `i` in a batch built by [`delete_batch`].
-pub fn batch_key_index(key: &str) -> Option<usize> {
-    let digits = key.strip_prefix("k")?;
-    crate::id::decimal(digits.as_bytes(), 3).map(|i| i as usize)
-}
-
 /// Completes `params` (an open JSON object) with the auth and builds the request.
 fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
     let (url, bx24) = match auth {
@@ -233,13 +227,6 @@ mod tests {
             request.body.expose(),
             r#"{"halt":1,"cmd":{"k0":"crm.item.delete?entityTypeId=2&id=1"},"auth":"t"}"#
         );
-        assert_eq!(batch_key_index("k0"), Some(0));
-        assert_eq!(batch_key_index("k49"), Some(49));
-        assert_eq!(batch_key_index("x1"), None);
-        assert_eq!(batch_key_index("k"), None);
-        for not_a_key in ["k1a", "k-1", "k+1", "k1000", "K1", " k1", "k 1"] {
-            assert_eq!(batch_key_index(not_a_key), None, "{not_a_key}");
-        }
     }
 
     #[test]

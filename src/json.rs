@@ -84,14 +84,10 @@ impl crate::response::Json for Value<'_> {
         Value::as_f64(self)
     }
 
-    fn members(&self) -> Vec<(String, Self)> {
-        match self {
-            Value::Object(members) => members
-                .iter()
-                .map(|(k, v)| (decode(k).into_owned(), v.clone()))
-                .collect(),
-            _ => Vec::new(),
-        }
+    fn command(&self, index: usize) -> Option<Self> {
+        let mut key = String::from("k");
+        crate::envelope::push_u64(&mut key, index as u64);
+        Value::get(self, &key).cloned()
     }
 }
 

@@ -20,8 +20,9 @@ pub trait Json: Sized {
     fn as_str(&self) -> Option<String>;
     /// The number, if this is one.
     fn as_f64(&self) -> Option<f64>;
-    /// The members of an object, in order; empty for anything else.
-    fn members(&self) -> Vec<(String, Self)>;
+    /// The member `k{index}` of an object: a batch command's outcome (see
+    /// [`crate::envelope::delete_batch`]); `None` when missing or not an object.
+    fn command(&self, index: usize) -> Option<Self>;
 }
 
 /// The members the readers look up. In the browser a key crosses to JS as its number (runtime.js's
@@ -193,9 +194,9 @@ pub struct BatchAnswer {
 
 /// Reads an answer to a `batch` of `commands` commands keyed `k0..`, sent with `halt: 1` when
 /// `halt`.
-pub fn read_batch(
+pub fn read_batch<J: Json>(
     status: u16,
-    body: Body<impl Json>,
+    body: Body<J>,
     commands: usize,
     halt: bool,
 ) -> Result<BatchAnswer, Failure> {
@@ -212,40 +213,31 @@ pub fn read_batch(
     ) {
         return Err(bad(status, "the batch answer has no per-command results"));
     }
+    // Containers are objects keyed by command (`k0`, `k1`, ...), or `[]` when empty.
+    let (results, errors) = (result.get(Key::Result), result.get(Key::ResultError));
+    let command = |container: &Option<J>, i: usize| container.as_ref().and_then(|c| c.command(i));
     let mut outcomes = vec![CommandOutcome::NotRun; commands];
-    // Containers are objects keyed by command, or `[]` when empty (no members).
-    let keyed = |name: Key| {
-        result
-            .get(name)
-            .map(|c| c.members())
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(key, value)| {
-                crate::envelope::batch_key_index(&key)
-                    .filter(|&i| i < commands)
-                    .map(|i| (i, value))
-            })
-    };
-    for (i, value) in keyed(Key::Result) {
-        if !matches!(value.kind(), Kind::False | Kind::Null) {
-            outcomes[i] = CommandOutcome::Done;
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        if let Some(value) = command(&errors, i) {
+            *outcome =
+                CommandOutcome::Failed(match value.get(Key::Error).and_then(|v| v.as_str()) {
+                    Some(code) => {
+                        let description = value
+                            .get(Key::ErrorDescription)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default();
+                        Error::api(&code, &description, 0)
+                    }
+                    None => Error::BadResponse {
+                        status,
+                        reason: "a batch command failed without an error code",
+                    },
+                });
+        } else if command(&results, i)
+            .is_some_and(|v| !matches!(v.kind(), Kind::False | Kind::Null))
+        {
+            *outcome = CommandOutcome::Done;
         }
-    }
-    for (i, value) in keyed(Key::ResultError) {
-        outcomes[i] =
-            CommandOutcome::Failed(match value.get(Key::Error).and_then(|v| v.as_str()) {
-                Some(code) => {
-                    let description = value
-                        .get(Key::ErrorDescription)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default();
-                    Error::api(&code, &description, 0)
-                }
-                None => Error::BadResponse {
-                    status,
-                    reason: "a batch command failed without an error code",
-                },
-            });
     }
     // Only a halted batch leaves commands out, and only after one of them failed: any other
     // silence is a malformed answer (the command may or may not have run).
@@ -428,7 +420,13 @@ mod tests {
         let empty = r#"{"result":{"result":[],"result_error":[],"result_total":[],"result_next":[],"result_time":[]},"time":{}}"#;
         assert_eq!(
             batch(200, empty, 2).unwrap().outcomes,
-            vec![CommandOutcome::Failed(silent); 2]
+            vec![CommandOutcome::Failed(silent.clone()); 2]
+        );
+        // Only `k<index>` exactly names a command.
+        let odd_keys = r#"{"result":{"result":{"k01":[],"K1":[]," k0":[],"k1 ":[]},"result_error":{"k1.0":{"error":"X"}}}}"#;
+        assert_eq!(
+            batch(200, odd_keys, 2).unwrap().outcomes,
+            vec![CommandOutcome::Failed(silent.clone()); 2]
         );
         // No per-command results at all: the whole answer is malformed (and its outcome unknown).
         for body in [
