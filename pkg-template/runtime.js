@@ -189,7 +189,8 @@ function answer(status, text) {
   }
 }
 
-export const report = (deleted, notFound) => ({ deleted: Array.from(deleted), notFound: Array.from(notFound), failed: [] });
+// The ids come as BigUint64Arrays (views of wasm memory): safe integers, read as numbers.
+export const report = (deleted, notFound) => ({ deleted: Array.from(deleted, Number), notFound: Array.from(notFound, Number), failed: [] });
 
 export function addFailed(report, id, error) {
   report.failed.push({ id, error });

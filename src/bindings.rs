@@ -92,8 +92,8 @@ extern "C" {
     /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, body, class]`) when `has_time`.
     fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
 
-    /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`.
-    fn report(deleted: &[f64], not_found: &[f64]) -> JsValue;
+    /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`, the ids as numbers.
+    fn report(deleted: &[u64], not_found: &[u64]) -> JsValue;
 
     /// `report.failed.push({ id, error })`.
     #[wasm_bindgen(js_name = addFailed)]
@@ -323,12 +323,8 @@ fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
     Ok(bulk::distinct(parsed))
 }
 
-fn numbers(ids: &[u64]) -> Vec<f64> {
-    ids.iter().map(|&id| id as f64).collect()
-}
-
 fn bulk_report(report: &BulkReport, env: &WebEnv) -> JsValue {
-    let result = self::report(&numbers(&report.deleted), &numbers(&report.not_found));
+    let result = self::report(&report.deleted, &report.not_found);
     for f in &report.failed {
         let error = env.error(
             &CallError {
