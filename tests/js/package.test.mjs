@@ -220,6 +220,56 @@ test('string ids go on the wire as JSON numbers; URL, method and headers are the
   assert.ok(!items.includes(a) && !items.includes(b), 'both deleted');
 });
 
+test('through a stubbed fetch: answer shapes, the largest ids, an answer without time, the default retries', async () => {
+  const { page } = await h.openPage({ init: true }); // the wasm is loaded before fetch is replaced
+  const r = await page.evaluate(async () => {
+    // Each call's answers in turn (the last one repeats); every request body is recorded.
+    let script = [];
+    const bodies = [];
+    window.fetch = async (url, init) => {
+      bodies.push(init.body);
+      const [status, text] = script.length > 1 ? script.shift() : script[0];
+      return new Response(text, { status, headers: { 'Content-Type': 'application/json' } });
+    };
+    const client = new window.lib.Client({ webhookUrl: 'https://acme.bitrix24.com/rest/1/s3cr3t/', rateLimit: false });
+    const once = new window.lib.Client({ webhookUrl: 'https://acme.bitrix24.com/rest/1/s3cr3t/', rateLimit: false, maxRetries: 0 });
+    const call = async (answers, t = 2, id = 1, opts, by = client) => {
+      script = answers;
+      bodies.length = 0;
+      const r = await window.settle(by.deleteItem(t, id, opts));
+      return { ...r, sent: bodies.slice() };
+    };
+    const out = {};
+    // Valid JSON of another shape: BAD_RESPONSE with the status kept (retryable: a 2xx).
+    for (const body of ['{}', 'null', '[]', '{"result":null}', '{"result":1}', '"x"', '{"error":42}']) {
+      out[body] = await call([[200, body]], 2, 1, undefined, once);
+    }
+    out.status404 = await call([[404, '{}']]);
+    // The largest safe id, as a number, a string and a bigint: a JSON number on the wire.
+    const max = Number.MAX_SAFE_INTEGER;
+    out.max = [await call([[200, '{"result":[]}']], max, max), await call([[200, '{"result":[]}']], String(max), String(max)),
+      await call([[200, '{"result":[]}']], BigInt(max), 5n)];
+    // 503 every time with the default maxRetries: 4 requests.
+    out.retries = await call([[503, '{"error":"QUERY_LIMIT_EXCEEDED","error_description":"Too many requests"}']], 2, 1, { timeoutMs: 60000 });
+    return out;
+  });
+  for (const body of ['{}', 'null', '[]', '{"result":null}', '{"result":1}', '"x"', '{"error":42}']) {
+    assertRejected(r[body], { code: 'BAD_RESPONSE', kind: 'response', status: 200, retryable: true, method: METHOD, attempts: 1 }, body);
+  }
+  assertRejected(r.status404, { code: 'BAD_RESPONSE', status: 404, retryable: false, attempts: 1 }, '404 {}');
+  for (const [i, m] of r.max.entries()) {
+    assert.equal(m.ok, true, `max id #${i}: ${JSON.stringify(m.error)}`);
+    assert.deepEqual(Object.keys(m.value), ['entityTypeId', 'id'], 'no time key when the answer has none');
+  }
+  assert.deepEqual(r.max[0].sent, ['{"entityTypeId":9007199254740991,"id":9007199254740991}']);
+  assert.deepEqual(r.max[1].sent, r.max[0].sent);
+  assert.deepEqual(r.max[2].sent, ['{"entityTypeId":9007199254740991,"id":5}']);
+  // 503 every time, default maxRetries (3): 4 requests.
+  assert.deepEqual([r.max[2].value.entityTypeId, r.max[2].value.id], [Number.MAX_SAFE_INTEGER, 5]);
+  assertRejected(r.retries, { code: 'QUERY_LIMIT_EXCEEDED', status: 503, retryable: true, attempts: 4, description: 'Too many requests' }, '503 x4');
+  assert.equal(r.retries.sent.length, 4);
+});
+
 // The contract's list, plus a few more non-canonical forms of a positive safe integer.
 const BAD_IDS = [
   ['0', '0'], ['-0', '-0'], ['-1', '-1'], ['1.5', '1.5'], ['NaN', 'NaN'], ['Infinity', 'Infinity'],
