@@ -70,16 +70,27 @@ pub fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
 }
 
 impl BulkReport {
-    /// Accounts for one batch answer. Returns whether any id of it was not deleted.
+    /// Accounts for one batch answer. Returns whether any id of it was not deleted. With
+    /// `refused`, ids whose command the operating limit refused (not run) go there instead.
     fn record(
         &mut self,
         ids: &[u64],
         outcomes: &[CommandOutcome],
         earlier_outcome_unknown: bool,
         attempts: u32,
+        mut refused: Option<&mut Vec<u64>>,
     ) -> bool {
         let mut any_error = false;
         for (&id, outcome) in ids.iter().zip(outcomes) {
+            match (outcome, refused.as_deref_mut()) {
+                (CommandOutcome::Failed(error), Some(refused))
+                    if error.code() == "OPERATION_TIME_LIMIT" =>
+                {
+                    refused.push(id);
+                    continue;
+                }
+                _ => {}
+            }
             match outcome {
                 CommandOutcome::Done => self.deleted.push(id),
                 // After an unknown outcome, NOT_FOUND means an earlier attempt deleted it.
@@ -161,7 +172,23 @@ impl Client {
         let mut report = BulkReport::default();
         // Once set, the remaining ids are not sent and fail with this error.
         let mut stop: Option<(Error, &'static str)> = None;
-        for chunk in ids.chunks(BATCH_LIMIT) {
+        let mut chunks = ids.chunks(BATCH_LIMIT);
+        // Ids whose commands the operating limit refused (not run): sent again after the wait,
+        // before the next chunk. `limit_waits` counts consecutive waits (at most maxRetries).
+        let mut again: Vec<u64> = Vec::new();
+        let mut limit_waits = 0;
+        // When the next batch may be sent (Unix ms): the refused commands' reset.
+        let mut not_before = 0.0;
+        loop {
+            let refused_before = std::mem::take(&mut again);
+            let chunk: &[u64] = if refused_before.is_empty() {
+                match chunks.next() {
+                    Some(chunk) => chunk,
+                    None => break,
+                }
+            } else {
+                &refused_before
+            };
             if stop.is_none() && run_deadline.is_some_and(|d| env.now_ms() >= d) {
                 stop = Some((
                     Error::NotAttempted {
@@ -184,11 +211,30 @@ impl Client {
                 ids: chunk,
                 halt,
             };
-            match self.run(env, deadline, job).await {
+            match self
+                .run(env, deadline, job, std::mem::take(&mut not_before))
+                .await
+            {
                 Ok((Answer::Deleted(_), _)) => unreachable!("a batch job gets a batch answer"),
                 Ok((Answer::Batch(answer), earlier_unknown)) => {
                     let attempts = 1; // per-command errors carry the batch's last attempt
-                    if report.record(chunk, &answer.outcomes, earlier_unknown, attempts) && halt {
+                                      // Commands the operating limit refused (not run) are sent again after its
+                                      // reset (+250 ms), as a single call's 429 waits, if the next batch's budget
+                                      // allows, at most maxRetries times in a row; under haltOnError, or with no
+                                      // reset time, a refusal is an error like any other.
+                    let now = env.now_ms();
+                    let budget = f64::from(self.config().timeout_ms);
+                    let remaining = run_deadline.map_or(budget, |d| (d - now).min(budget));
+                    let wait = answer
+                        .limit_reset_at
+                        .map(|at| (at * 1000.0 - now).max(0.0) + 250.0)
+                        .filter(|&ms| {
+                            !halt && ms < remaining && limit_waits < self.config().max_retries
+                        });
+                    let collect = wait.is_some().then_some(&mut again);
+                    if report.record(chunk, &answer.outcomes, earlier_unknown, attempts, collect)
+                        && halt
+                    {
                         stop = Some((
                             Error::NotAttempted {
                                 timeout: false,
@@ -196,6 +242,14 @@ impl Client {
                             },
                             envelope::DELETE,
                         ));
+                    }
+                    match wait {
+                        // The next run waits (its pacing step) before it sends them.
+                        Some(ms) if !again.is_empty() => {
+                            limit_waits += 1;
+                            not_before = now + ms;
+                        }
+                        _ => limit_waits = 0,
                     }
                 }
                 Err(failure)
@@ -398,6 +452,91 @@ mod tests {
         .unwrap();
         assert_eq!(report.failed.len(), 2);
         assert_eq!(report.failed[0].error, Error::Timeout);
+    }
+
+    #[test]
+    fn commands_refused_by_the_operating_limit_are_sent_again_after_its_reset() {
+        // k0 deleted; k1, k2 refused (not run), free again 2 s from now (the fake clock starts
+        // at 1_700_000_000_000 ms).
+        let refused = |reset_s: f64| {
+            format!(
+                r#"{{"result":{{"result":{{"k0":[]}},"result_error":{{"k1":{{"error":"OPERATION_TIME_LIMIT","error_description":"Method is blocked due to operation time limit."}},"k2":{{"error":"OPERATION_TIME_LIMIT","error_description":"x"}}}},"result_time":{{"k0":{{"operating":1}},"k1":{{"operating":1,"operating_reset_at":{reset_s}}},"k2":{{"operating":1,"operating_reset_at":{}}}}}}},"time":{{}}}}"#,
+                reset_s - 1.0
+            )
+        };
+        let ids = [1, 2, 3];
+        let run = |answers, options: BulkOptions| {
+            let env = FakeEnv::new(answers);
+            let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
+                &env,
+                2,
+                &ids,
+                options,
+                |_, _| {},
+            ))
+            .unwrap();
+            let sent: Vec<(f64, String)> = env
+                .sent
+                .borrow()
+                .iter()
+                .map(|(at, _, body)| (*at, body.clone()))
+                .collect();
+            (report, sent)
+        };
+        let start = 1_700_000_000_000.0;
+        // A near reset: one wait (to the latest reset + 250 ms), then only k1, k2 go again.
+        let (report, sent) = run(
+            vec![
+                ok(&refused(1_700_000_002.0)),
+                ok(&batch_answer(&[2, 3], |_| true)),
+            ],
+            BulkOptions::default(),
+        );
+        assert_eq!(report.deleted, vec![1, 2, 3]);
+        assert!(report.failed.is_empty());
+        assert_eq!(sent.len(), 2);
+        assert!(
+            sent[1].0 >= start + 2_250.0,
+            "re-sent at {}",
+            sent[1].0 - start
+        );
+        assert!(sent[1]
+            .1
+            .contains(r#""k0":"crm.item.delete?entityTypeId=2&id=2""#));
+        assert!(sent[1]
+            .1
+            .contains(r#""k1":"crm.item.delete?entityTypeId=2&id=3""#));
+        assert!(!sent[1].1.contains("k2"));
+        // A reset past the budget: no wait, the refused ids fail with the portal's error.
+        let (report, sent) = run(vec![ok(&refused(1_700_000_100.0))], BulkOptions::default());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(report.deleted, vec![1]);
+        let codes: Vec<_> = report
+            .failed
+            .iter()
+            .map(|f| (f.id, f.error.code(), f.attempts))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (2, "OPERATION_TIME_LIMIT", 1),
+                (3, "OPERATION_TIME_LIMIT", 1)
+            ]
+        );
+        // Refused again and again: at most maxRetries (3) waits in a row.
+        let (report, sent) = run(vec![ok(&refused(1_700_000_002.0))], BulkOptions::default());
+        assert_eq!(sent.len(), 4);
+        assert_eq!(report.failed.len(), 2);
+        // haltOnError: a refusal is an error like any other (no wait, the run halts).
+        let (report, sent) = run(
+            vec![ok(&refused(1_700_000_002.0))],
+            BulkOptions {
+                halt_on_error: true,
+                ..BulkOptions::default()
+            },
+        );
+        assert_eq!(sent.len(), 1);
+        assert_eq!(report.failed.len(), 2);
     }
 
     #[test]

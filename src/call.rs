@@ -216,7 +216,7 @@ impl Client {
         let deadline =
             env.now_ms() + f64::from(options.timeout_ms.unwrap_or(self.config.timeout_ms));
         match self
-            .run(env, deadline, Job::Delete { entity_type_id, id })
+            .run(env, deadline, Job::Delete { entity_type_id, id }, 0.0)
             .await?
         {
             (Answer::Deleted(deleted), _) => Ok(deleted),
@@ -232,6 +232,7 @@ impl Client {
         env: &impl Env,
         deadline: f64,
         job: Job<'_>,
+        not_before: f64,
     ) -> Result<(Answer, bool), CallError> {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
@@ -246,7 +247,7 @@ impl Client {
         let mut refreshed = false;
         let mut outcome_unknown = false;
         loop {
-            self.pace(env, deadline)
+            self.pace(env, deadline, not_before)
                 .await
                 .map_err(|error| CallError { error, attempts })?;
             let (request, generation) = {
@@ -351,27 +352,27 @@ impl Client {
 
     /// Waits for this request's slot in the client's bucket. A slot past the deadline fails at
     /// once with `TIMEOUT`; an aborted wait gives its slot back.
-    async fn pace(&self, env: &impl Env, deadline: f64) -> Result<(), Error> {
+    /// Also waits until `not_before` (Unix ms; 0 for no such wait).
+    async fn pace(&self, env: &impl Env, deadline: f64, not_before: f64) -> Result<(), Error> {
         let now = env.now_ms();
-        let Some(send_at) = self.bucket.borrow_mut().as_mut().map(|b| b.reserve(now)) else {
-            return Ok(());
-        };
+        let slot = self.bucket.borrow_mut().as_mut().map(|b| b.reserve(now));
+        let send_at = slot.unwrap_or(now).max(not_before);
         if send_at >= deadline {
-            self.release(send_at);
+            self.release(slot);
             return Err(Error::Timeout);
         }
         if send_at > now {
             if let Err(error) = env.sleep(send_at - now).await {
-                self.release(send_at);
+                self.release(slot);
                 return Err(error);
             }
         }
         Ok(())
     }
 
-    fn release(&self, send_at: f64) {
-        if let Some(bucket) = self.bucket.borrow_mut().as_mut() {
-            bucket.release(send_at);
+    fn release(&self, slot: Option<f64>) {
+        if let (Some(bucket), Some(slot)) = (self.bucket.borrow_mut().as_mut(), slot) {
+            bucket.release(slot);
         }
     }
 

@@ -43,11 +43,13 @@ pub enum Key {
     OperatingResetAt,
     /// `result_error`
     ResultError,
+    /// `result_time`
+    ResultTime,
 }
 
 impl Key {
     /// Every key, in the order of runtime.js's `KEYS`.
-    pub const ALL: [Key; 7] = [
+    pub const ALL: [Key; 8] = [
         Key::Result,
         Key::Time,
         Key::Error,
@@ -55,6 +57,7 @@ impl Key {
         Key::Operating,
         Key::OperatingResetAt,
         Key::ResultError,
+        Key::ResultTime,
     ];
 
     /// The member's name in the portal's JSON.
@@ -67,6 +70,7 @@ impl Key {
             Key::Operating => "operating",
             Key::OperatingResetAt => "operating_reset_at",
             Key::ResultError => "result_error",
+            Key::ResultTime => "result_time",
         }
     }
 }
@@ -190,6 +194,9 @@ pub struct BatchAnswer {
     pub outcomes: Vec<CommandOutcome>,
     /// The batch's own `time`.
     pub time: Option<RequestTime>,
+    /// The latest `operating_reset_at` (Unix seconds) of the commands refused with
+    /// `OPERATION_TIME_LIMIT`, from their `result_time`: when they can be sent again.
+    pub limit_reset_at: Option<f64>,
 }
 
 /// Reads an answer to a `batch` of `commands` commands keyed `k0..`, sent with `halt: 1` when
@@ -215,24 +222,34 @@ pub fn read_batch<J: Json>(
     }
     // Containers are objects keyed by command (`k0`, `k1`, ...), or `[]` when empty.
     let (results, errors) = (result.get(Key::Result), result.get(Key::ResultError));
+    let times = result.get(Key::ResultTime);
     let command = |container: &Option<J>, i: usize| container.as_ref().and_then(|c| c.command(i));
     let mut outcomes = vec![CommandOutcome::NotRun; commands];
+    let mut limit_reset_at: Option<f64> = None;
     for (i, outcome) in outcomes.iter_mut().enumerate() {
         if let Some(value) = command(&errors, i) {
-            *outcome =
-                CommandOutcome::Failed(match value.get(Key::Error).and_then(|v| v.as_str()) {
-                    Some(code) => {
-                        let description = value
-                            .get(Key::ErrorDescription)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default();
-                        Error::api(&code, &description, 0)
-                    }
-                    None => Error::BadResponse {
-                        status,
-                        reason: "a batch command failed without an error code",
-                    },
-                });
+            let error = match value.get(Key::Error).and_then(|v| v.as_str()) {
+                Some(code) => {
+                    let description = value
+                        .get(Key::ErrorDescription)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default();
+                    Error::api(&code, &description, 0)
+                }
+                None => Error::BadResponse {
+                    status,
+                    reason: "a batch command failed without an error code",
+                },
+            };
+            if error.code() == "OPERATION_TIME_LIMIT" {
+                if let Some(at) = command(&times, i)
+                    .and_then(RequestTime::read)
+                    .and_then(|t| t.operating_reset_at)
+                {
+                    limit_reset_at = Some(limit_reset_at.map_or(at, |latest| latest.max(at)));
+                }
+            }
+            *outcome = CommandOutcome::Failed(error);
         } else if command(&results, i)
             .is_some_and(|v| !matches!(v.kind(), Kind::False | Kind::Null))
         {
@@ -255,7 +272,11 @@ pub fn read_batch<J: Json>(
             }
         }
     }
-    Ok(BatchAnswer { outcomes, time })
+    Ok(BatchAnswer {
+        outcomes,
+        time,
+        limit_reset_at,
+    })
 }
 
 /// The JSON object of an answer and its `time` (read once, for success and failure alike);

@@ -569,6 +569,26 @@ test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIM
   progressChecks(r.progress, ids.length, '503 x2');
 });
 
+test('commands the operating limit refuses inside a batch: waited for (operating_reset_at), then only they are sent again; all deleted', async () => {
+  // Each delete costs 1 s of a 3 s budget per window; the 10-minute window is scaled to 2 s.
+  await h.emu.control.config({ operatingLimit: 3, operatingCost: 1, timeScale: 300 });
+  const ids = (await h.emu.control.items(SPA, 6)).ids;
+  const { page, restRequests } = await h.openPage({ init: true });
+  const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 15000 }, SPA, ids);
+  assert.equal(r.ok, true, JSON.stringify(r.error));
+  assertPartition(r.report, ids, 'operating limit');
+  assert.deepEqual(sorted(r.report.deleted), sorted(ids), `all deleted: ${JSON.stringify(r.report.failed)}`);
+  const s = await state();
+  assert.deepEqual(sorted(deletedIds(s)), sorted(ids));
+  const bodies = batchBodies(restRequests);
+  assert.equal(bodies.length, 2, 'the batch, then one more for the refused commands');
+  assert.deepEqual(bodies[0].ids, ids);
+  assert.deepEqual(bodies[1].ids, ids.slice(3), 'only the refused commands are sent again');
+  assert.ok(bodies[1].at - bodies[0].at >= 1000, `sent again after the reset, ${bodies[1].at - bodies[0].at} ms later`);
+  assert.ok(r.ms < 8000, `took ${r.ms} ms`);
+  progressChecks(r.progress, ids.length, 'operating limit');
+});
+
 test('the run\'s timeoutMs: a hung 2nd batch times out at the deadline; its ids and the unsent ones fail TIMEOUT', async () => {
   const ids = (await h.emu.control.items(SPA, 200)).ids;
   await h.emu.control.faults({ method: BATCH, fault: PASS });
