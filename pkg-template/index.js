@@ -12,11 +12,11 @@ let loading;
 
 /** Loads and compiles the WebAssembly module; calls do this by themselves. */
 export function init() {
-  return load('');
+  return load();
 }
 
 // A failed load rejects with a B24Error (NETWORK_ERROR) and is not kept: the next call tries again.
-function load(method) {
+function load() {
   return (loading ??= (async () => {
     const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
     try {
@@ -27,7 +27,7 @@ function load(method) {
       // Vite's dev server pre-bundles dependencies into .vite/deps/, away from the wasm file.
       const hint = url.pathname.includes('/.vite/deps/') ? "; with Vite, set optimizeDeps: { exclude: ['b24-crm-item'] }" : '';
       throw new B24Error('NETWORK_ERROR', `could not load the WebAssembly module ${url.href}: ${cause?.message ?? cause}${hint}`,
-        { kind: 'network', retryable: true, method, cause });
+        { kind: 'network', retryable: true, cause });
     }
   })());
 }
@@ -60,17 +60,9 @@ export class Client {
     this.#config = copy(config);
   }
 
-  #client(method) {
-    return (this.#inner ??= load(method).then(() => {
-      try {
-        return (this.#ready = new WasmClient(withFrame(this.#config)));
-      } catch (error) {
-        // A config error surfaces at each call (not kept: each names its own call's method).
-        this.#inner = undefined;
-        error.method ||= method;
-        throw error;
-      }
-    }, (error) => {
+  /** The wasm client, once the wasm is loaded; a load or config error is not kept (the next call tries again). */
+  #client() {
+    return (this.#inner ??= load().then(() => (this.#ready = new WasmClient(withFrame(this.#config)))).catch((error) => {
       this.#inner = undefined;
       throw error;
     }));
@@ -79,15 +71,24 @@ export class Client {
   /** Deletes one CRM item (`crm.item.delete`). */
   deleteItem(entityTypeId, id, options) {
     if (this.#ready) return this.#ready.deleteItem(entityTypeId, id, options);
-    return this.#client('crm.item.delete').then((client) => client.deleteItem(entityTypeId, id, options));
+    return this.#client().then((client) => client.deleteItem(entityTypeId, id, options), named('crm.item.delete'));
   }
 
   /** Deletes many items of one type through `batch`, 50 per request, with a per-id report. */
   deleteItems(entityTypeId, ids, options) {
     if (this.#ready) return this.#ready.deleteItems(entityTypeId, ids, options);
-    return this.#client('batch').then((client) => client.deleteItems(entityTypeId, ids, options));
+    return this.#client().then((client) => client.deleteItems(entityTypeId, ids, options), named('batch'));
   }
 }
+
+// A load or config error is shared by the calls that waited on it: each gets its own copy, naming
+// its own method.
+const named = (method) => (error) => {
+  if (!(error instanceof B24Error)) throw error;
+  const { code, description, ...details } = error;
+  if ('cause' in error) details.cause = error.cause;
+  throw new B24Error(code, description, { ...details, method });
+};
 
 // B24Error and Client keep their names through minification (stack traces, Node's console).
 Object.defineProperty(Client, 'name', { value: 'Client' });

@@ -353,12 +353,15 @@ test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) na
     const client = new window.lib.Client({ webhookUrl: 42 });
     await window.settle(client.deleteItem(1268, id));
     const hostile = { get webhookUrl() { throw new Error('getter'); } };
+    const fresh = new window.lib.Client({ webhookUrl: 42 });
+    const both = await Promise.all([window.settle(fresh.deleteItems(1268, [id])), window.settle(fresh.deleteItem(1268, id))]);
     return [await window.settle(client.deleteItems(1268, [id])), await window.settle(new window.lib.Client(hostile).deleteItem(1268, id)),
-      window.lib.B24Error.name, window.lib.Client.name];
+      window.lib.B24Error.name, window.lib.Client.name, both.map((r) => r.error?.method)];
   }, 999997);
+  assert.deepEqual(again[4], ['batch', METHOD], 'concurrent first calls each name their own method');
   assertRejected(again[0], { code: 'INVALID_ARGUMENT', kind: 'config', method: 'batch', description: 'webhookUrl must be a string' }, 'deleteItems');
   assertRejected(again[1], { code: 'INVALID_ARGUMENT', kind: 'config', method: METHOD, attempts: 0, description: 'webhookUrl must be a string' }, 'a throwing getter');
-  assert.deepEqual(again.slice(2), ['B24Error', 'Client'], 'the exported classes keep their names when minified');
+  assert.deepEqual(again.slice(2, 4), ['B24Error', 'Client'], 'the exported classes keep their names when minified');
   cases.forEach(([config, description], i) => {
     assertRejected(results[i], { code: 'INVALID_ARGUMENT', kind: 'config', description, attempts: 0, method: METHOD }, JSON.stringify(config));
   });
