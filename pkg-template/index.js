@@ -43,7 +43,8 @@ async function compile(url) {
   }
   const response = await fetch(url);
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  return /^application\/wasm\b/.test(response.headers.get('Content-Type'))
+  // Streaming compilation insists on exactly `application/wasm` (no parameters, lower case).
+  return response.headers.get('Content-Type') === 'application/wasm'
     ? WebAssembly.compileStreaming(response)
     : WebAssembly.compile(await response.arrayBuffer());
 }

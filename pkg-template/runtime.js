@@ -4,7 +4,7 @@
 
 /** The error every rejection of b24-crm-item carries. See the README's error table. */
 export class B24Error extends Error {
-  constructor(code, description, details = {}) {
+  constructor(code, description = '', details = {}) {
     super(description ? `${code}: ${description}` : code, 'cause' in details ? { cause: details.cause } : undefined);
     /** The portal's `error` verbatim, or one of the library's own codes. */
     this.code = code;

@@ -2,12 +2,15 @@
 //!
 //! Every distinct input id ends in exactly one of `deleted`, `not_found` or `failed`. A command
 //! with a known result is never sent again; when a batch is repeated after an unknown outcome
-//! (lost connection, timeout, unreadable answer), a `NOT_FOUND` for one of its commands means an
-//! earlier attempt deleted the item, so it counts as deleted.
+//! (lost connection, timeout, unreadable answer, a 5xx other than a limit), a `NOT_FOUND` for one
+//! of its commands means an earlier attempt deleted the item, so it counts as deleted. Commands
+//! the operating limit refused (not run) are sent again after its reset.
 
 use crate::call::{Answer, CallError, Client, Env, Job};
+use crate::config::Endpoint;
 use crate::envelope::{self, BATCH_LIMIT};
 use crate::error::Error;
+use crate::policy;
 use crate::response::CommandOutcome;
 
 /// One id that was not deleted.
@@ -168,6 +171,10 @@ impl Client {
         options: BulkOptions,
         mut on_progress: impl FnMut(usize, usize),
     ) -> Result<BulkReport, CallError> {
+        if matches!(self.config().endpoint, Endpoint::Auto) {
+            // Found before any request, even with no ids to send.
+            return Err(Error::NotConfigured.into());
+        }
         let run_deadline = options.timeout_ms.map(|ms| env.now_ms() + f64::from(ms));
         let mut report = BulkReport::default();
         // Once set, the remaining ids are not sent and fail with this error.
@@ -176,11 +183,15 @@ impl Client {
         // Ids whose commands the operating limit refused (not run): sent again after the wait,
         // before the next chunk. `limit_waits` counts consecutive waits (at most maxRetries).
         let mut again: Vec<u64> = Vec::new();
+        // Whether an earlier attempt of the batch that carried the ids in `again` may have run
+        // them (its outcome was unknown): their `NOT_FOUND` then still means "deleted".
+        let mut again_unknown = false;
         let mut limit_waits = 0;
         // When the next batch may be sent (Unix ms): the refused commands' reset.
         let mut not_before = 0.0;
         loop {
             let refused_before = std::mem::take(&mut again);
+            let resent_unknown = std::mem::take(&mut again_unknown);
             let chunk: &[u64] = if refused_before.is_empty() {
                 match chunks.next() {
                     Some(chunk) => chunk,
@@ -217,6 +228,7 @@ impl Client {
             {
                 Ok((Answer::Deleted(_), _)) => unreachable!("a batch job gets a batch answer"),
                 Ok((Answer::Batch(answer), earlier_unknown)) => {
+                    let earlier_unknown = earlier_unknown || resent_unknown;
                     let attempts = 1; // per-command errors carry the batch's last attempt
                                       // Commands the operating limit refused (not run) are sent again after its
                                       // reset (+250 ms), as a single call's 429 waits, if the next batch's budget
@@ -228,8 +240,11 @@ impl Client {
                     let wait = answer
                         .limit_reset_at
                         .map(|at| (at * 1000.0 - now).max(0.0) + 250.0)
+                        // The wait must leave the batch time to run: min(10 s, half the budget).
                         .filter(|&ms| {
-                            !halt && ms < remaining && limit_waits < self.config().max_retries
+                            !halt
+                                && ms + policy::MIN_ATTEMPT_MS.min(remaining / 2.0) < remaining
+                                && limit_waits < self.config().max_retries
                         });
                     let collect = wait.is_some().then_some(&mut again);
                     if report.record(chunk, &answer.outcomes, earlier_unknown, attempts, collect)
@@ -248,6 +263,7 @@ impl Client {
                         Some(ms) if !again.is_empty() => {
                             limit_waits += 1;
                             not_before = now + ms;
+                            again_unknown = earlier_unknown;
                         }
                         _ => limit_waits = 0,
                     }
@@ -439,6 +455,16 @@ mod tests {
             assert!(env.sent.borrow().is_empty());
             assert_eq!(progress, 0);
         }
+        // No endpoint at all is found even with no ids to send.
+        let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
+        let empty = block_on(auto.delete_items(
+            &FakeEnv::new(vec![]),
+            2,
+            &[],
+            BulkOptions::default(),
+            |_, _| {},
+        ));
+        assert_eq!(empty.unwrap_err().error, Error::NotConfigured);
         // A frame that times out waiting for BX24 is no config error: the ids fail TIMEOUT.
         let env = FakeEnv::new(vec![]);
         *env.new_token.borrow_mut() = Err(Error::Timeout);
@@ -507,8 +533,9 @@ mod tests {
             .1
             .contains(r#""k1":"crm.item.delete?entityTypeId=2&id=3""#));
         assert!(!sent[1].1.contains("k2"));
-        // A reset past the budget: no wait, the refused ids fail with the portal's error.
-        let (report, sent) = run(vec![ok(&refused(1_700_000_100.0))], BulkOptions::default());
+        // A reset past the budget (or leaving the batch under 10 s of its 30 s): no wait, the
+        // refused ids fail with the portal's error.
+        let (report, sent) = run(vec![ok(&refused(1_700_000_021.0))], BulkOptions::default());
         assert_eq!(sent.len(), 1);
         assert_eq!(report.deleted, vec![1]);
         let codes: Vec<_> = report
@@ -523,10 +550,36 @@ mod tests {
                 (3, "OPERATION_TIME_LIMIT", 1)
             ]
         );
-        // Refused again and again: at most maxRetries (3) waits in a row.
-        let (report, sent) = run(vec![ok(&refused(1_700_000_002.0))], BulkOptions::default());
+        // Refused again and again: at most maxRetries (3) waits in a row, then the portal's error.
+        let all_refused = r#"{"result":{"result":[],"result_error":{"k0":{"error":"OPERATION_TIME_LIMIT","error_description":"x"},"k1":{"error":"OPERATION_TIME_LIMIT","error_description":"x"}},"result_time":{"k0":{"operating_reset_at":1700000002},"k1":{"operating_reset_at":1700000002}}},"time":{}}"#;
+        let mut answers = vec![ok(&refused(1_700_000_002.0))];
+        answers.extend((0..3).map(|_| ok(all_refused)));
+        let (report, sent) = run(answers, BulkOptions::default());
         assert_eq!(sent.len(), 4);
-        assert_eq!(report.failed.len(), 2);
+        let codes: Vec<_> = report
+            .failed
+            .iter()
+            .map(|f| (f.id, f.error.code(), f.method))
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                (2, "OPERATION_TIME_LIMIT", envelope::DELETE),
+                (3, "OPERATION_TIME_LIMIT", envelope::DELETE)
+            ]
+        );
+        // After a lost first attempt, the re-sent refused commands' NOT_FOUND still means deleted.
+        let (report, sent) = run(
+            vec![
+                Err(Error::Timeout),
+                ok(&refused(1_700_000_002.0)),
+                ok(&batch_answer(&[2, 3], |_| false)),
+            ],
+            BulkOptions::default(),
+        );
+        assert_eq!(sent.len(), 3);
+        assert_eq!(report.deleted, vec![1, 2, 3]);
+        assert!(report.not_found.is_empty());
         // haltOnError: a refusal is an error like any other (no wait, the run halts).
         let (report, sent) = run(
             vec![ok(&refused(1_700_000_002.0))],

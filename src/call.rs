@@ -355,7 +355,12 @@ impl Client {
     /// Also waits until `not_before` (Unix ms; 0 for no such wait).
     async fn pace(&self, env: &impl Env, deadline: f64, not_before: f64) -> Result<(), Error> {
         let now = env.now_ms();
-        let slot = self.bucket.borrow_mut().as_mut().map(|b| b.reserve(now));
+        // The slot is taken when the request will leave, not now.
+        let slot = self
+            .bucket
+            .borrow_mut()
+            .as_mut()
+            .map(|b| b.reserve(now.max(not_before)));
         let send_at = slot.unwrap_or(now).max(not_before);
         if send_at >= deadline {
             self.release(slot);

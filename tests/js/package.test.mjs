@@ -264,8 +264,8 @@ test('through a stubbed fetch: answer shapes, the largest ids, an answer without
   assert.deepEqual(r.max[0].sent, ['{"entityTypeId":9007199254740991,"id":9007199254740991}']);
   assert.deepEqual(r.max[1].sent, r.max[0].sent);
   assert.deepEqual(r.max[2].sent, ['{"entityTypeId":9007199254740991,"id":5}']);
-  // 503 every time, default maxRetries (3): 4 requests.
   assert.deepEqual([r.max[2].value.entityTypeId, r.max[2].value.id], [Number.MAX_SAFE_INTEGER, 5]);
+  // 503 every time, default maxRetries (3): 4 requests.
   assertRejected(r.retries, { code: 'QUERY_LIMIT_EXCEEDED', status: 503, retryable: true, attempts: 4, description: 'Too many requests' }, '503 x4');
   assert.equal(r.retries.sent.length, 4);
 });
@@ -396,6 +396,14 @@ test('the wasm: a failed load rejects NETWORK_ERROR naming the file, the next ca
   // Loaded once: later calls do not fetch it again.
   await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
   assert.equal(served.length, 2);
+
+  // application/wasm with a parameter (streaming compilation refuses it): compiled from the bytes.
+  for (const contentType of ['application/wasm; charset=utf-8', 'Application/WASM']) {
+    const other = await h.openPage();
+    await other.context.route('**/b24_crm_item_bg.wasm', (route) => route.fulfill({ status: 200, contentType, body: wasm }));
+    const r2 = await configureAndDelete(other.page, { webhookUrl: h.emu.webhook }, SPA, 999996);
+    assertRejected(r2, { code: 'NOT_FOUND', status: 400, method: METHOD }, contentType);
+  }
 });
 
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {
@@ -404,8 +412,8 @@ test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a re
   const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1)));
   assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0 }, 'unconfigured');
   // deleteItems rejects too (a config error found before any request), it does not resolve a report.
-  const bulk = await page.evaluate(() => window.settle(window.lib.deleteItems(1268, [1, 2])));
-  assertRejected(bulk, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0, method: 'batch' }, 'unconfigured bulk');
+  const bulk = await page.evaluate(async () => [await window.settle(window.lib.deleteItems(1268, [1, 2])), await window.settle(window.lib.deleteItems(1268, []))]);
+  for (const r of bulk) assertRejected(r, { code: 'NOT_CONFIGURED', kind: 'config', retryable: false, status: 0, attempts: 0, method: 'batch' }, 'unconfigured bulk');
   assert.equal((await h.emu.control.state()).requests.total, before);
   assert.equal(restRequests.length, 0);
   assert.ok((await itemsOf()).includes(1), 'nothing deleted');
