@@ -124,6 +124,11 @@ pub struct Config {
 impl Config {
     /// Checks a configuration.
     pub fn parse(input: ConfigInput) -> Result<Config, Error> {
+        // Read by reference: the input is dropped here once, not on every error exit.
+        Config::check(&input)
+    }
+
+    fn check(input: &ConfigInput) -> Result<Config, Error> {
         let oauth = input.portal.is_some() || input.access_token.is_some();
         let ways = usize::from(input.webhook_url.is_some())
             + usize::from(oauth)
@@ -133,10 +138,10 @@ impl Config {
                 "give exactly one of: webhookUrl, portal + accessToken, or frame: true",
             ));
         }
-        let endpoint = if let Some(url) = input.webhook_url {
-            parse_webhook(&url)?
+        let endpoint = if let Some(url) = &input.webhook_url {
+            parse_webhook(url)?
         } else if oauth {
-            let (Some(portal), Some(token)) = (input.portal, input.access_token) else {
+            let (Some(portal), Some(token)) = (&input.portal, &input.access_token) else {
                 return Err(Error::InvalidConfig(
                     "OAuth needs both portal and accessToken",
                 ));
@@ -149,8 +154,8 @@ impl Config {
                 ));
             }
             Endpoint::OAuth {
-                rest_base: parse_portal(&portal)?,
-                token,
+                rest_base: parse_portal(portal)?,
+                token: token.clone(),
                 refreshable: input.has_token_callback,
             }
         } else {
