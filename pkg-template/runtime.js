@@ -116,6 +116,27 @@ export function get(object, key) {
   }
 }
 
+/**
+ * A call's options, checked in the order the errors are reported: `[signal, timeoutMs]` (and
+ * `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of the
+ * first rule broken (OPTION_ERRORS in src/bindings.rs).
+ */
+export function readOptions(options, bulk) {
+  if (options === undefined || options === null) return [];
+  if (typeof options != 'object') return 0;
+  const signal = get(options, 'signal');
+  // null is an object without addEventListener: refused too.
+  if (signal !== undefined && (typeof signal != 'object' || typeof get(signal, 'addEventListener') != 'function')) return 1;
+  const timeoutMs = get(options, 'timeoutMs');
+  if (timeoutMs !== undefined && typeof timeoutMs != 'number') return 2;
+  if (timeoutMs < 1 || timeoutMs > 2147483647 || timeoutMs !== timeoutMs) return 3;
+  if (!bulk) return [signal, timeoutMs];
+  const halt = get(options, 'haltOnError');
+  if (halt !== undefined && typeof halt != 'boolean') return 4;
+  const onProgress = get(options, 'onProgress');
+  return onProgress !== undefined && typeof onProgress != 'function' ? 5 : [signal, timeoutMs, halt, onProgress];
+}
+
 export function items(iterable) {
   if (typeof iterable === 'string') return undefined;
   try {

@@ -56,6 +56,11 @@ extern "C" {
     /// reader here) when the getter throws.
     fn get(object: &JsValue, key: &str) -> JsValue;
 
+    /// `[signal, timeoutMs, haltOnError, onProgress]` of a call's options (the last two when
+    /// `bulk`), checked; or the index in [`OPTION_ERRORS`] of the first rule broken.
+    #[wasm_bindgen(js_name = readOptions)]
+    fn check_options(options: &JsValue, bulk: bool) -> JsValue;
+
     /// `[...iterable]`, or `undefined` for a string or anything not iterable.
     fn items(iterable: &JsValue) -> JsValue;
 
@@ -229,7 +234,7 @@ impl Client {
                 &id,
                 "id must be a positive safe integer or its decimal string",
             )?;
-            let (call_options, signal) = read_options(&options)?;
+            let (call_options, signal, _) = read_options(&options, false)?;
             Ok::<_, Error>((entity_type_id, id, call_options, signal))
         })();
         let (entity_type_id, id, call_options, signal) = match checked {
@@ -262,18 +267,9 @@ impl Client {
         let checked = (|| {
             let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
             let ids = read_ids(&ids)?;
-            let (call_options, signal) = read_options(&options)?;
-            let halt_on_error = bool_option(
-                &options,
-                "haltOnError",
-                Error::InvalidArgument("haltOnError must be a boolean"),
-            )?
-            .unwrap_or(false);
-            let on_progress = function_option(
-                &options,
-                "onProgress",
-                Error::InvalidArgument("onProgress must be a function"),
-            )?;
+            let (call_options, signal, read) = read_options(&options, true)?;
+            let halt_on_error = at(&read, 2).is_truthy();
+            let on_progress = Some(at(&read, 3)).filter(|f| !f.is_undefined());
             let options = BulkOptions {
                 timeout_ms: call_options.timeout_ms,
                 halt_on_error,
@@ -539,32 +535,6 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     id::parse_id(raw).ok_or(Error::InvalidArgument(why))
 }
 
-/// `object[key]` read as `T`: `None` when `undefined`, `why` when of another type.
-fn option<T>(
-    object: &JsValue,
-    key: &str,
-    read: impl FnOnce(JsValue) -> Option<T>,
-    why: Error,
-) -> Result<Option<T>, Error> {
-    let value = get(object, key);
-    if value.is_undefined() {
-        return Ok(None);
-    }
-    read(value).map(Some).ok_or(why)
-}
-
-fn number_option(object: &JsValue, key: &str, why: Error) -> Result<Option<f64>, Error> {
-    option(object, key, |v| v.as_f64(), why)
-}
-
-fn bool_option(object: &JsValue, key: &str, why: Error) -> Result<Option<bool>, Error> {
-    option(object, key, |v| v.as_bool(), why)
-}
-
-fn function_option(object: &JsValue, key: &str, why: Error) -> Result<Option<JsValue>, Error> {
-    option(object, key, |v| v.is_function().then_some(v), why)
-}
-
 /// What a configuration field must be, when given.
 #[derive(Clone, Copy)]
 enum Type {
@@ -649,28 +619,27 @@ fn read_rate_limit(rate_limit: &JsValue) -> Result<RateLimitInput, Error> {
     }
 }
 
-/// Reads `{ signal, timeoutMs }`; the signal is returned as given (or `undefined`).
-fn read_options(options: &JsValue) -> Result<(CallOptions, JsValue), Error> {
-    if options.is_undefined() || options.is_null() {
-        return Ok((CallOptions::default(), JsValue::UNDEFINED));
+/// What [`check_options`]' numbers stand for.
+const OPTION_ERRORS: [&str; 6] = [
+    "options must be an object",
+    "signal must be an AbortSignal",
+    "timeoutMs must be a number",
+    config::TIMEOUT_RULE,
+    "haltOnError must be a boolean",
+    "onProgress must be a function",
+];
+
+/// Reads `{ signal, timeoutMs }` (checked in runtime.js); the signal is returned as given (or
+/// `undefined`), and the checked options for their other members.
+fn read_options(options: &JsValue, bulk: bool) -> Result<(CallOptions, JsValue, JsValue), Error> {
+    let read = check_options(options, bulk);
+    if let Some(rule) = read.as_f64() {
+        let why = OPTION_ERRORS.get(rule as usize).copied().unwrap_or_default();
+        return Err(Error::InvalidArgument(why));
     }
-    if !options.is_object() {
-        return Err(Error::InvalidArgument("options must be an object"));
-    }
-    let signal = get(options, "signal");
-    let is_signal = signal.is_object() && get(&signal, "addEventListener").is_function();
-    if !(signal.is_undefined() || is_signal) {
-        return Err(Error::InvalidArgument("signal must be an AbortSignal"));
-    }
-    let timeout = number_option(
-        options,
-        "timeoutMs",
-        Error::InvalidArgument("timeoutMs must be a number"),
-    )?;
-    Ok((
-        CallOptions {
-            timeout_ms: config::parse_timeout(timeout)?,
-        },
-        signal,
-    ))
+    let call_options = CallOptions {
+        // A whole number of milliseconds from 1 to 2147483647 (runtime.js checked the range).
+        timeout_ms: at(&read, 1).as_f64().map(|ms| ms as u32),
+    };
+    Ok((call_options, at(&read, 0), read))
 }
