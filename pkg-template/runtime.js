@@ -116,14 +116,40 @@ export function get(object, key) {
   }
 }
 
+// The configuration's members and their types, in the order they are checked (CONFIG_ERRORS in
+// src/bindings.rs gives each its message).
+const CONFIG = ['onTokenExpired', 'function', 'webhookUrl', 'string', 'portal', 'string', 'accessToken', 'string',
+  'frame', 'boolean', 'timeoutMs', 'number', 'maxRetries', 'number'];
+
+/**
+ * The configuration's members, type-checked: CONFIG's values (each `undefined` when not given),
+ * then rateLimit as `undefined`, `false`, or `burst, perSecond`; or the number of the first rule
+ * broken (CONFIG_ERRORS in src/bindings.rs).
+ */
+export function readConfig(config) {
+  if (typeof config != 'object' || config === null) return 0;
+  const values = [];
+  for (let i = 0; i < CONFIG.length; i += 2) {
+    const value = get(config, CONFIG[i]);
+    if (value !== undefined && typeof value != CONFIG[i + 1]) return i / 2 + 1;
+    values.push(value);
+  }
+  const rateLimit = get(config, 'rateLimit');
+  if (rateLimit === undefined || rateLimit === false) return [...values, rateLimit];
+  const burst = get(rateLimit, 'burst'), perSecond = get(rateLimit, 'perSecond');
+  return typeof burst != 'number' || typeof perSecond != 'number' || typeof rateLimit != 'object' ? 8
+    : [...values, burst, perSecond];
+}
+
 /**
  * A call's options, checked in the order the errors are reported: `[signal, timeoutMs]` (and
  * `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of the
  * first rule broken (OPTION_ERRORS in src/bindings.rs).
  */
 export function readOptions(options, bulk) {
-  if (options === undefined || options === null) return [];
-  if (typeof options != 'object') return 0;
+  // (Not `options == null`: document.all is refused, as any other non-object.)
+  if (typeof options != 'object') return options === undefined ? [] : 0;
+  if (options === null) return [];
   const signal = get(options, 'signal');
   // null is an object without addEventListener: refused too.
   if (signal !== undefined && (typeof signal != 'object' || typeof get(signal, 'addEventListener') != 'function')) return 1;

@@ -56,6 +56,11 @@ extern "C" {
     /// reader here) when the getter throws.
     fn get(object: &JsValue, key: &str) -> JsValue;
 
+    /// The configuration's members, type-checked (see runtime.js), or the index in
+    /// [`CONFIG_ERRORS`] of the first rule broken.
+    #[wasm_bindgen(js_name = readConfig)]
+    fn check_config(config: &JsValue) -> JsValue;
+
     /// `[signal, timeoutMs, haltOnError, onProgress]` of a call's options (the last two when
     /// `bulk`), checked; or the index in [`OPTION_ERRORS`] of the first rule broken.
     #[wasm_bindgen(js_name = readOptions)]
@@ -535,88 +540,50 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     id::parse_id(raw).ok_or(Error::InvalidArgument(why))
 }
 
-/// What a configuration field must be, when given.
-#[derive(Clone, Copy)]
-enum Type {
-    Str,
-    Num,
-    Bool,
-    Func,
-}
-
-/// The configuration's fields, each fetched once and type-checked in this order before any is
-/// converted: one error exit, and no half-converted configuration to drop on the way out (that
-/// drop code was most of the reader).
-const CONFIG_FIELDS: [(&str, Type, &str); 7] = [
-    (
-        "onTokenExpired",
-        Type::Func,
-        "onTokenExpired must be a function",
-    ),
-    ("webhookUrl", Type::Str, "webhookUrl must be a string"),
-    ("portal", Type::Str, "portal must be a string"),
-    ("accessToken", Type::Str, "accessToken must be a string"),
-    ("frame", Type::Bool, "frame must be a boolean"),
-    ("timeoutMs", Type::Num, "timeoutMs must be a number"),
-    ("maxRetries", Type::Num, "maxRetries must be a number"),
+/// What [`check_config`]'s numbers stand for: the configuration is not an object, a member
+/// (in runtime.js's `CONFIG` order) is of another type, `rateLimit` is not `false` or
+/// `{ burst, perSecond }` with numbers (their ranges are the core's to check).
+const CONFIG_ERRORS: [&str; 9] = [
+    "the configuration must be an object",
+    "onTokenExpired must be a function",
+    "webhookUrl must be a string",
+    "portal must be a string",
+    "accessToken must be a string",
+    "frame must be a boolean",
+    "timeoutMs must be a number",
+    "maxRetries must be a number",
+    "rateLimit must be false or { burst, perSecond }",
 ];
 
 fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
-    if !config.is_object() {
-        return Err(Error::InvalidConfig("the configuration must be an object"));
+    let read = check_config(config);
+    if let Some(rule) = read.as_f64() {
+        let why = CONFIG_ERRORS.get(rule as usize).copied().unwrap_or_default();
+        return Err(Error::InvalidConfig(why));
     }
-    let mut values: [JsValue; 7] = Default::default();
-    for ((key, expected, why), value) in CONFIG_FIELDS.into_iter().zip(&mut values) {
-        *value = get(config, key);
-        let ok = value.is_undefined()
-            || match expected {
-                Type::Str => value.is_string(),
-                Type::Num => value.as_f64().is_some(),
-                Type::Bool => value.as_bool().is_some(),
-                Type::Func => value.is_function(),
-            };
-        if !ok {
-            return Err(Error::InvalidConfig(why));
-        }
-    }
-    let rate_limit = read_rate_limit(&get(config, "rateLimit"))?;
-    // Every field has its type now: reading them cannot fail.
-    let [on_token_expired, webhook_url, portal, access_token, frame, timeout_ms, max_retries] =
-        values;
-    let on_token_expired = Some(on_token_expired).filter(JsValue::is_function);
+    // Every member has its type now: reading them cannot fail.
+    let field = |i| at(&read, i);
+    let on_token_expired = Some(field(0)).filter(JsValue::is_function);
+    let rate_limit = field(7);
+    let rate_limit = match rate_limit.as_f64() {
+        Some(burst) => RateLimitInput::Custom {
+            burst,
+            per_second: field(8).as_f64().unwrap_or_default(),
+        },
+        None if rate_limit.is_undefined() => RateLimitInput::Default,
+        None => RateLimitInput::Off,
+    };
     let input = ConfigInput {
-        webhook_url: webhook_url.as_string(),
-        portal: portal.as_string(),
-        access_token: access_token.as_string().map(Secret::new),
+        webhook_url: field(1).as_string(),
+        portal: field(2).as_string(),
+        access_token: field(3).as_string().map(Secret::new),
         has_token_callback: on_token_expired.is_some(),
-        frame: frame.as_bool(),
-        timeout_ms: timeout_ms.as_f64(),
-        max_retries: max_retries.as_f64(),
+        frame: field(4).as_bool(),
+        timeout_ms: field(5).as_f64(),
+        max_retries: field(6).as_f64(),
         rate_limit,
     };
     Ok((input, on_token_expired))
-}
-
-/// `rateLimit`: absent, `false`, or `{ burst, perSecond }` with numbers (their ranges are the
-/// core's to check).
-fn read_rate_limit(rate_limit: &JsValue) -> Result<RateLimitInput, Error> {
-    if rate_limit.is_undefined() {
-        return Ok(RateLimitInput::Default);
-    }
-    if rate_limit.as_bool() == Some(false) {
-        return Ok(RateLimitInput::Off);
-    }
-    match (
-        get(rate_limit, "burst").as_f64(),
-        get(rate_limit, "perSecond").as_f64(),
-    ) {
-        (Some(burst), Some(per_second)) if rate_limit.is_object() => {
-            Ok(RateLimitInput::Custom { burst, per_second })
-        }
-        _ => Err(Error::InvalidConfig(
-            "rateLimit must be false or { burst, perSecond }",
-        )),
-    }
 }
 
 /// What [`check_options`]' numbers stand for.
