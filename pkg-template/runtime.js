@@ -142,9 +142,10 @@ export function readConfig(config) {
 }
 
 /**
- * A call's options, checked in the order the errors are reported: `[signal, timeoutMs]` (and
- * `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of the
- * first rule broken (OPTION_ERRORS in src/bindings.rs).
+ * A call's options, type-checked in the order the errors are reported: `[signal, timeoutMs]`
+ * (and `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of
+ * the first rule broken (OPTION_ERRORS in src/bindings.rs). The rule for timeoutMs's value is the
+ * core's (config::parse_timeout).
  */
 export function readOptions(options, bulk) {
   // (Not `options == null`: document.all is refused, as any other non-object.)
@@ -155,12 +156,11 @@ export function readOptions(options, bulk) {
   if (signal !== undefined && (typeof signal != 'object' || typeof get(signal, 'addEventListener') != 'function')) return 1;
   const timeoutMs = get(options, 'timeoutMs');
   if (timeoutMs !== undefined && typeof timeoutMs != 'number') return 2;
-  if (timeoutMs < 1 || timeoutMs > 2147483647 || timeoutMs !== timeoutMs) return 3;
   if (!bulk) return [signal, timeoutMs];
   const halt = get(options, 'haltOnError');
-  if (halt !== undefined && typeof halt != 'boolean') return 4;
+  if (halt !== undefined && typeof halt != 'boolean') return 3;
   const onProgress = get(options, 'onProgress');
-  return onProgress !== undefined && typeof onProgress != 'function' ? 5 : [signal, timeoutMs, halt, onProgress];
+  return onProgress !== undefined && typeof onProgress != 'function' ? 4 : [signal, timeoutMs, halt, onProgress];
 }
 
 export function items(iterable) {

@@ -558,7 +558,10 @@ const CONFIG_ERRORS: [&str; 9] = [
 fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
     let read = check_config(config);
     if let Some(rule) = read.as_f64() {
-        let why = CONFIG_ERRORS.get(rule as usize).copied().unwrap_or_default();
+        let why = CONFIG_ERRORS
+            .get(rule as usize)
+            .copied()
+            .unwrap_or_default();
         return Err(Error::InvalidConfig(why));
     }
     // Every member has its type now: reading them cannot fail.
@@ -587,11 +590,10 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error
 }
 
 /// What [`check_options`]' numbers stand for.
-const OPTION_ERRORS: [&str; 6] = [
+const OPTION_ERRORS: [&str; 5] = [
     "options must be an object",
     "signal must be an AbortSignal",
     "timeoutMs must be a number",
-    config::TIMEOUT_RULE,
     "haltOnError must be a boolean",
     "onProgress must be a function",
 ];
@@ -601,12 +603,15 @@ const OPTION_ERRORS: [&str; 6] = [
 fn read_options(options: &JsValue, bulk: bool) -> Result<(CallOptions, JsValue, JsValue), Error> {
     let read = check_options(options, bulk);
     if let Some(rule) = read.as_f64() {
-        let why = OPTION_ERRORS.get(rule as usize).copied().unwrap_or_default();
+        let why = OPTION_ERRORS
+            .get(rule as usize)
+            .copied()
+            .unwrap_or_default();
         return Err(Error::InvalidArgument(why));
     }
     let call_options = CallOptions {
-        // A whole number of milliseconds from 1 to 2147483647 (runtime.js checked the range).
-        timeout_ms: at(&read, 1).as_f64().map(|ms| ms as u32),
+        // runtime.js checked the types; the rule for the value is the core's.
+        timeout_ms: config::parse_timeout(at(&read, 1).as_f64())?,
     };
     Ok((call_options, at(&read, 0), read))
 }

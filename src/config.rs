@@ -215,7 +215,7 @@ impl Config {
 }
 
 /// The rule for `timeoutMs`, client or call.
-pub const TIMEOUT_RULE: &str = "timeoutMs must be a number of milliseconds from 1 to 2147483647";
+const TIMEOUT_RULE: &str = "timeoutMs must be a number of milliseconds from 1 to 2147483647";
 
 /// Checks a per-call or client `timeoutMs`: a positive number of milliseconds.
 pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
