@@ -308,6 +308,48 @@ test('bad arguments reject with INVALID_ARGUMENT before any request (default cli
   assert.ok(state.items[String(SPA)].includes(id), 'nothing deleted');
 });
 
+test('bad call options reject INVALID_ARGUMENT naming the option, before any request (deleteItem and deleteItems)', async () => {
+  const { page, restRequests } = await h.openPage();
+  const before = (await h.emu.control.state()).requests.total;
+  const timeoutRule = 'timeoutMs must be a number of milliseconds from 1 to 2147483647';
+  const cases = [
+    ['5', 'options must be an object'],
+    ['"x"', 'options must be an object'],
+    ['({ signal: {} })', 'signal must be an AbortSignal'],
+    ['({ signal: null })', 'signal must be an AbortSignal'],
+    ['({ timeoutMs: "100" })', 'timeoutMs must be a number'],
+    ['({ timeoutMs: 0 })', timeoutRule],
+    ['({ timeoutMs: NaN })', timeoutRule],
+    ['({ timeoutMs: 2 ** 31 })', timeoutRule],
+    ['({ get timeoutMs() { throw new Error("getter"); } })', 'timeoutMs must be a number'],
+  ];
+  const bulkOnly = [['({ haltOnError: 1 })', 'haltOnError must be a boolean'], ['({ onProgress: "f" })', 'onProgress must be a function']];
+  const results = await page.evaluate(async ([hook, cases, bulkOnly]) => {
+    const client = new window.lib.Client({ webhookUrl: hook });
+    const out = [];
+    for (const [expr] of cases) {
+      out.push(await window.settle(client.deleteItem(1268, 1, (0, eval)(expr))));
+      out.push(await window.settle(client.deleteItems(1268, [1], (0, eval)(expr))));
+    }
+    for (const [expr] of bulkOnly) {
+      out.push(await window.settle(client.deleteItems(1268, [1], (0, eval)(expr))));
+      // deleteItem does not read them: the call goes ahead (and finds no item 999995).
+      out.push(await window.settle(client.deleteItem(1268, 999995, (0, eval)(expr))));
+    }
+    return out;
+  }, [h.emu.webhook, cases, bulkOnly]);
+  cases.forEach(([expr, description], i) => {
+    assertRejected(results[2 * i], { code: 'INVALID_ARGUMENT', kind: 'argument', description, method: METHOD, attempts: 0 }, `deleteItem ${expr}`);
+    assertRejected(results[2 * i + 1], { code: 'INVALID_ARGUMENT', kind: 'argument', description, method: 'batch', attempts: 0 }, `deleteItems ${expr}`);
+  });
+  bulkOnly.forEach(([expr, description], i) => {
+    assertRejected(results[2 * (cases.length + i)], { code: 'INVALID_ARGUMENT', kind: 'argument', description, method: 'batch' }, expr);
+    assertRejected(results[2 * (cases.length + i) + 1], { code: 'NOT_FOUND' }, `deleteItem ignores ${expr}`);
+  });
+  assert.equal(restRequests.length, 2, 'only the two deleteItem calls with bulk-only options were sent');
+  assert.equal((await h.emu.control.state()).requests.total, before + 2);
+});
+
 test('a missing argument rejects with INVALID_ARGUMENT before any request', async () => {
   const { page, restRequests } = await h.openPage();
   const before = (await h.emu.control.state()).requests.total;
