@@ -557,11 +557,7 @@ const CONFIG_ERRORS: [&str; 9] = [
 
 fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
     let read = check_config(config);
-    if let Some(rule) = read.as_f64() {
-        let why = CONFIG_ERRORS
-            .get(rule as usize)
-            .copied()
-            .unwrap_or_default();
+    if let Some(why) = broken_rule(&read, &CONFIG_ERRORS) {
         return Err(Error::InvalidConfig(why));
     }
     // Every member has its type now: reading them cannot fail.
@@ -589,6 +585,13 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error
     Ok((input, on_token_expired))
 }
 
+/// The message of the rule a runtime.js checker reports broken (it answers a rule's number
+/// instead of the values).
+fn broken_rule(read: &JsValue, messages: &[&'static str]) -> Option<&'static str> {
+    let rule = read.as_f64()?;
+    Some(messages.get(rule as usize).copied().unwrap_or_default())
+}
+
 /// What [`check_options`]' numbers stand for.
 const OPTION_ERRORS: [&str; 5] = [
     "options must be an object",
@@ -602,11 +605,7 @@ const OPTION_ERRORS: [&str; 5] = [
 /// `undefined`), and the checked options for their other members.
 fn read_options(options: &JsValue, bulk: bool) -> Result<(CallOptions, JsValue, JsValue), Error> {
     let read = check_options(options, bulk);
-    if let Some(rule) = read.as_f64() {
-        let why = OPTION_ERRORS
-            .get(rule as usize)
-            .copied()
-            .unwrap_or_default();
+    if let Some(why) = broken_rule(&read, &OPTION_ERRORS) {
         return Err(Error::InvalidArgument(why));
     }
     let call_options = CallOptions {

@@ -320,6 +320,12 @@ mod tests {
     use crate::call::tests::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
     use crate::config::RateLimitInput;
 
+    /// A run over `env` with a webhook client (no pacing).
+    fn run_bulk(env: &FakeEnv, ids: &[u64], max_retries: f64, options: BulkOptions) -> BulkReport {
+        let client = webhook_client(max_retries, RateLimitInput::Off);
+        block_on(client.delete_items(env, 2, ids, options, |_, _| {})).unwrap()
+    }
+
     fn batch_answer(ids: &[u64], deleted: impl Fn(u64) -> bool) -> String {
         let mut result = Vec::new();
         let mut errors = Vec::new();
@@ -384,14 +390,7 @@ mod tests {
             Err(Error::Network),
             ok(&batch_answer(&ids, |id| id == 3)),
         ]);
-        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
-            &env,
-            2,
-            &ids,
-            BulkOptions::default(),
-            |_, _| {},
-        ))
-        .unwrap();
+        let report = run_bulk(&env, &ids, 3.0, BulkOptions::default());
         assert_eq!(report.deleted, vec![1, 2, 3]);
         assert!(report.not_found.is_empty() && report.failed.is_empty());
     }
@@ -405,14 +404,7 @@ mod tests {
         let empty = r#"{"result":{}}"#;
         for (answers, expected_sent) in [(vec![ok(forgets)], 1), (vec![ok(empty); 3], 3)] {
             let env = FakeEnv::new(answers);
-            let report = block_on(webhook_client(2.0, RateLimitInput::Off).delete_items(
-                &env,
-                2,
-                &ids,
-                BulkOptions::default(),
-                |_, _| {},
-            ))
-            .unwrap();
+            let report = run_bulk(&env, &ids, 2.0, BulkOptions::default());
             assert_eq!(env.sent.borrow().len(), expected_sent);
             assert_eq!(report.len(), 3);
             assert!(!report.failed.is_empty());
@@ -491,16 +483,16 @@ mod tests {
             )
         };
         let ids = [1, 2, 3];
+        // (id, code, method, attempts) of each failed id.
+        let failures = |report: &BulkReport| -> Vec<(u64, String, &'static str, u32)> {
+            let failed = report.failed.iter();
+            failed
+                .map(|f| (f.id, f.error.code().to_owned(), f.method, f.attempts))
+                .collect()
+        };
         let run = |answers, options: BulkOptions| {
             let env = FakeEnv::new(answers);
-            let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
-                &env,
-                2,
-                &ids,
-                options,
-                |_, _| {},
-            ))
-            .unwrap();
+            let report = run_bulk(&env, &ids, 3.0, options);
             let sent: Vec<(f64, String)> = env
                 .sent
                 .borrow()
@@ -538,36 +530,18 @@ mod tests {
         let (report, sent) = run(vec![ok(&refused(1_700_000_021.0))], BulkOptions::default());
         assert_eq!(sent.len(), 1);
         assert_eq!(report.deleted, vec![1]);
-        let codes: Vec<_> = report
-            .failed
-            .iter()
-            .map(|f| (f.id, f.error.code(), f.attempts))
-            .collect();
-        assert_eq!(
-            codes,
-            vec![
-                (2, "OPERATION_TIME_LIMIT", 1),
-                (3, "OPERATION_TIME_LIMIT", 1)
-            ]
-        );
+        let refusals = vec![
+            (2, "OPERATION_TIME_LIMIT".to_owned(), envelope::DELETE, 1),
+            (3, "OPERATION_TIME_LIMIT".to_owned(), envelope::DELETE, 1),
+        ];
+        assert_eq!(failures(&report), refusals);
         // Refused again and again: at most maxRetries (3) waits in a row, then the portal's error.
         let all_refused = r#"{"result":{"result":[],"result_error":{"k0":{"error":"OPERATION_TIME_LIMIT","error_description":"x"},"k1":{"error":"OPERATION_TIME_LIMIT","error_description":"x"}},"result_time":{"k0":{"operating_reset_at":1700000002},"k1":{"operating_reset_at":1700000002}}},"time":{}}"#;
         let mut answers = vec![ok(&refused(1_700_000_002.0))];
         answers.extend((0..3).map(|_| ok(all_refused)));
         let (report, sent) = run(answers, BulkOptions::default());
         assert_eq!(sent.len(), 4);
-        let codes: Vec<_> = report
-            .failed
-            .iter()
-            .map(|f| (f.id, f.error.code(), f.method))
-            .collect();
-        assert_eq!(
-            codes,
-            vec![
-                (2, "OPERATION_TIME_LIMIT", envelope::DELETE),
-                (3, "OPERATION_TIME_LIMIT", envelope::DELETE)
-            ]
-        );
+        assert_eq!(failures(&report), refusals);
         // After a lost first attempt, the re-sent refused commands' NOT_FOUND still means deleted.
         let (report, sent) = run(
             vec![
@@ -601,14 +575,7 @@ mod tests {
             halt_on_error: true,
             ..BulkOptions::default()
         };
-        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
-            &env,
-            2,
-            &ids,
-            options,
-            |_, _| {},
-        ))
-        .unwrap();
+        let report = run_bulk(&env, &ids, 3.0, options);
         assert_eq!(report.deleted, vec![1]);
         assert_eq!(report.failed.len(), 99);
         assert_eq!(report.failed[0].error.code(), "ACCESS_DENIED");
@@ -647,14 +614,7 @@ mod tests {
     fn a_fatal_request_error_fails_every_id_without_more_requests() {
         let ids: Vec<u64> = (1..=75).collect();
         let env = FakeEnv::new(vec![api_error(401, "NO_AUTH_FOUND")]);
-        let report = block_on(webhook_client(3.0, RateLimitInput::Off).delete_items(
-            &env,
-            2,
-            &ids,
-            BulkOptions::default(),
-            |_, _| {},
-        ))
-        .unwrap();
+        let report = run_bulk(&env, &ids, 3.0, BulkOptions::default());
         assert_eq!(report.failed.len(), 75);
         assert!(report
             .failed
