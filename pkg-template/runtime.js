@@ -329,16 +329,20 @@ export function refreshToken(callback, timeoutMs, signal) {
  */
 export async function frameAuth(first, timeoutMs, signal) {
   const bx24 = globalThis.BX24;
-  if (!bx24 || typeof bx24.init !== 'function' || typeof bx24.callMethod !== 'function') return [0];
+  if (!bx24 || typeof bx24.callMethod !== 'function') return [0];
+  // Both waits share the one deadline.
+  const end = performance.now() + timeoutMs;
   const aborted = () => undefined;
-  const ready = await bounded((done) => attempt(() => bx24.init(() => done(true)), done), timeoutMs, signal, null, aborted);
+  // (A BX24 without init, as a minimal mock: nothing to wait for.)
+  const init = (done) => (typeof bx24.init === 'function' ? attempt(() => bx24.init(() => done(true)), done) : done(true));
+  const ready = await bounded(init, timeoutMs, signal, null, aborted);
   if (ready === undefined) return [4];
   if (!ready) return [1];
   let auth = false;
   if (first && typeof bx24.getAuth === 'function') attempt(() => (auth = bx24.getAuth()), () => {});
   if (!auth && typeof bx24.refreshAuth === 'function') {
     const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), done);
-    auth = await bounded(refresh, timeoutMs, signal, null, aborted);
+    auth = await bounded(refresh, Math.max(0, end - performance.now()), signal, null, aborted);
     if (auth === undefined) return [4];
     if (auth === null) return [1];
   }
@@ -359,8 +363,11 @@ export function callBx24(method, bytes, timeoutMs, signal) {
         try {
           const error = result.error();
           const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
+          // BX24.js: error() is an ajaxError { status, ex }, `ex` the answer itself, whose own
+          // `ex` is that ajaxError again (a cycle): its members are read, it is never serialized.
+          const ex = error && typeof error.ex === 'object' && error.ex ? error.ex : error;
           const reply = error
-            ? (error.ex ?? { error: String(error.error ?? error), error_description: String(error.error_description ?? '') })
+            ? { error: String(ex.error ?? error), error_description: String(ex.error_description ?? ''), time: ex.time }
             : (result.answer ?? { result: result.data(), time: result.time?.() });
           // Through JSON text and back: the wasm then sees plain JSON values only (jsonKind's
           // premise), never BX24's live objects.

@@ -166,6 +166,9 @@ struct TokenState {
     rest_base: Option<String>,
     /// In a frame: requests go through `BX24.callMethod`.
     bx24: bool,
+    /// In a frame: a direct request has had an HTTP answer (its later network errors are
+    /// passing ones, not a portal the page cannot reach: CORS, a CSP).
+    direct_answered: bool,
     /// Why the latest refresh failed, for the calls that waited on it.
     failure: Option<Error>,
     /// Bumped by every successful refresh.
@@ -271,13 +274,27 @@ impl Client {
                     policy::attempt_timeout_ms(remaining, self.config.max_retries - retries),
                 )
                 .await;
+            let direct_frame = matches!(self.config.endpoint, Endpoint::Frame) && !request.bx24;
             let failure = match answer {
-                Ok(raw) => match job.read(raw.status, raw.body, outcome_unknown) {
-                    Ok(answer) => return Ok((answer, outcome_unknown)),
-                    Err(failure) => failure,
-                },
+                Ok(raw) => {
+                    self.token.borrow_mut().direct_answered |= direct_frame;
+                    match job.read(raw.status, raw.body, outcome_unknown) {
+                        Ok(answer) => return Ok((answer, outcome_unknown)),
+                        Err(failure) => failure,
+                    }
+                }
                 Err(error) => Failure::from(error),
             };
+            // A frame whose direct requests have never reached the portal falls back to
+            // BX24.callMethod, for good, and repeats the request that way at once.
+            if direct_frame && matches!(failure.error, Error::Network) {
+                let mut state = self.token.borrow_mut();
+                if !state.direct_answered {
+                    state.bx24 = true;
+                    outcome_unknown = true;
+                    continue;
+                }
+            }
             if let Some(time) = &failure.time {
                 self.note_time(request.method, time);
             }
@@ -1016,6 +1033,48 @@ pub(crate) mod tests {
         assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
         assert_eq!(env.sent.borrow()[0].1, "crm.item.delete");
         assert_eq!(env.sent.borrow()[0].2, r#"{"entityTypeId":2,"id":9}"#);
+    }
+
+    #[test]
+    fn a_frame_whose_direct_requests_never_get_through_falls_back_to_bx24() {
+        // The first direct request fails below HTTP (CORS, a CSP): the same call repeats
+        // through BX24 at once, and so do the client's later calls.
+        let client = frame_client();
+        let env = FakeEnv::new(vec![
+            Err(Error::Network),
+            api_error(400, "NOT_FOUND"),
+            ok(SUCCESS),
+        ]);
+        *env.new_token.borrow_mut() = Ok(frame_token("t"));
+        // (Its NOT_FOUND then means deleted: the lost direct request may have run.)
+        assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
+        assert!(block_on(client.delete_item(&env, 2, 10, CallOptions::default())).is_ok());
+        let sent = env.sent.borrow();
+        let urls: Vec<&str> = sent.iter().map(|(_, url, _)| url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://acme.bitrix24.com/rest/crm.item.delete",
+                "crm.item.delete",
+                "crm.item.delete"
+            ]
+        );
+        // (The fake transport takes 10 ms per request.)
+        assert!(
+            sent[1].0 - sent[0].0 <= 10.0,
+            "no backoff before the fallback"
+        );
+        drop(sent);
+        // Once a direct request has had an answer, a network error is a passing one: retried
+        // directly, with backoff.
+        let client = frame_client();
+        let env = FakeEnv::new(vec![ok(SUCCESS), Err(Error::Network), ok(SUCCESS)]);
+        *env.new_token.borrow_mut() = Ok(frame_token("t"));
+        assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
+        assert!(block_on(client.delete_item(&env, 2, 10, CallOptions::default())).is_ok());
+        let sent = env.sent.borrow();
+        assert!(sent.iter().all(|(_, url, _)| url.starts_with("https://")));
+        assert!(sent[2].0 - sent[1].0 >= 500.0, "backoff before the repeat");
     }
 
     #[test]

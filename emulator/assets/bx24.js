@@ -100,9 +100,10 @@
     return (status >= 200 && status < 300) || status === 304 || (status >= 400 && status < 500);
   }
 
-  function AjaxError(status, answer) {
+  // As BX24.js: `ex` is the answer itself, and the answer's own `ex` this error (a cycle).
+  function AjaxError(status, ex) {
     this.status = status;
-    this.ex = { error: answer.error, error_description: answer.error_description };
+    this.ex = ex;
   }
   AjaxError.prototype.getError = function () { return this.ex; };
   AjaxError.prototype.getStatus = function () { return this.status; };
@@ -114,11 +115,12 @@
     this.answer = answer || {};
     this.query = query;
     this.status = status;
+    if (this.answer.error !== undefined) {
+      this.answer.ex = new AjaxError(status, typeof this.answer.error === 'string' ? this.answer : this.answer.error);
+    }
   }
   AjaxResult.prototype.data = function () { return this.answer.result; };
-  AjaxResult.prototype.error = function () {
-    return this.answer.error ? new AjaxError(this.status, this.answer) : undefined;
-  };
+  AjaxResult.prototype.error = function () { return this.answer.ex; };
   AjaxResult.prototype.error_description = function () { return this.answer.error_description; };
   AjaxResult.prototype.more = function () { return this.answer.next !== undefined && !isNaN(this.answer.next); };
   AjaxResult.prototype.total = function () { return parseInt(this.answer.total, 10); };

@@ -377,6 +377,25 @@ test('BX24.refreshAuth never calls back (no token from getAuth): TIMEOUT within 
   assert.deepEqual(rest, []);
 });
 
+test('BX24.init and then BX24.refreshAuth share one deadline: init after 800 ms, refreshAuth silent, timeoutMs 1000 → TIMEOUT by ~1 s', async () => {
+  const { page, rest } = await openStub('slow-init-silent-refresh');
+  const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 1000 })));
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.equal(r.error.code, 'TIMEOUT');
+  assert.ok(r.ms >= 900 && r.ms < 1500, `took ${r.ms} ms (the two waits must not each get the whole deadline)`);
+  assert.deepEqual(rest, []);
+});
+
+test('a minimal BX24 (callMethod only, no init/getAuth/refreshAuth): an unconfigured deleteItem goes through callMethod', async () => {
+  const { page, rest } = await openStub('no-init');
+  const r = await page.evaluate(async () => [window.lib.isInsideBitrix24(), await window.settle(window.lib.deleteItem(1268, 5, { timeoutMs: 2000 }))]);
+  assert.equal(r[0], true);
+  assert.equal(r[1].ok, true, JSON.stringify(r[1]));
+  assert.deepEqual([r[1].value.entityTypeId, r[1].value.id], [1268, 5]);
+  assert.deepEqual(rest, [], 'no direct fetch');
+  assert.deepEqual(await page.evaluate(() => window.bx24Calls), ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":5}']);
+});
+
 test('an AbortSignal aborts a call that waits for BX24.refreshAuth: ABORTED at once', async () => {
   const r = await deleteAbortedAfter300ms('silent-refresh');
   assert.equal(r.ok, false, JSON.stringify(r));
@@ -481,6 +500,26 @@ test('a frame on a plain-http, non-loopback portal: no direct fetch (https rule)
   assert.deepEqual(requests.filter((u) => u.includes('acme.example.com')), [], 'nothing sent to http://acme.example.com');
   const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
   assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":11}']);
+});
+
+test('a frame whose direct requests never reach the portal (CORS, CSP): the call falls back to BX24.callMethod at once, and later calls too', async () => {
+  const { page } = await openStub('https-portal', '&token=tok-456');
+  const seen = [];
+  // As a refused CORS preflight or a CSP looks to the page: the request fails below HTTP.
+  await page.route('https://acme.example.com/**', (route) => {
+    seen.push(route.request().method());
+    return route.abort('failed');
+  });
+  const r = await page.evaluate(async () => [await window.settle(window.lib.deleteItem(1268, 21, { timeoutMs: 5000 })),
+    await window.settle(window.lib.deleteItem(1268, 22, { timeoutMs: 5000 }))]);
+  for (const [i, id] of [[0, 21], [1, 22]]) {
+    assert.equal(r[i].ok, true, JSON.stringify(r[i]));
+    assert.equal(r[i].value.id, id);
+  }
+  assert.ok(r[0].ms < 2000, `the fallback waited ${r[0].ms} ms (no backoff expected)`);
+  assert.equal(seen.length, 1, `one failed direct request, then none: ${JSON.stringify(seen)}`);
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":21}', 'callMethod:crm.item.delete:{"entityTypeId":1268,"id":22}']);
 });
 
 test('a frame on an https portal (PROTOCOL 1): a direct JSON POST to https://DOMAIN/rest/crm.item.delete with the token', async () => {
