@@ -467,8 +467,9 @@ impl Client {
                 Ok(())
             }
             Err(error) => {
-                // One call's abort is not the others' failure: they try again themselves.
-                if error != Error::Aborted {
+                // One call's abort, or its deadline (others may have more time), is not the
+                // others' failure: they try again themselves.
+                if !matches!(error, Error::Aborted | Error::Timeout) {
                     state.failure = Some(error.clone());
                 }
                 Err(error)
@@ -801,11 +802,11 @@ pub(crate) mod tests {
     }
 
     /// A scripted environment whose refresh pends until `gate` opens; then it gives the token
-    /// "fresh" or, with `abort_on_open`, fails as an aborted call (which then reports aborted).
+    /// "fresh" or fails with `fails_with` (`Aborted`: the call's signal fired).
     struct GatedRefresh {
         inner: FakeEnv,
         gate: Rc<Cell<bool>>,
-        abort_on_open: bool,
+        fails_with: Option<Error>,
     }
 
     impl Env for GatedRefresh {
@@ -827,7 +828,7 @@ pub(crate) mod tests {
             self.inner.send(request, timeout_ms).await
         }
         fn aborted(&self) -> bool {
-            self.abort_on_open && self.gate.get()
+            self.fails_with == Some(Error::Aborted) && self.gate.get()
         }
         async fn refresh_token(
             &self,
@@ -845,10 +846,9 @@ pub(crate) mod tests {
                 }
             })
             .await;
-            if self.abort_on_open {
-                Err(Error::Aborted)
-            } else {
-                Ok(token("fresh"))
+            match &self.fails_with {
+                Some(error) => Err(error.clone()),
+                None => Ok(token("fresh")),
             }
         }
     }
@@ -866,7 +866,7 @@ pub(crate) mod tests {
         let env = GatedRefresh {
             inner: FakeEnv::new(answers),
             gate: gate.clone(),
-            abort_on_open: false,
+            fails_with: None,
         };
         let mut calls: Vec<_> = (1..=20)
             .map(|id| Box::pin(client.delete_item(&env, 2, id, CallOptions::default())))
@@ -897,30 +897,42 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn one_calls_aborted_refresh_does_not_fail_the_calls_waiting_on_it() {
-        let client = oauth_client(true);
-        let gate = Rc::new(Cell::new(false));
-        let aborted_env = GatedRefresh {
-            inner: FakeEnv::new(vec![api_error(401, "expired_token")]),
-            gate: gate.clone(),
-            abort_on_open: true,
-        };
-        let other_env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
-        let mut a = Box::pin(client.delete_item(&aborted_env, 2, 1, CallOptions::default()));
-        let mut b = Box::pin(client.delete_item(&other_env, 2, 2, CallOptions::default()));
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(a.as_mut().poll(&mut cx).is_pending()); // A refreshes (pending)
-        assert!(b.as_mut().poll(&mut cx).is_pending()); // B waits on A's refresh
-        gate.set(true); // A is aborted
-        let Poll::Ready(a_result) = a.as_mut().poll(&mut cx) else {
-            panic!("A should settle")
-        };
-        assert_eq!(a_result.unwrap_err().error, Error::Aborted);
-        let Poll::Ready(b_result) = b.as_mut().poll(&mut cx) else {
-            panic!("B should settle")
-        };
-        assert!(b_result.is_ok(), "B refreshes itself: {b_result:?}");
-        assert_eq!(other_env.refreshes.get(), 1);
+    fn one_calls_aborted_or_timed_out_refresh_does_not_fail_the_calls_waiting_on_it() {
+        // A's refresh ends with A's abort, or A's (shorter) deadline: B, waiting on it, has
+        // time left and refreshes itself.
+        for error in [Error::Aborted, Error::Timeout] {
+            let client = oauth_client(true);
+            let gate = Rc::new(Cell::new(false));
+            let failing_env = GatedRefresh {
+                inner: FakeEnv::new(vec![api_error(401, "expired_token")]),
+                gate: gate.clone(),
+                fails_with: Some(error.clone()),
+            };
+            let other_env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
+            let mut a = Box::pin(client.delete_item(&failing_env, 2, 1, CallOptions::default()));
+            let mut b = Box::pin(client.delete_item(&other_env, 2, 2, CallOptions::default()));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(a.as_mut().poll(&mut cx).is_pending()); // A refreshes (pending)
+            assert!(b.as_mut().poll(&mut cx).is_pending()); // B waits on A's refresh
+            gate.set(true); // A's refresh fails
+            let Poll::Ready(a_result) = a.as_mut().poll(&mut cx) else {
+                panic!("A should settle")
+            };
+            // (A failed refresh leaves A's own answer standing; an aborted one is A's abort.)
+            let a_error = a_result.unwrap_err().error;
+            match error {
+                Error::Aborted => assert_eq!(a_error, Error::Aborted),
+                _ => assert_eq!(a_error.code(), "expired_token"),
+            }
+            let Poll::Ready(b_result) = b.as_mut().poll(&mut cx) else {
+                panic!("B should settle")
+            };
+            assert!(
+                b_result.is_ok(),
+                "{error:?}: B refreshes itself: {b_result:?}"
+            );
+            assert_eq!(other_env.refreshes.get(), 1);
+        }
     }
 
     #[test]
