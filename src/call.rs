@@ -435,7 +435,11 @@ impl Client {
                     break;
                 }
             }
-            RefreshDone { client: self }.await;
+            // The refresh in flight, but not past this call's own deadline or abort.
+            let left = deadline - env.now_ms();
+            if let Some(slept) = unless(RefreshDone { client: self }, env.sleep(left)).await {
+                return Err(slept.err().unwrap_or(Error::Timeout));
+            }
             let state = self.token.borrow();
             if let (true, Some(failure)) = (state.generation == used_generation, &state.failure) {
                 return Err(failure.clone());
@@ -480,6 +484,18 @@ impl Client {
         }
         outcome
     }
+}
+
+/// Runs `a` and `b` together: `None` when `a` ends first, else what `b` gave (`a` is dropped).
+async fn unless<B: Future>(a: impl Future<Output = ()>, b: B) -> Option<B::Output> {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    std::future::poll_fn(move |cx| {
+        if a.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        b.as_mut().poll(cx).map(Some)
+    })
+    .await
 }
 
 /// Resolves when the refresh in flight ends.
@@ -818,6 +834,17 @@ pub(crate) mod tests {
             0.5
         }
         async fn sleep(&self, ms: f64) -> Result<(), Error> {
+            // Time stands still until the gate opens (a waiter's deadline is far off).
+            let gate = self.gate.clone();
+            std::future::poll_fn(move |cx| {
+                if gate.get() {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await;
             self.inner.sleep(ms).await
         }
         async fn send(
@@ -908,7 +935,11 @@ pub(crate) mod tests {
                 gate: gate.clone(),
                 fails_with: Some(error.clone()),
             };
-            let other_env = FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]);
+            let other_env = GatedRefresh {
+                inner: FakeEnv::new(vec![api_error(401, "expired_token"), ok(SUCCESS)]),
+                gate: gate.clone(),
+                fails_with: None,
+            };
             let mut a = Box::pin(client.delete_item(&failing_env, 2, 1, CallOptions::default()));
             let mut b = Box::pin(client.delete_item(&other_env, 2, 2, CallOptions::default()));
             let mut cx = Context::from_waker(Waker::noop());
@@ -931,8 +962,40 @@ pub(crate) mod tests {
                 b_result.is_ok(),
                 "{error:?}: B refreshes itself: {b_result:?}"
             );
-            assert_eq!(other_env.refreshes.get(), 1);
+            assert_eq!(other_env.inner.refreshes.get(), 1);
         }
+    }
+
+    #[test]
+    fn a_call_waiting_on_another_calls_refresh_gives_up_at_its_own_deadline() {
+        let client = oauth_client(true);
+        let gate = Rc::new(Cell::new(false));
+        // A's refresh never ends (the gate stays shut); B's clock runs (its sleeps end at once).
+        let slow = GatedRefresh {
+            inner: FakeEnv::new(vec![api_error(401, "expired_token")]),
+            gate,
+            fails_with: None,
+        };
+        let hurried = FakeEnv::new(vec![api_error(401, "expired_token")]);
+        let mut a = Box::pin(client.delete_item(&slow, 2, 1, CallOptions::default()));
+        let short = CallOptions {
+            timeout_ms: Some(1_000),
+        };
+        let mut b = Box::pin(client.delete_item(&hurried, 2, 2, short));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(a.as_mut().poll(&mut cx).is_pending()); // A refreshes (pending for good)
+        let Poll::Ready(b_result) = b.as_mut().poll(&mut cx) else {
+            panic!("B should give up at its deadline, not wait for A's refresh")
+        };
+        // B's own answer (expired_token) stands, as for a refresh that timed out.
+        let b_error = b_result.unwrap_err();
+        assert_eq!(
+            (b_error.error.code(), b_error.attempts),
+            ("expired_token", 1)
+        );
+        assert_eq!(hurried.refreshes.get(), 0, "B did not refresh");
+        assert!(hurried.now.get() - 1_700_000_000_000.0 <= 1_000.0 + 10.0);
+        assert!(a.as_mut().poll(&mut cx).is_pending());
     }
 
     #[test]

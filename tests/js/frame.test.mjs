@@ -360,6 +360,30 @@ async function deleteAbortedAfter300ms(stub, reason) {
   }, reason);
 }
 
+test('a call that waits on another call\'s BX24.init keeps its own deadline and signal (5 s call pending; 1 s call TIMEOUT, aborted call ABORTED)', async () => {
+  const { page } = await openStub('never-init');
+  const r = await page.evaluate(async () => {
+    const t0 = performance.now();
+    const long = window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 5000 }));
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('user left')), 300);
+    const [short, aborted] = await Promise.all([
+      window.settle(window.lib.deleteItem(1268, 2, { timeoutMs: 1000 })),
+      window.settle(window.lib.deleteItem(1268, 3, { timeoutMs: 5000, signal: controller.signal })),
+    ]);
+    const settledAt = performance.now() - t0;
+    const first = await Promise.race([long.then(() => 'long'), new Promise((resolve) => setTimeout(() => resolve('still waiting'), 50))]);
+    return { short, aborted, settledAt, first, long: await long };
+  });
+  assert.equal(r.short.error?.code, 'TIMEOUT', JSON.stringify(r.short));
+  assert.ok(r.short.ms >= 900 && r.short.ms < 2000, `the 1 s call took ${r.short.ms} ms`);
+  assert.equal(r.aborted.error?.code, 'ABORTED', JSON.stringify(r.aborted));
+  assert.ok(r.aborted.ms < 1000, `the aborted call took ${r.aborted.ms} ms`);
+  assert.equal(r.first, 'still waiting', 'the 5 s call was still pending');
+  assert.equal(r.long.error?.code, 'TIMEOUT');
+  assert.ok(r.long.ms >= 4500, `the 5 s call took ${r.long.ms} ms`);
+});
+
 test('an AbortSignal aborts a call that waits for BX24.init: ABORTED at once, not at the deadline', async () => {
   const r = await deleteAbortedAfter300ms('never-init', 'user left');
   assert.equal(r.ok, false, JSON.stringify(r));
