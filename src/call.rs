@@ -825,6 +825,21 @@ pub(crate) mod tests {
         fails_with: Option<Error>,
     }
 
+    impl GatedRefresh {
+        /// Pends until the gate opens.
+        async fn opened(&self) {
+            std::future::poll_fn(|cx| {
+                if self.gate.get() {
+                    Poll::Ready(())
+                } else {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+            })
+            .await
+        }
+    }
+
     impl Env for GatedRefresh {
         type Json = Value<'static>;
         fn now_ms(&self) -> f64 {
@@ -835,16 +850,7 @@ pub(crate) mod tests {
         }
         async fn sleep(&self, ms: f64) -> Result<(), Error> {
             // Time stands still until the gate opens (a waiter's deadline is far off).
-            let gate = self.gate.clone();
-            std::future::poll_fn(move |cx| {
-                if gate.get() {
-                    Poll::Ready(())
-                } else {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-            })
-            .await;
+            self.opened().await;
             self.inner.sleep(ms).await
         }
         async fn send(
@@ -863,16 +869,7 @@ pub(crate) mod tests {
             _timeout_ms: f64,
         ) -> Result<Credentials, Error> {
             self.inner.refreshes.set(self.inner.refreshes.get() + 1);
-            let gate = self.gate.clone();
-            std::future::poll_fn(move |cx| {
-                if gate.get() {
-                    Poll::Ready(())
-                } else {
-                    cx.waker().wake_by_ref();
-                    Poll::Pending
-                }
-            })
-            .await;
+            self.opened().await;
             match &self.fails_with {
                 Some(error) => Err(error.clone()),
                 None => Ok(token("fresh")),
