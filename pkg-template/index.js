@@ -43,7 +43,8 @@ async function compile(url) {
   }
   const response = await fetch(url);
   if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  // Streaming compilation insists on exactly `application/wasm` (no parameters, lower case).
+  // Streaming compilation refuses a Content-Type with parameters (`; charset=utf-8`): stream only
+  // for the plain `application/wasm`, compile the bytes otherwise.
   return response.headers.get('Content-Type') === 'application/wasm'
     ? WebAssembly.compileStreaming(response)
     : WebAssembly.compile(await response.arrayBuffer());

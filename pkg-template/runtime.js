@@ -145,7 +145,7 @@ export function readConfig(config) {
  * A call's options, type-checked in the order the errors are reported: `[signal, timeoutMs]`
  * (and `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of
  * the first rule broken (OPTION_ERRORS in src/bindings.rs). The rule for timeoutMs's value is the
- * core's (config::parse_timeout).
+ * core's (config::parse_timeout), checked after every type here.
  */
 export function readOptions(options, bulk) {
   // (Not `options == null`: document.all is refused, as any other non-object.)
@@ -252,7 +252,8 @@ const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
  * throw: it reports its own failures through `done`.
  */
 function bounded(start, timeoutMs, signal, expired, aborted) {
-  return new Promise((resolve) => {
+  let end;
+  const promise = new Promise((resolve) => {
     if (signal?.aborted) return resolve(aborted());
     let settled = false;
     const finish = (value) => {
@@ -265,14 +266,21 @@ function bounded(start, timeoutMs, signal, expired, aborted) {
     const onAbort = () => finish(aborted());
     const cancel = after(timeoutMs, finish, expired);
     signal?.addEventListener('abort', onAbort);
+    end = finish;
     start(finish);
   });
+  /** Settles it now with `aborted()`; nothing left behind. */
+  promise.end = () => end?.(aborted());
+  return promise;
 }
 
 /** Resolves true after `ms`, or false as soon as `signal` aborts. Leaves no timer behind. */
 export function sleep(ms, signal) {
   return bounded(() => {}, ms, signal, true, () => false);
 }
+
+/** Ends a sleep now (it resolves false). */
+export const cancelSleep = (sleep) => sleep.end();
 
 /**
  * POSTs `body` to `url` and reads the whole answer within `timeoutMs`.
@@ -305,8 +313,8 @@ export async function send(url, bytes, timeoutMs, signal) {
 
 /**
  * Calls the user's onTokenExpired within `timeoutMs`, or until `signal` aborts.
- * Resolves [token] or [undefined, cause] (it threw, returned no string, took too long, or the
- * call was aborted: then the cause is the abort reason).
+ * Resolves [token] or [undefined, cause] (it threw, returned no string, or the call was aborted:
+ * then the cause is the abort reason), or [undefined, cause, true] when it took too long.
  */
 export function refreshToken(callback, timeoutMs, signal) {
   const run = (done) => {
@@ -317,7 +325,8 @@ export function refreshToken(callback, timeoutMs, signal) {
         (cause) => done([undefined, cause]),
       );
   };
-  const expired = [undefined, new Error('onTokenExpired did not settle in time')];
+  // (The third member: it ran out of time.)
+  const expired = [undefined, new Error('onTokenExpired did not settle in time'), true];
   return bounded(run, timeoutMs, signal, expired, () => [undefined, signal.reason]);
 }
 

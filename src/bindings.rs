@@ -39,6 +39,10 @@ extern "C" {
     // The platform: each returns a promise that never rejects.
     fn sleep(ms: f64, signal: &JsValue) -> JsValue;
 
+    /// Ends a `sleep` early (it resolves `false`), its timer and listener gone; no-op once ended.
+    #[wasm_bindgen(js_name = cancelSleep)]
+    fn cancel_sleep(sleep: &JsValue);
+
     // Bodies go over as bytes: runtime.js makes their text without the glue's TextDecoder.
     fn send(url: &JsValue, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
@@ -130,6 +134,15 @@ extern "C" {
 thread_local! {
     static WAITS: Waits<JsValue> = const { Waits::new() };
     static NEXT_KEY: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Cancels a runtime.js `sleep` when dropped.
+struct CancelOnDrop(JsValue);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        cancel_sleep(&self.0);
+    }
 }
 
 /// Where runtime.js hands back what a promise given to `resume(promise, slot)` settled with. The
@@ -380,7 +393,11 @@ impl Env for WebEnv {
     }
 
     async fn sleep(&self, ms: f64) -> Result<(), Error> {
-        if settled(sleep(ms, &self.signal)).await.is_truthy() {
+        let timer = sleep(ms, &self.signal);
+        // A sleep dropped before its end (a race lost) takes its timer with it: a pending timer
+        // would keep Node's process alive until it fired.
+        let _cancel = CancelOnDrop(timer.clone());
+        if settled(timer).await.is_truthy() {
             Ok(())
         } else {
             Err(Error::Aborted)
@@ -463,7 +480,12 @@ impl Env for WebEnv {
             }),
             None => {
                 *self.cause.borrow_mut() = at(&answer, 1);
-                Err(Error::InvalidConfig("onTokenExpired failed"))
+                // Out of this call's time: not a failure the calls waiting on it share.
+                if at(&answer, 2).is_truthy() {
+                    Err(Error::Timeout)
+                } else {
+                    Err(Error::InvalidConfig("onTokenExpired failed"))
+                }
             }
         }
     }

@@ -372,7 +372,8 @@ impl Client {
     /// Also waits until `not_before` (Unix ms; 0 for no such wait).
     async fn pace(&self, env: &impl Env, deadline: f64, not_before: f64) -> Result<(), Error> {
         let now = env.now_ms();
-        // The slot is taken when the request will leave, not now.
+        // The slot is taken when the request will leave, not now (a wait for `not_before` thus
+        // also spends the bucket's burst: the same method is limited by the portal meanwhile).
         let slot = self
             .bucket
             .borrow_mut()

@@ -294,6 +294,30 @@ test('expired_token with onTokenExpired, 1 call: one refresh, one repeat, resolv
   await assertDeleted(id, true, 'refresh, 1 call');
 });
 
+test('expired_token: a refresh that outlives one call\'s deadline does not fail a call with more time (it refreshes itself)', async () => {
+  const { page } = await oauthPage();
+  const [a, b] = (await items()).slice(0, 2);
+  const expired = (await h.emu.control.token({ lifetime: 0 })).access_token;
+  const r = await page.evaluate(async ([portal, token, t, a, b]) => {
+    let refreshes = 0;
+    const client = new window.lib.Client({
+      portal, accessToken: token, rateLimit: false,
+      // The first refresh never settles; the second gives a token.
+      onTokenExpired: () => (++refreshes === 1 ? new Promise(() => {}) : window.freshToken()),
+    });
+    // The short call meets expired_token first and starts the refresh; the long one joins it.
+    const shortCall = window.settle(client.deleteItem(t, a, { timeoutMs: 1000 }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const [short, long] = await Promise.all([shortCall, window.settle(client.deleteItem(t, b, { timeoutMs: 8000 }))]);
+    return { short, long, refreshes };
+  }, [h.emu.url, expired, SPA, a, b]);
+  assertRejected(r.short, { code: 'expired_token', status: 401 }, 'the call whose deadline ended the refresh');
+  assert.ok(r.short.ms < 2000, `took ${r.short.ms} ms`);
+  assertResolved(r.long, b, 'the call with more time');
+  assert.equal(r.refreshes, 2, 'the second call refreshed itself');
+  await assertDeleted(b, true, 'long');
+});
+
 test('expired_token with onTokenExpired, 20 concurrent calls: one shared refresh, every call resolves', async () => {
   const { page, calls } = await oauthPage();
   const ids = (await items()).slice(0, 20);
