@@ -229,17 +229,18 @@ impl Client {
                 Ok((Answer::Deleted(_), _)) => unreachable!("a batch job gets a batch answer"),
                 Ok((Answer::Batch(answer), earlier_unknown)) => {
                     let earlier_unknown = earlier_unknown || resent_unknown;
-                    let attempts = 1; // per-command errors carry the batch's last attempt
-                                      // Commands the operating limit refused (not run) are sent again after its
-                                      // reset (+250 ms), as a single call's 429 waits, if the next batch's budget
-                                      // allows, at most maxRetries times in a row; under haltOnError, or with no
-                                      // reset time, a refusal is an error like any other.
+                    // Per-command errors carry the batch's last attempt.
+                    let attempts = 1;
+                    // Commands the operating limit refused (not run) are sent again after its
+                    // reset, as a single call's 429 waits, if the next batch's budget allows, at
+                    // most maxRetries times in a row; under haltOnError, or with no reset time, a
+                    // refusal is an error like any other.
                     let now = env.now_ms();
                     let budget = f64::from(self.config().timeout_ms);
                     let remaining = run_deadline.map_or(budget, |d| (d - now).min(budget));
                     let wait = answer
                         .limit_reset_at
-                        .map(|at| (at * 1000.0 - now).max(0.0) + 250.0)
+                        .map(|at| policy::until_reset_ms(at, now))
                         // The wait must leave the batch time to run: min(10 s, half the budget).
                         .filter(|&ms| {
                             !halt

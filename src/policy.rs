@@ -59,8 +59,7 @@ pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     }
     let wait = match error.code() {
         "OPERATION_TIME_LIMIT" => match attempt.operating_reset_at {
-            // Wait for the oldest basket to drop out, plus a little for clock skew.
-            Some(reset_at) => (reset_at * 1000.0 - attempt.now_unix_ms).max(0.0) + 250.0,
+            Some(reset_at) => until_reset_ms(reset_at, attempt.now_unix_ms),
             None => OPERATING_FALLBACK_MS,
         },
         _ => backoff_ms(attempt.retries, attempt.random),
@@ -71,6 +70,12 @@ pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     } else {
         Decision::RetryAfter(wait)
     }
+}
+
+/// How long to wait for an `operating_reset_at` (Unix s) from `now_unix_ms`: until the oldest
+/// basket drops out, plus a little for clock skew.
+pub fn until_reset_ms(reset_at: f64, now_unix_ms: f64) -> f64 {
+    (reset_at * 1000.0 - now_unix_ms).max(0.0) + 250.0
 }
 
 /// Exponential backoff with ±25 % jitter: about 1 s, 2 s, 4 s, ... capped at 15 s.

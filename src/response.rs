@@ -228,14 +228,8 @@ pub fn read_batch<J: Json>(
     let mut limit_reset_at: Option<f64> = None;
     for (i, outcome) in outcomes.iter_mut().enumerate() {
         if let Some(value) = command(&errors, i) {
-            let error = match value.get(Key::Error).and_then(|v| v.as_str()) {
-                Some(code) => {
-                    let description = value
-                        .get(Key::ErrorDescription)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default();
-                    Error::api(&code, &description, 0)
-                }
+            let error = match error_code(&value) {
+                Some(code) => api_error(&value, &code, 0),
                 None => Error::BadResponse {
                     status,
                     reason: "a batch command failed without an error code",
@@ -292,17 +286,9 @@ fn parse_envelope<J: Json>(
         Body::Json(_) | Body::Invalid => return Err(bad(status, "the answer is not valid JSON")),
     };
     let time = envelope.get(Key::Time).and_then(RequestTime::read);
-    if let Some(code) = envelope
-        .get(Key::Error)
-        .and_then(|v| v.as_str())
-        .filter(|c| !c.is_empty())
-    {
-        let description = envelope
-            .get(Key::ErrorDescription)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
+    if let Some(code) = error_code(&envelope).filter(|c| !c.is_empty()) {
         return Err(Failure {
-            error: Error::api(&code, &description, status),
+            error: api_error(&envelope, &code, status),
             time,
         });
     }
@@ -316,6 +302,17 @@ fn parse_envelope<J: Json>(
         });
     }
     Ok((envelope, time))
+}
+
+/// The `error` member of an error envelope (a whole answer's, or a batch command's), if a string.
+fn error_code(value: &impl Json) -> Option<String> {
+    value.get(Key::Error).and_then(|v| v.as_str())
+}
+
+/// The portal's error `code` with the envelope's `error_description` (empty when missing).
+fn api_error(value: &impl Json, code: &str, status: u16) -> Error {
+    let description = value.get(Key::ErrorDescription).and_then(|v| v.as_str());
+    Error::api(code, &description.unwrap_or_default(), status)
 }
 
 fn bad(status: u16, reason: &'static str) -> Failure {
