@@ -277,7 +277,9 @@ impl Client {
             let direct_frame = matches!(self.config.endpoint, Endpoint::Frame) && !request.bx24;
             let failure = match answer {
                 Ok(raw) => {
-                    self.token.borrow_mut().direct_answered |= direct_frame;
+                    if direct_frame {
+                        self.token.borrow_mut().direct_answered = true;
+                    }
                     match job.read(raw.status, raw.body, outcome_unknown) {
                         Ok(answer) => return Ok((answer, outcome_unknown)),
                         Err(failure) => failure,
