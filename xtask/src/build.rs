@@ -149,6 +149,9 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
         cmd.arg("--minify");
     }
     util::run(&mut cmd)?;
+    if !dev {
+        terser(&out_dir)?;
+    }
     let js = fs::read_to_string(out_dir.join("index.js")).map_err(|e| e.to_string())?;
     let js = keep_dynamic_imports_unbundled(&js)?;
     for f in &inputs {
@@ -168,6 +171,43 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
         if dev { "" } else { " (minified)" }
     );
     Ok(())
+}
+
+/// Minifies esbuild's bundle once more with terser, which compresses and names better: −0.2 KB
+/// gzip. The source map is carried through, with the original sources inside it.
+fn terser(dir: &Path) -> Result {
+    let exe = terser_path();
+    if !exe.exists() {
+        return Err(format!(
+            "{} not found (npm `terser`): run `cargo xtask setup`",
+            exe.display()
+        ));
+    }
+    let (js, map) = (dir.join("index.js"), dir.join("index.js.map"));
+    let out = dir.join("terser.js");
+    let mut cmd = Command::new("node");
+    cmd.arg(&exe)
+        .arg(&js)
+        .args([
+            "--module",
+            "--compress",
+            "passes=3",
+            "--mangle",
+            "--source-map",
+        ])
+        .arg(format!(
+            "content='{}',url='index.js.map',includeSources",
+            map.display()
+        ))
+        .arg("-o")
+        .arg(&out);
+    util::run(&mut cmd)?;
+    fs::rename(&out, &js).map_err(|e| e.to_string())?;
+    fs::rename(dir.join("terser.js.map"), &map).map_err(|e| e.to_string())
+}
+
+pub fn terser_path() -> PathBuf {
+    root().join("tests/node_modules/terser/bin/terser")
 }
 
 /// esbuild drops comments, among them the ones that stop Vite and webpack from trying to resolve

@@ -114,7 +114,7 @@ pub fn ensure() -> Result {
         }
     }
 
-    // 4. npm dev dependencies (playwright-core, binaryen's wasm-opt, esbuild) of tests/ and www/.
+    // 4. npm dev dependencies (playwright-core, binaryen's wasm-opt, esbuild, terser) of tests/ and www/.
     for dir in ["tests", "www"] {
         let dir = root().join(dir);
         if dir.join("package.json").exists() {
@@ -212,6 +212,7 @@ fn needed_files(dir: &Path) -> Vec<PathBuf> {
         vec![
             dir.join("node_modules/.bin/wasm-opt"),
             dir.join("node_modules/.bin/esbuild"),
+            dir.join("node_modules/terser/bin/terser"),
             dir.join("node_modules/playwright-core/package.json"),
         ]
     } else {
