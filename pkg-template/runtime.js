@@ -333,7 +333,7 @@ export function refreshToken(callback, timeoutMs, signal) {
 /**
  * The frame's auth, for calling the portal directly: [3, restBase, token]; or [2] to go through
  * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [4] when
- * `signal` aborted, [0] when there is no BX24. `first`: the current token (BX24.getAuth); else a
+ * `signal` aborted, [5, error] when BX24.init threw, [0] when there is no BX24. `first`: the current token (BX24.getAuth); else a
  * refreshed one (BX24.refreshAuth). Both waits end at once when `signal` aborts.
  */
 export async function frameAuth(first, timeoutMs, signal) {
@@ -343,14 +343,22 @@ export async function frameAuth(first, timeoutMs, signal) {
   const end = performance.now() + timeoutMs;
   const aborted = () => undefined;
   // (A BX24 without init, as a minimal mock: nothing to wait for.)
-  const init = (done) => (typeof bx24.init === 'function' ? attempt(() => bx24.init(() => done(true)), done) : done(true));
+  let threw;
+  const init = (done) => {
+    if (typeof bx24.init !== 'function') return done(true);
+    attempt(() => bx24.init(() => done(true)), (error) => {
+      threw = [5, error];
+      done(false);
+    });
+  };
   const ready = await bounded(init, timeoutMs, signal, null, aborted);
   if (ready === undefined) return [4];
-  if (!ready) return [1];
+  if (ready === null) return [1];
+  if (!ready) return threw;
   let auth = false;
   if (first && typeof bx24.getAuth === 'function') attempt(() => (auth = bx24.getAuth()), () => {});
   if (!auth && typeof bx24.refreshAuth === 'function') {
-    const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), done);
+    const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), () => done(false));
     auth = await bounded(refresh, Math.max(0, end - performance.now()), signal, null, aborted);
     if (auth === undefined) return [4];
     if (auth === null) return [1];
@@ -392,11 +400,11 @@ export function callBx24(method, bytes, timeoutMs, signal) {
   return bounded(call, timeoutMs, signal, [0, TIMEOUT], () => [0, ABORTED, signal.reason]);
 }
 
-/** Runs `f`; if it throws, reports `false` through `done`. */
-function attempt(f, done) {
+/** Runs `f`; if it throws, hands the error to `failed`. */
+function attempt(f, failed) {
   try {
     f();
-  } catch {
-    done(false);
+  } catch (error) {
+    failed(error);
   }
 }

@@ -444,7 +444,7 @@ impl Env for WebEnv {
     async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
-            // [3, restBase, token] call the portal directly, [4] aborted.
+            // [3, restBase, token] call the portal directly, [4] aborted, [5, error] BX24.init threw.
             let answer = settled(frame_auth(first, timeout_ms, &self.signal)).await;
             return match at(&answer, 0).as_f64() {
                 Some(3.0) => {
@@ -463,6 +463,12 @@ impl Env for WebEnv {
                 Some(2.0) => Ok(Credentials::Bx24),
                 Some(1.0) => Err(Error::Timeout),
                 Some(4.0) => Err(Error::Aborted),
+                Some(5.0) => {
+                    *self.cause.borrow_mut() = at(&answer, 1);
+                    Err(Error::InvalidConfig(
+                        "the frame's BX24.init threw (see cause)",
+                    ))
+                }
                 _ => Err(Error::NotConfigured),
             };
         }

@@ -360,6 +360,26 @@ async function deleteAbortedAfter300ms(stub, reason) {
   }, reason);
 }
 
+test('BX24.init throws: INVALID_ARGUMENT (kind config) at once, with the thrown error as cause, not TIMEOUT; nothing sent', async () => {
+  const { page, rest } = await openStub('throwing-init');
+  const r = await page.evaluate(async () => {
+    const settled = await window.settle(window.lib.deleteItem(1268, 1, { timeoutMs: 3000 }));
+    try {
+      await window.lib.deleteItem(1268, 1);
+    } catch (e) {
+      settled.cause = e.cause?.message;
+    }
+    return settled;
+  });
+  assert.equal(r.ok, false, JSON.stringify(r));
+  assert.deepEqual([r.error.code, r.error.kind, r.error.retryable, r.error.isB24], ['INVALID_ARGUMENT', 'config', false, true]);
+  assert.match(r.error.description, /BX24\.init threw/);
+  assert.equal(r.cause, 'BX24 is broken');
+  assert.ok(r.ms < 1000, `took ${r.ms} ms: a throw is not a wait`);
+  assert.deepEqual(rest, []);
+  assert.deepEqual(await page.evaluate(() => window.bx24Calls), ['init', 'init']);
+});
+
 test('a call that waits on another call\'s BX24.init keeps its own deadline and signal (5 s call pending; 1 s call TIMEOUT, aborted call ABORTED)', async () => {
   const { page } = await openStub('never-init');
   const r = await page.evaluate(async () => {
