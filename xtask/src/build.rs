@@ -82,6 +82,8 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
     cmd.args(["--target", "web", "--out-dir"])
         .arg(pkg)
         .args(["--out-name", LIB, "--no-typescript"])
+        // Every engine we support (Node 20, browsers since 2021) has TextEncoder.encodeInto.
+        .args(["--encode-into", "always"])
         .arg(wasm);
     if dev {
         cmd.arg("--debug");
