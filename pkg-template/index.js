@@ -3,7 +3,7 @@
 import { B24Error } from './runtime.js';
 // The glue (plain JS, no side effects) loads with this module, in parallel with runtime.js; only the
 // wasm waits for the first call.
-import { initSync, Client as WasmClient, wake } from './b24_crm_item.js';
+import { initSync, newClient, dropClient, clientDeleteItem, clientDeleteItems, wake } from './b24_crm_item.js';
 import { install } from './runtime.js';
 
 export { B24Error };
@@ -50,36 +50,44 @@ async function compile(url) {
     : WebAssembly.compile(await response.arrayBuffer());
 }
 
+// A Client that is garbage-collected frees its wasm side.
+const collected = new FinalizationRegistry(dropClient);
+
 /** A Bitrix24 client with its own configuration, pacing bucket and token. */
 export class Client {
   #config;
-  #inner;
-  /** The wasm client once built: later calls go to it without waiting on a promise. */
-  #ready;
+  #loading;
+  /** The wasm client's handle once built: later calls go to it without waiting on a promise. */
+  #handle;
 
   /** @param {import('./index').ClientConfig} config */
   constructor(config) {
     this.#config = copy(config);
   }
 
-  /** The wasm client, once the wasm is loaded; a load or config error is not kept (the next call tries again). */
+  /** The wasm client's handle, once the wasm is loaded; a load or config error is not kept (the next call tries again). */
   #client() {
-    return (this.#inner ??= load().then(() => (this.#ready = new WasmClient(withFrame(this.#config)))).catch((error) => {
-      this.#inner = undefined;
+    return (this.#loading ??= load().then(() => {
+      const handle = newClient(withFrame(this.#config));
+      if (typeof handle !== 'number') throw handle;
+      collected.register(this, handle);
+      return (this.#handle = handle);
+    }).catch((error) => {
+      this.#loading = undefined;
       throw error;
     }));
   }
 
   /** Deletes one CRM item (`crm.item.delete`). */
   deleteItem(entityTypeId, id, options) {
-    if (this.#ready) return this.#ready.deleteItem(entityTypeId, id, options);
-    return this.#client().then((client) => client.deleteItem(entityTypeId, id, options), named('crm.item.delete'));
+    if (this.#handle !== undefined) return clientDeleteItem(this.#handle, entityTypeId, id, options);
+    return this.#client().then((handle) => clientDeleteItem(handle, entityTypeId, id, options), named('crm.item.delete'));
   }
 
   /** Deletes many items of one type through `batch`, 50 per request, with a per-id report. */
   deleteItems(entityTypeId, ids, options) {
-    if (this.#ready) return this.#ready.deleteItems(entityTypeId, ids, options);
-    return this.#client().then((client) => client.deleteItems(entityTypeId, ids, options), named('batch'));
+    if (this.#handle !== undefined) return clientDeleteItems(this.#handle, entityTypeId, ids, options);
+    return this.#client().then((handle) => clientDeleteItems(handle, entityTypeId, ids, options), named('batch'));
   }
 }
 

@@ -134,6 +134,8 @@ extern "C" {
 thread_local! {
     static WAITS: Waits<JsValue> = const { Waits::new() };
     static NEXT_KEY: Cell<u32> = const { Cell::new(0) };
+    /// The clients index.js made, by handle (the index); a slot empties when index.js drops it.
+    static CLIENTS: RefCell<Vec<Option<Client>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Cancels a runtime.js `sleep` when dropped.
@@ -174,9 +176,10 @@ fn spawn(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Js
     promise
 }
 
-/// A Bitrix24 client: one configuration, one pacing bucket, one token.
-#[wasm_bindgen]
-pub struct Client {
+/// A Bitrix24 client: one configuration, one pacing bucket, one token. JS holds it by handle
+/// (a plain number: no wasm-bindgen class, with its borrow checks and glue, for one internal
+/// object).
+struct Client {
     core: Rc<call::Client>,
     platform: Platform,
 }
@@ -218,11 +221,118 @@ impl UrlCache {
     }
 }
 
-#[wasm_bindgen]
+/// Checks `config` and builds a client: its handle, or the `B24Error` (`INVALID_ARGUMENT`) when
+/// the config is invalid (returned, not thrown: index.js throws it).
+#[wasm_bindgen(js_name = newClient)]
+pub fn new_client(config: &JsValue) -> JsValue {
+    match Client::new(config) {
+        Ok(client) => CLIENTS.with(|clients| {
+            let mut clients = clients.borrow_mut();
+            let handle = match clients.iter().position(Option::is_none) {
+                Some(free) => free,
+                None => {
+                    clients.push(None);
+                    clients.len() - 1
+                }
+            };
+            clients[handle] = Some(client);
+            JsValue::from(handle as u32)
+        }),
+        Err(error) => error,
+    }
+}
+
+/// Frees a client's slot (index.js does so when its JS `Client` is garbage-collected). Calls in
+/// flight keep what they use.
+#[wasm_bindgen(js_name = dropClient)]
+pub fn drop_client(handle: u32) {
+    let client = CLIENTS.with(|clients| clients.borrow_mut()[handle as usize].take());
+    drop(client);
+}
+
+/// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
+#[wasm_bindgen(js_name = clientDeleteItem)]
+pub fn client_delete_item(
+    handle: u32,
+    entity_type_id: JsValue,
+    id: JsValue,
+    options: JsValue,
+) -> JsValue {
+    // Arguments are checked before anything async: a bad one rejects at once.
+    let checked = (|| {
+        let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
+        let id = read_id(
+            &id,
+            "id must be a positive safe integer or its decimal string",
+        )?;
+        let (call_options, signal, _) = read_options(&options, false)?;
+        Ok::<_, Error>((entity_type_id, id, call_options, signal))
+    })();
+    let (entity_type_id, id, call_options, signal) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return rejected(error, envelope::DELETE),
+    };
+    let (core, env) = Client::call(handle, signal);
+    spawn(async move {
+        match core
+            .delete_item(&env, entity_type_id, id, call_options)
+            .await
+        {
+            Ok(result) => Ok(deleted(
+                entity_type_id as f64,
+                id as f64,
+                result.time.is_some(),
+                &env.answer.borrow(),
+            )),
+            Err(error) => Err(env.error(&error, envelope::DELETE)),
+        }
+    })
+}
+
+/// Deletes many items of one type through `batch`. Resolves a report that accounts for every
+/// distinct id; rejects only for invalid arguments or `NOT_CONFIGURED`, before any request.
+#[wasm_bindgen(js_name = clientDeleteItems)]
+pub fn client_delete_items(
+    handle: u32,
+    entity_type_id: JsValue,
+    ids: JsValue,
+    options: JsValue,
+) -> JsValue {
+    let checked = (|| {
+        let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
+        let ids = read_ids(&ids)?;
+        let (call_options, signal, read) = read_options(&options, true)?;
+        let halt_on_error = at(&read, 2).is_truthy();
+        let on_progress = Some(at(&read, 3)).filter(|f| !f.is_undefined());
+        let options = BulkOptions {
+            timeout_ms: call_options.timeout_ms,
+            halt_on_error,
+        };
+        Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
+    })();
+    let (entity_type_id, ids, options, signal, on_progress) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return rejected(error, envelope::BATCH),
+    };
+    let (core, env) = Client::call(handle, signal);
+    spawn(async move {
+        let report = core
+            .delete_items(&env, entity_type_id, &ids, options, |done, total| {
+                if let Some(callback) = &on_progress {
+                    // A throwing onProgress must not break the run: progress() swallows it.
+                    progress(callback, done as f64, total as f64);
+                }
+            })
+            .await;
+        match report {
+            Ok(report) => Ok(bulk_report(&report, &env)),
+            Err(error) => Err(env.error(&error, envelope::BATCH)),
+        }
+    })
+}
+
 impl Client {
-    /// Checks `config` and builds a client; throws a `B24Error` (`INVALID_ARGUMENT`) if it is invalid.
-    #[wasm_bindgen(constructor)]
-    pub fn new(config: &JsValue) -> Result<Client, JsValue> {
+    fn new(config: &JsValue) -> Result<Client, JsValue> {
         let (input, on_token_expired) =
             read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
         let config = Config::parse(input)
@@ -242,77 +352,14 @@ impl Client {
         })
     }
 
-    /// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
-    #[wasm_bindgen(js_name = deleteItem)]
-    pub fn delete_item(&self, entity_type_id: JsValue, id: JsValue, options: JsValue) -> JsValue {
-        // Arguments are checked before anything async: a bad one rejects at once.
-        let checked = (|| {
-            let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
-            let id = read_id(
-                &id,
-                "id must be a positive safe integer or its decimal string",
-            )?;
-            let (call_options, signal, _) = read_options(&options, false)?;
-            Ok::<_, Error>((entity_type_id, id, call_options, signal))
-        })();
-        let (entity_type_id, id, call_options, signal) = match checked {
-            Ok(checked) => checked,
-            Err(error) => return rejected(error, envelope::DELETE),
-        };
-        let core = self.core.clone();
-        let env = self.platform.clone().env(signal);
-        spawn(async move {
-            match core
-                .delete_item(&env, entity_type_id, id, call_options)
-                .await
-            {
-                Ok(result) => Ok(deleted(
-                    entity_type_id as f64,
-                    id as f64,
-                    result.time.is_some(),
-                    &env.answer.borrow(),
-                )),
-                Err(error) => Err(env.error(&error, envelope::DELETE)),
-            }
-        })
-    }
-
-    /// Deletes many items of one type through `batch`. Resolves a report that accounts for
-    /// every distinct id; rejects only for invalid arguments or `NOT_CONFIGURED`, before any
-    /// request.
-    #[wasm_bindgen(js_name = deleteItems)]
-    pub fn delete_items(&self, entity_type_id: JsValue, ids: JsValue, options: JsValue) -> JsValue {
-        let checked = (|| {
-            let entity_type_id = read_id(&entity_type_id, ENTITY_TYPE_ID)?;
-            let ids = read_ids(&ids)?;
-            let (call_options, signal, read) = read_options(&options, true)?;
-            let halt_on_error = at(&read, 2).is_truthy();
-            let on_progress = Some(at(&read, 3)).filter(|f| !f.is_undefined());
-            let options = BulkOptions {
-                timeout_ms: call_options.timeout_ms,
-                halt_on_error,
-            };
-            Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
-        })();
-        let (entity_type_id, ids, options, signal, on_progress) = match checked {
-            Ok(checked) => checked,
-            Err(error) => return rejected(error, envelope::BATCH),
-        };
-        let core = self.core.clone();
-        let env = self.platform.clone().env(signal);
-        spawn(async move {
-            let report = core
-                .delete_items(&env, entity_type_id, &ids, options, |done, total| {
-                    if let Some(callback) = &on_progress {
-                        // A throwing onProgress must not break the run: progress() swallows it.
-                        progress(callback, done as f64, total as f64);
-                    }
-                })
-                .await;
-            match report {
-                Ok(report) => Ok(bulk_report(&report, &env)),
-                Err(error) => Err(env.error(&error, envelope::BATCH)),
-            }
+    /// What one call of the client `handle` runs with: its core and a fresh environment.
+    fn call(handle: u32, signal: JsValue) -> (Rc<call::Client>, WebEnv) {
+        CLIENTS.with(|clients| {
+            let clients = clients.borrow();
+            let client = clients[handle as usize]
+                .as_ref()
+                .expect("index.js calls only the clients it holds");
+            (client.core.clone(), client.platform.clone().env(signal))
         })
     }
 }

@@ -2,7 +2,7 @@
 //! starts it and passes its URLs at compile time).
 #![cfg(target_arch = "wasm32")]
 
-use b24_crm_item::bindings::Client;
+use b24_crm_item::bindings::{client_delete_item, new_client};
 use js_sys::{Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -62,8 +62,14 @@ fn config(pairs: &[(&str, JsValue)]) -> JsValue {
     object.into()
 }
 
-fn webhook_client(url: &str) -> Client {
-    Client::new(&config(&[
+/// `newClient(config)`: a client's handle, or the `B24Error` it returned.
+fn client(config: &JsValue) -> Result<u32, JsValue> {
+    let made = new_client(config);
+    made.as_f64().map(|handle| handle as u32).ok_or(made)
+}
+
+fn webhook_client(url: &str) -> u32 {
+    client(&config(&[
         ("webhookUrl", url.into()),
         ("rateLimit", false.into()),
         ("maxRetries", 0.into()),
@@ -83,7 +89,7 @@ extern "C" {
 /// `client.deleteItem(entityTypeId, id)`, with runtime.js wired to the wasm's `wake` first, as
 /// the package entry does once the wasm is loaded.
 async fn delete<T: Into<JsValue>>(
-    client: &Client,
+    client: u32,
     entity_type_id: f64,
     id: T,
 ) -> Result<JsValue, JsValue> {
@@ -92,7 +98,8 @@ async fn delete<T: Into<JsValue>>(
         let wake = Closure::<dyn Fn(u32, JsValue)>::new(b24_crm_item::bindings::wake);
         install(&wake.into_js_value());
     }
-    JsFuture::from(Promise::from(client.delete_item(
+    JsFuture::from(Promise::from(client_delete_item(
+        client,
         entity_type_id.into(),
         id.into(),
         JsValue::UNDEFINED,
@@ -124,13 +131,13 @@ async fn deletes_an_item_and_reports_time() {
     let before = state().await;
     let id = items_of(&before, 1268)[0];
     let client = webhook_client(WEBHOOK.unwrap());
-    let result = delete(&client, 1268.0, id).await.unwrap();
+    let result = delete(client, 1268.0, id).await.unwrap();
     assert_eq!(field(&result, "entityTypeId").as_f64(), Some(1268.0));
     assert_eq!(field(&result, "id").as_f64(), Some(id));
     assert!(field(&field(&result, "time"), "start").as_f64().is_some());
     assert!(!items_of(&state().await, 1268).contains(&id));
     // Again: the item is gone.
-    let error = delete(&client, 1268.0, id).await.unwrap_err();
+    let error = delete(client, 1268.0, id).await.unwrap_err();
     assert_error(&error, "NOT_FOUND", 400, "api");
     assert_eq!(
         field(&error, "description").as_string().as_deref(),
@@ -145,19 +152,19 @@ async fn each_documented_error() {
     let id = items_of(&s, 1268)[1];
     let admin = webhook_client(&webhook_of(&s, "admin"));
     assert_error(
-        &delete(&admin, 999.0, id).await.unwrap_err(),
+        &delete(admin, 999.0, id).await.unwrap_err(),
         "NOT_FOUND",
         400,
         "api",
     );
     assert_error(
-        &delete(&admin, 5.0, 1.0).await.unwrap_err(),
+        &delete(admin, 5.0, 1.0).await.unwrap_err(),
         "ENTITY_TYPE_NOT_SUPPORTED",
         400,
         "api",
     );
     assert_error(
-        &delete(&webhook_client(&webhook_of(&s, "no_delete")), 1268.0, id)
+        &delete(webhook_client(&webhook_of(&s, "no_delete")), 1268.0, id)
             .await
             .unwrap_err(),
         "ACCESS_DENIED",
@@ -165,7 +172,7 @@ async fn each_documented_error() {
         "api",
     );
     assert_error(
-        &delete(&webhook_client(&webhook_of(&s, "extranet")), 1268.0, id)
+        &delete(webhook_client(&webhook_of(&s, "extranet")), 1268.0, id)
             .await
             .unwrap_err(),
         "allowed_only_intranet_user",
@@ -173,7 +180,7 @@ async fn each_documented_error() {
         "api",
     );
     assert_error(
-        &delete(&webhook_client(&webhook_of(&s, "no_crm_scope")), 1268.0, id)
+        &delete(webhook_client(&webhook_of(&s, "no_crm_scope")), 1268.0, id)
             .await
             .unwrap_err(),
         "insufficient_scope",
@@ -182,7 +189,7 @@ async fn each_documented_error() {
     );
     let wrong = [emulator(), "/rest/1/wrongsecret/"].concat();
     assert_error(
-        &delete(&webhook_client(&wrong), 1268.0, id)
+        &delete(webhook_client(&wrong), 1268.0, id)
             .await
             .unwrap_err(),
         "NO_AUTH_FOUND",
@@ -196,13 +203,13 @@ async fn each_documented_error() {
 #[wasm_bindgen_test]
 async fn expired_oauth_token() {
     let token = post("oauth/token", r#"{"lifetime":0}"#).await;
-    let client = Client::new(&config(&[
+    let client = client(&config(&[
         ("portal", emulator().into()),
         ("accessToken", field(&token, "access_token")),
         ("rateLimit", false.into()),
     ]))
     .unwrap();
-    let error = delete(&client, 1268.0, 1.0).await.unwrap_err();
+    let error = delete(client, 1268.0, 1.0).await.unwrap_err();
     assert_error(&error, "expired_token", 401, "api");
 }
 
@@ -214,7 +221,7 @@ async fn an_html_page_is_a_bad_response() {
     )
     .await;
     let id = items_of(&state().await, 2)[0];
-    let error = delete(&webhook_client(WEBHOOK.unwrap()), 2.0, id)
+    let error = delete(webhook_client(WEBHOOK.unwrap()), 2.0, id)
         .await
         .unwrap_err();
     assert_error(&error, "BAD_RESPONSE", 502, "response");
@@ -226,7 +233,7 @@ async fn invalid_arguments_send_nothing() {
     let before = field(&field(&state().await, "requests"), "total").as_f64();
     let client = webhook_client(WEBHOOK.unwrap());
     for bad in [0.0, -1.0, 1.5, f64::NAN, f64::INFINITY, 9007199254740992.0] {
-        let error = delete(&client, bad, 1.0).await.unwrap_err();
+        let error = delete(client, bad, 1.0).await.unwrap_err();
         assert_eq!(
             field(&error, "code").as_string().as_deref(),
             Some("INVALID_ARGUMENT")
@@ -237,7 +244,7 @@ async fn invalid_arguments_send_nothing() {
         );
     }
     for bad in ["01", " 1", "1e3", ""] {
-        let error = delete(&client, 1268.0, bad).await.unwrap_err();
+        let error = delete(client, 1268.0, bad).await.unwrap_err();
         assert_eq!(
             field(&error, "code").as_string().as_deref(),
             Some("INVALID_ARGUMENT"),
@@ -256,7 +263,7 @@ fn invalid_configs_throw_without_the_secret() {
         "http://acme.example.com/rest/1/s3cr3tvalue/",
         "https://acme.example.com/rest/s3cr3tvalue/",
     ] {
-        let error = Client::new(&config(&[("webhookUrl", url.into())]))
+        let error = client(&config(&[("webhookUrl", url.into())]))
             .err()
             .unwrap();
         assert_eq!(
@@ -275,4 +282,24 @@ fn invalid_configs_throw_without_the_secret() {
         .concat();
         assert!(!text.contains("s3cr3tvalue"), "{text}");
     }
+}
+
+#[wasm_bindgen_test]
+async fn a_dropped_client_frees_its_slot_and_its_call_in_flight_still_ends() {
+    let ids = items_of(&state().await, 1268);
+    let first = webhook_client(WEBHOOK.unwrap());
+    delete(first, 1268.0, ids[0]).await.unwrap();
+    // A call in flight, then its client dropped (as index.js does when its Client is collected).
+    let in_flight = Promise::from(client_delete_item(
+        first,
+        1268.0.into(),
+        ids[1].into(),
+        JsValue::UNDEFINED,
+    ));
+    b24_crm_item::bindings::drop_client(first);
+    let second = webhook_client(WEBHOOK.unwrap());
+    assert_eq!(second, first, "the freed slot is used again");
+    let result = JsFuture::from(in_flight).await.unwrap();
+    assert_eq!(field(&result, "id").as_f64(), Some(ids[1]));
+    assert!(!items_of(&state().await, 1268).contains(&ids[1]));
 }
