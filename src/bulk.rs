@@ -49,27 +49,49 @@ pub struct BulkOptions {
 /// The ids without repeats, in first-seen order.
 pub fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
     let ids: Vec<u64> = ids.into_iter().collect();
-    // A small open-addressing set (ids are never 0, so 0 marks a free slot). Neither std's
-    // HashSet nor a sort: both cost kilobytes of wasm.
-    let capacity = (ids.len() * 2).next_power_of_two().max(16);
-    let mut slots = vec![0u64; capacity];
-    let mask = capacity - 1;
-    let mut unique = Vec::with_capacity(ids.len());
+    let mut unique = Distinct::new(ids.len());
     for id in ids {
+        unique.insert(id);
+    }
+    unique.ids
+}
+
+/// Ids without repeats, in first-seen order, built one id at a time (the JS reader feeds it as
+/// it validates, with no intermediate `Vec`).
+pub struct Distinct {
+    /// A small open-addressing set (ids are never 0, so 0 marks a free slot). Neither std's
+    /// HashSet nor a sort: both cost kilobytes of wasm.
+    slots: Vec<u64>,
+    /// The ids, first-seen order.
+    pub ids: Vec<u64>,
+}
+
+impl Distinct {
+    /// An empty set for up to `count` ids.
+    pub fn new(count: usize) -> Self {
+        let capacity = (count * 2).next_power_of_two().max(16);
+        Distinct {
+            slots: vec![0; capacity],
+            ids: Vec::with_capacity(count),
+        }
+    }
+
+    /// Adds `id` (not 0) unless already there. At most `count` ids (see [`Distinct::new`]).
+    pub fn insert(&mut self, id: u64) {
+        let mask = self.slots.len() - 1;
         let mut slot = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
         loop {
-            match slots[slot] {
+            match self.slots[slot] {
                 0 => {
-                    slots[slot] = id;
-                    unique.push(id);
-                    break;
+                    self.slots[slot] = id;
+                    self.ids.push(id);
+                    return;
                 }
-                seen if seen == id => break,
+                seen if seen == id => return,
                 _ => slot = (slot + 1) & mask,
             }
         }
     }
-    unique
 }
 
 impl BulkReport {
