@@ -316,7 +316,7 @@ impl Client {
                             ))
                         }
                         // The same request would fail the same way for every other id.
-                        e if !e.retryable() => Some((error.clone(), envelope::BATCH)),
+                        e if !e.retryable() => Some((error, envelope::BATCH)),
                         _ if halt => Some((
                             Error::NotAttempted {
                                 timeout: false,
