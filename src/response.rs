@@ -214,14 +214,15 @@ pub fn read_batch<J: Json>(
     else {
         return Err(bad(status, "the batch answer has no result object"));
     };
+    // Containers are objects keyed by command (`k0`, `k1`, ...), or `[]` when empty.
+    let results = result.get(Key::Result);
     if !matches!(
-        result.get(Key::Result).map(|r| r.kind()),
+        results.as_ref().map(|r| r.kind()),
         Some(Kind::Object | Kind::Array)
     ) {
         return Err(bad(status, "the batch answer has no per-command results"));
     }
-    // Containers are objects keyed by command (`k0`, `k1`, ...), or `[]` when empty.
-    let (results, errors) = (result.get(Key::Result), result.get(Key::ResultError));
+    let errors = result.get(Key::ResultError);
     let times = result.get(Key::ResultTime);
     let command = |container: &Option<J>, i: usize| container.as_ref().and_then(|c| c.command(i));
     // Pushed one by one: `vec![NotRun; n]` would fill by cloning, which drags in the outcome's
@@ -245,7 +246,10 @@ pub fn read_batch<J: Json>(
                     .and_then(RequestTime::read)
                     .and_then(|t| t.operating_reset_at)
                 {
-                    limit_reset_at = Some(limit_reset_at.map_or(at, |latest| latest.max(at)));
+                    // The latest (`None` is below any `Some`).
+                    if limit_reset_at < Some(at) {
+                        limit_reset_at = Some(at);
+                    }
                 }
             }
             any_failed = true;
