@@ -616,7 +616,12 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     } else {
         RawId::Other
     };
-    id::parse_id(raw).ok_or(Error::InvalidArgument(why))
+    // A match, not `ok_or`: that builds (and drops) an `Error` on success too, in a function of
+    // its own (−22 B gzip).
+    match id::parse_id(raw) {
+        Some(id) => Ok(id),
+        None => Err(Error::InvalidArgument(why)),
+    }
 }
 
 /// What [`check_config`]'s numbers stand for: the configuration is not an object, a member
