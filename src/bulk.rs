@@ -72,7 +72,8 @@ impl Distinct {
         let capacity = (count * 2).next_power_of_two().max(16);
         Distinct {
             slots: vec![0; capacity],
-            ids: Vec::with_capacity(count),
+            // Grown as ids come (a `with_capacity` here cost 12 B gzip).
+            ids: Vec::new(),
         }
     }
 

@@ -21,8 +21,9 @@ pub enum RawId<'a> {
 pub fn parse_id(raw: RawId<'_>) -> Option<u64> {
     match raw {
         RawId::Number(n) => {
-            // `n as u64` saturates, so check the range on the float first.
-            if n.is_finite() && n >= 1.0 && n <= MAX_SAFE_INTEGER as f64 && n == (n as u64) as f64 {
+            // The range on the float first (NaN and infinities fail it): `n as u64` saturates.
+            // Whole by `trunc`, one wasm instruction, not a round trip through u64 (−14 B gzip).
+            if n >= 1.0 && n <= MAX_SAFE_INTEGER as f64 && n == n.trunc() {
                 Some(n as u64)
             } else {
                 None
