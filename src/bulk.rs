@@ -198,7 +198,11 @@ impl Client {
             // Found before any request, even with no ids to send.
             return Err(Error::NotConfigured.into());
         }
-        let run_deadline = options.timeout_ms.map(|ms| env.now_ms() + f64::from(ms));
+        // Infinite without a timeoutMs: every comparison below then holds as with no deadline,
+        // with no `Option` to test at each (−25 B gzip).
+        let run_deadline = options
+            .timeout_ms
+            .map_or(f64::INFINITY, |ms| env.now_ms() + f64::from(ms));
         let mut report = BulkReport::default();
         // Once set, the remaining ids are not sent and fail with this error.
         let mut stop: Option<(Error, &'static str)> = None;
@@ -223,7 +227,7 @@ impl Client {
             } else {
                 &refused_before
             };
-            if stop.is_none() && run_deadline.is_some_and(|d| env.now_ms() >= d) {
+            if stop.is_none() && env.now_ms() >= run_deadline {
                 stop = Some((
                     Error::NotAttempted {
                         timeout: true,
@@ -238,7 +242,7 @@ impl Client {
                 report.fail_all(chunk, error, method, 0);
             } else {
                 let batch_deadline = env.now_ms() + f64::from(self.config().timeout_ms);
-                let deadline = run_deadline.map_or(batch_deadline, |d| d.min(batch_deadline));
+                let deadline = run_deadline.min(batch_deadline);
                 let halt = options.halt_on_error;
                 let job = Job::Batch {
                     entity_type_id,
@@ -260,7 +264,7 @@ impl Client {
                         // refusal is an error like any other.
                         let now = env.now_ms();
                         let budget = f64::from(self.config().timeout_ms);
-                        let remaining = run_deadline.map_or(budget, |d| (d - now).min(budget));
+                        let remaining = (run_deadline - now).min(budget);
                         let wait = answer
                             .limit_reset_at
                             .map(|at| policy::until_reset_ms(at, now))
@@ -313,15 +317,13 @@ impl Client {
                                 },
                                 envelope::DELETE,
                             )),
-                            Error::Timeout if run_deadline.is_some_and(|d| env.now_ms() >= d) => {
-                                Some((
-                                    Error::NotAttempted {
-                                        timeout: true,
-                                        reason: OUT_OF_TIME,
-                                    },
-                                    envelope::DELETE,
-                                ))
-                            }
+                            Error::Timeout if env.now_ms() >= run_deadline => Some((
+                                Error::NotAttempted {
+                                    timeout: true,
+                                    reason: OUT_OF_TIME,
+                                },
+                                envelope::DELETE,
+                            )),
                             // The same request would fail the same way for every other id.
                             e if !e.retryable() => Some((error, envelope::BATCH)),
                             _ if halt => Some((
