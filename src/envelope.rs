@@ -90,25 +90,22 @@ pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.
 fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
-    let (url, bx24) = match auth {
-        Auth::Webhook { base } => {
-            params.push('}');
-            (cat(&[base.expose(), method]), false)
-        }
+    // What comes before the method in the URL: one URL built and one `}` pushed for all three
+    // (−21 B gzip).
+    let (base, bx24) = match auth {
+        Auth::Webhook { base } => (base.expose(), false),
         Auth::OAuth { rest_base, token } => {
             params.push_str(",\"auth\":");
             push_json_string(&mut params, token.expose());
-            params.push('}');
-            (cat(&[rest_base, method]), false)
+            (rest_base, false)
         }
-        Auth::Bx24 => {
-            params.push('}');
-            (method.to_owned(), true)
-        }
+        // BX24.callMethod takes the method alone.
+        Auth::Bx24 => ("", true),
     };
+    params.push('}');
     HttpRequest {
         method,
-        url: Secret::new(url),
+        url: Secret::new(cat(&[base, method])),
         body: Secret::new(params),
         bx24,
     }
