@@ -8,7 +8,6 @@
 //! microtask hop before a call's first request leaves.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -25,7 +24,9 @@ enum Slot {
 
 thread_local! {
     static TASKS: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
-    static READY: RefCell<VecDeque<usize>> = const { RefCell::new(VecDeque::new()) };
+    /// Woken tasks, first woken first. A `Vec` used as a queue, not a `VecDeque` (−73 B gzip): it
+    /// stays short (one task per host wake; the waiters of a token refresh).
+    static READY: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
     static RUNNING: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -51,7 +52,9 @@ pub fn run() {
     if RUNNING.replace(true) {
         return;
     }
-    while let Some(index) = READY.with_borrow_mut(VecDeque::pop_front) {
+    while let Some(index) =
+        READY.with_borrow_mut(|ready| (!ready.is_empty()).then(|| ready.remove(0)))
+    {
         let task = TASKS.with_borrow_mut(|tasks| {
             match std::mem::replace(&mut tasks[index], Slot::Polling) {
                 Slot::Parked(task) => Some(task),
@@ -75,7 +78,7 @@ pub fn run() {
 }
 
 fn wake_index(index: usize) {
-    READY.with_borrow_mut(|ready| ready.push_back(index));
+    READY.with_borrow_mut(|ready| ready.push(index));
 }
 
 // A waker is the task's index: waking queues it; a stale one (task done, slot reused) only costs
