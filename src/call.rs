@@ -5,9 +5,9 @@
 //! scripted transport, and in the browser with `fetch` or BX24.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::{Poll, Waker};
 
 use crate::config::{Config, Endpoint};
 use crate::envelope::{self, Auth, HttpRequest};
@@ -428,9 +428,25 @@ impl Client {
                     break;
                 }
             }
-            // The refresh in flight, but not past this call's own deadline or abort.
+            // The refresh in flight, but not past this call's own deadline or abort: its end
+            // (which wakes the waiters) raced against a sleep, in one `poll_fn` (−82 B gzip
+            // against a generic race of two futures).
             let left = deadline - env.now_ms();
-            if let Some(slept) = unless(RefreshDone { client: self }, env.sleep(left)).await {
+            let slept = {
+                let mut sleep = pin!(env.sleep(left));
+                poll_fn(|cx| {
+                    let mut state = self.token.borrow_mut();
+                    if !state.refreshing {
+                        return Poll::Ready(None);
+                    }
+                    state.waiters.push(cx.waker().clone());
+                    drop(state);
+                    sleep.as_mut().poll(cx).map(Some)
+                })
+                .await
+            };
+            // The sleep ended first: this call's deadline, or its abort.
+            if let Some(slept) = slept {
                 return Err(slept.err().unwrap_or(Error::Timeout));
             }
             let state = self.token.borrow();
@@ -481,35 +497,6 @@ impl Client {
     }
 }
 
-/// Runs `a` and `b` together: `None` when `a` ends first, else what `b` gave (`a` is dropped).
-async fn unless<B: Future>(a: impl Future<Output = ()>, b: B) -> Option<B::Output> {
-    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
-    std::future::poll_fn(move |cx| {
-        if a.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        b.as_mut().poll(cx).map(Some)
-    })
-    .await
-}
-
-/// Resolves when the refresh in flight ends.
-struct RefreshDone<'a> {
-    client: &'a Client,
-}
-
-impl Future for RefreshDone<'_> {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.client.token.borrow_mut();
-        if !state.refreshing {
-            return Poll::Ready(());
-        }
-        state.waiters.push(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use super::*;
@@ -518,6 +505,7 @@ pub(crate) mod tests {
     use std::cell::Cell;
     use std::collections::VecDeque;
     use std::rc::Rc;
+    use std::task::Context;
 
     /// A scripted portal and a fake clock: sleeping advances time at once.
     pub struct FakeEnv {
