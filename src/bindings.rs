@@ -171,10 +171,11 @@ fn spawn(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Js
     let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
     let promise = task(key);
     executor::spawn(async move {
-        match future.await {
-            Ok(value) => finish(key, true, &value),
-            Err(error) => finish(key, false, &error),
-        }
+        let (ok, value) = match future.await {
+            Ok(value) => (true, value),
+            Err(error) => (false, error),
+        };
+        finish(key, ok, &value);
     });
     promise
 }
