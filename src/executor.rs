@@ -199,10 +199,11 @@ impl<T: 'static> Future for Wait<T> {
         let slot = self.slot;
         let ready = self.key.with(|w| {
             let mut slots = w.slots.borrow_mut();
-            match std::mem::replace(&mut slots[slot], WaitSlot::Free) {
+            let entry = &mut slots[slot];
+            match std::mem::replace(entry, WaitSlot::Free) {
                 WaitSlot::Filled(value) => Some(value),
                 _ => {
-                    slots[slot] = WaitSlot::Pending(Some(cx.waker().clone()));
+                    *entry = WaitSlot::Pending(Some(cx.waker().clone()));
                     None
                 }
             }
@@ -225,7 +226,8 @@ impl<T: 'static> Drop for Wait<T> {
         let slot = self.slot;
         self.key.with(|w| {
             let mut slots = w.slots.borrow_mut();
-            slots[slot] = match std::mem::replace(&mut slots[slot], WaitSlot::Free) {
+            let entry = &mut slots[slot];
+            *entry = match std::mem::replace(entry, WaitSlot::Free) {
                 WaitSlot::Pending(_) => WaitSlot::Abandoned,
                 _ => WaitSlot::Free,
             };
