@@ -257,22 +257,22 @@ impl Client {
         let mut retries = 0;
         let mut refreshed = false;
         let mut outcome_unknown = false;
-        loop {
-            self.pace(env, deadline, not_before)
-                .await
-                .map_err(|error| CallError { error, attempts })?;
+        // Every failure breaks out with its error, made the call's error in one place (−53 B gzip
+        // against a `CallError` built at each exit).
+        let error = loop {
+            if let Err(error) = self.pace(env, deadline, not_before).await {
+                break error;
+            }
             let (request, generation) = {
                 let state = self.token.borrow();
-                let auth = self
-                    .auth(&state)
-                    .map_err(|error| CallError { error, attempts })?;
+                let auth = match self.auth(&state) {
+                    Ok(auth) => auth,
+                    Err(error) => break error,
+                };
                 (job.request(auth, outcome_unknown), state.generation)
             };
             if env.aborted() {
-                return Err(CallError {
-                    error: Error::Aborted,
-                    attempts,
-                });
+                break Error::Aborted;
             }
             attempts += 1;
             let remaining = deadline - env.now_ms();
@@ -323,35 +323,29 @@ impl Client {
                 },
             );
             match decision {
-                Decision::Fail => {
-                    // A timeout of the last attempt that used the whole budget is the call's timeout.
-                    return Err(CallError {
-                        error: failure.error,
-                        attempts,
-                    });
-                }
+                // A timeout of the last attempt that used the whole budget is the call's timeout.
+                Decision::Fail => break failure.error,
                 Decision::RetryAfter(ms) => {
                     retries += 1;
-                    env.sleep(ms)
-                        .await
-                        .map_err(|error| CallError { error, attempts })?;
+                    if let Err(error) = env.sleep(ms).await {
+                        break error;
+                    }
                 }
                 Decision::RefreshToken => {
                     refreshed = true;
                     if let Err(refresh_error) = self.refresh(env, generation, deadline).await {
                         // A failed refresh leaves the portal's answer (expired_token) standing;
                         // an aborted one is the call's abort.
-                        let aborted = refresh_error == Error::Aborted;
-                        let error = if aborted {
+                        break if refresh_error == Error::Aborted {
                             refresh_error
                         } else {
                             failure.error
                         };
-                        return Err(CallError { error, attempts });
                     }
                 }
             }
-        }
+        };
+        Err(CallError { error, attempts })
     }
 
     /// The request auth for the configured endpoint.
