@@ -159,8 +159,19 @@ impl From<Error> for CallError {
 #[derive(Debug)]
 pub struct Client {
     config: Config,
-    bucket: RefCell<Option<Bucket>>,
+    /// The pacing bucket, when there is a rate limit. It and the token's flags and counter below
+    /// are `Cell`s, not in a `RefCell` (no borrow flag to check: −44 B gzip).
+    bucket: Option<Cell<Bucket>>,
     token: RefCell<TokenState>,
+    /// Bumped by every successful refresh (0: no credentials yet).
+    generation: Cell<u32>,
+    /// A refresh is in flight.
+    refreshing: Cell<bool>,
+    /// In a frame: requests go through `BX24.callMethod`.
+    bx24: Cell<bool>,
+    /// In a frame: a direct request has had an HTTP answer (its later network errors are
+    /// passing ones, not a portal the page cannot reach: CORS, a CSP).
+    direct_answered: Cell<bool>,
     /// Per method: `[crm.item.delete, batch]` (see [`Job::method`]). An array indexed by the
     /// job, not a list searched by method name: −189 B gzip.
     operating_reset_at: [Cell<Option<f64>>; 2],
@@ -171,16 +182,9 @@ struct TokenState {
     token: Option<Secret>,
     /// In a frame: the portal's REST base, once known.
     rest_base: Option<String>,
-    /// In a frame: requests go through `BX24.callMethod`.
-    bx24: bool,
-    /// In a frame: a direct request has had an HTTP answer (its later network errors are
-    /// passing ones, not a portal the page cannot reach: CORS, a CSP).
-    direct_answered: bool,
     /// Why the latest refresh failed, for the calls that waited on it.
     failure: Option<Error>,
-    /// Bumped by every successful refresh.
-    generation: u32,
-    refreshing: bool,
+    /// The calls waiting for the refresh in flight.
     waiters: Vec<Waker>,
 }
 
@@ -200,11 +204,15 @@ impl Client {
             _ => None,
         };
         Client {
-            bucket: RefCell::new(config.rate_limit.map(Bucket::new)),
+            bucket: config.rate_limit.map(|limit| Cell::new(Bucket::new(limit))),
             token: RefCell::new(TokenState {
                 token,
                 ..TokenState::default()
             }),
+            generation: Cell::default(),
+            refreshing: Cell::default(),
+            bx24: Cell::default(),
+            direct_answered: Cell::default(),
             operating_reset_at: Default::default(),
             config,
         }
@@ -247,7 +255,7 @@ impl Client {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
             // A frame's first call reads its auth from BX24 (shared with concurrent calls).
-            Endpoint::Frame if self.token.borrow().generation == 0 => {
+            Endpoint::Frame if self.generation.get() == 0 => {
                 self.refresh(env, 0, deadline).await?;
             }
             _ => {}
@@ -269,7 +277,7 @@ impl Client {
                     Ok(auth) => auth,
                     Err(error) => break error,
                 };
-                (job.request(auth, outcome_unknown), state.generation)
+                (job.request(auth, outcome_unknown), self.generation.get())
             };
             if env.aborted() {
                 break Error::Aborted;
@@ -286,7 +294,7 @@ impl Client {
             let failure = match answer {
                 Ok(raw) => {
                     if direct_frame {
-                        self.token.borrow_mut().direct_answered = true;
+                        self.direct_answered.set(true);
                     }
                     match job.read(raw.status, raw.body, outcome_unknown) {
                         Ok(answer) => return Ok((answer, outcome_unknown)),
@@ -297,13 +305,13 @@ impl Client {
             };
             // A frame whose direct requests have never reached the portal falls back to
             // BX24.callMethod, for good, and repeats the request that way at once.
-            if direct_frame && matches!(failure.error, Error::Network) {
-                let mut state = self.token.borrow_mut();
-                if !state.direct_answered {
-                    state.bx24 = true;
-                    outcome_unknown = true;
-                    continue;
-                }
+            if direct_frame
+                && matches!(failure.error, Error::Network)
+                && !self.direct_answered.get()
+            {
+                self.bx24.set(true);
+                outcome_unknown = true;
+                continue;
             }
             if let Some(at) = failure.time.and_then(|time| time.operating_reset_at) {
                 reset_at.set(Some(at));
@@ -355,7 +363,7 @@ impl Client {
             (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
                 Ok(Auth::OAuth { rest_base, token })
             }
-            (Endpoint::Frame, ..) if state.bx24 => Ok(Auth::Bx24),
+            (Endpoint::Frame, ..) if self.bx24.get() => Ok(Auth::Bx24),
             (Endpoint::Frame, Some(token), Some(rest_base)) => Ok(Auth::OAuth { rest_base, token }),
             _ => Err(Error::NotConfigured),
         }
@@ -366,7 +374,7 @@ impl Client {
     fn can_refresh(&self) -> bool {
         match self.config.endpoint {
             Endpoint::OAuth { refreshable, .. } => refreshable,
-            Endpoint::Frame => !self.token.borrow().bx24,
+            Endpoint::Frame => !self.bx24.get(),
             _ => false,
         }
     }
@@ -378,11 +386,12 @@ impl Client {
         let now = env.now_ms();
         // The slot is taken when the request will leave, not now (a wait for `not_before` thus
         // also spends the bucket's burst: the same method is limited by the portal meanwhile).
-        let slot = self
-            .bucket
-            .borrow_mut()
-            .as_mut()
-            .map(|b| b.reserve(now.max(not_before)));
+        let slot = self.bucket.as_ref().map(|cell| {
+            let mut bucket = cell.get();
+            let slot = bucket.reserve(now.max(not_before));
+            cell.set(bucket);
+            slot
+        });
         let send_at = slot.unwrap_or(now).max(not_before);
         if send_at >= deadline {
             self.release(slot);
@@ -398,8 +407,10 @@ impl Client {
     }
 
     fn release(&self, slot: Option<f64>) {
-        if let (Some(bucket), Some(slot)) = (self.bucket.borrow_mut().as_mut(), slot) {
+        if let (Some(cell), Some(slot)) = (&self.bucket, slot) {
+            let mut bucket = cell.get();
             bucket.release(slot);
+            cell.set(bucket);
         }
     }
 
@@ -413,14 +424,11 @@ impl Client {
         deadline: f64,
     ) -> Result<(), Error> {
         loop {
-            {
-                let state = self.token.borrow();
-                if state.generation != used_generation {
-                    return Ok(());
-                }
-                if !state.refreshing {
-                    break;
-                }
+            if self.generation.get() != used_generation {
+                return Ok(());
+            }
+            if !self.refreshing.get() {
+                break;
             }
             // The refresh in flight, but not past this call's own deadline or abort: its end
             // (which wakes the waiters) raced against a sleep, in one `poll_fn` (−82 B gzip
@@ -429,12 +437,10 @@ impl Client {
             let slept = {
                 let mut sleep = pin!(env.sleep(left));
                 poll_fn(|cx| {
-                    let mut state = self.token.borrow_mut();
-                    if !state.refreshing {
+                    if !self.refreshing.get() {
                         return Poll::Ready(None);
                     }
-                    state.waiters.push(cx.waker().clone());
-                    drop(state);
+                    self.token.borrow_mut().waiters.push(cx.waker().clone());
                     sleep.as_mut().poll(cx).map(Some)
                 })
                 .await
@@ -444,20 +450,19 @@ impl Client {
                 return Err(slept.err().unwrap_or(Error::Timeout));
             }
             let state = self.token.borrow();
-            if let (true, Some(failure)) = (state.generation == used_generation, &state.failure) {
+            if let (true, Some(failure)) =
+                (self.generation.get() == used_generation, &state.failure)
+            {
                 return Err(failure.clone());
             }
             // Refreshed, or the refresher was aborted: look again (and maybe refresh ourselves).
         }
-        {
-            let mut state = self.token.borrow_mut();
-            state.refreshing = true;
-            state.failure = None;
-        }
+        self.refreshing.set(true);
+        self.token.borrow_mut().failure = None;
         let remaining = deadline - env.now_ms();
         let result = env.refresh_token(used_generation == 0, remaining).await;
         let mut state = self.token.borrow_mut();
-        state.refreshing = false;
+        self.refreshing.set(false);
         let outcome = match result {
             Ok(credentials) => {
                 match credentials {
@@ -467,10 +472,11 @@ impl Client {
                             state.rest_base = rest_base;
                         }
                     }
-                    Credentials::Bx24 => state.bx24 = true,
+                    Credentials::Bx24 => self.bx24.set(true),
                 }
                 // Never back to 0, which means "no credentials yet".
-                state.generation = state.generation.wrapping_add(1).max(1);
+                self.generation
+                    .set(self.generation.get().wrapping_add(1).max(1));
                 Ok(())
             }
             Err(error) => {

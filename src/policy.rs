@@ -109,7 +109,7 @@ pub const ARRIVAL_SLACK_MS: f64 = 1000.0;
 /// A client-side leaky bucket in the portal's terms: `burst` requests at once, draining
 /// `per_second`. Implemented as a virtual schedule (GCRA): each reservation takes the next free
 /// slot, so waiting calls go out first-come, first-served.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
     interval_ms: f64,
     tolerance_ms: f64,
@@ -345,7 +345,7 @@ mod tests {
         assert_eq!(bucket.reserve(0.0), 500.0);
         assert_eq!(bucket.reserve(0.0), 1000.0);
         // After a long pause it is full again.
-        let mut later = bucket.clone();
+        let mut later = bucket;
         for _ in 0..47 {
             assert_eq!(later.reserve(1_000_000.0), 1_000_000.0);
         }
