@@ -251,9 +251,11 @@ impl<T: 'static> Drop for Wait<T> {
         self.key.with(|w| {
             let mut slots = w.slots.borrow_mut();
             let entry = &mut slots[slot];
-            *entry = match std::mem::replace(entry, WaitSlot::Free) {
-                WaitSlot::Pending(_) => WaitSlot::Abandoned,
-                _ => WaitSlot::Free,
+            // A look at the slot, not a `mem::replace` of it (−28 B gzip).
+            *entry = if matches!(entry, WaitSlot::Pending(_)) {
+                WaitSlot::Abandoned
+            } else {
+                WaitSlot::Free
             };
         });
     }
