@@ -172,6 +172,9 @@ pub struct Client {
     /// In a frame: a direct request has had an HTTP answer (its later network errors are
     /// passing ones, not a portal the page cannot reach: CORS, a CSP).
     direct_answered: Cell<bool>,
+    /// In a frame: direct requests lost below HTTP before any direct answer. A CORS or CSP
+    /// refusal loses every one; a network blip, one.
+    direct_lost: Cell<u8>,
     /// Per method: `[crm.item.delete, batch]` (see [`Job::method`]). An array indexed by the
     /// job, not a list searched by method name: −189 B gzip.
     operating_reset_at: [Cell<Option<f64>>; 2],
@@ -213,6 +216,7 @@ impl Client {
             refreshing: Cell::default(),
             bx24: Cell::default(),
             direct_answered: Cell::default(),
+            direct_lost: Cell::default(),
             operating_reset_at: Default::default(),
             config,
         }
@@ -265,6 +269,8 @@ impl Client {
         let mut retries = 0;
         let mut refreshed = false;
         let mut outcome_unknown = false;
+        // This call goes through BX24.callMethod (its direct request was lost).
+        let mut via_bx24 = false;
         // Every failure breaks out with its error, made the call's error in one place (−53 B gzip
         // against a `CallError` built at each exit).
         let error = loop {
@@ -282,6 +288,7 @@ impl Client {
             let (request, generation) = {
                 let state = self.token.borrow();
                 let auth = match self.auth(&state) {
+                    _ if via_bx24 => Auth::Bx24,
                     Ok(auth) => auth,
                     Err(error) => break error,
                 };
@@ -311,13 +318,17 @@ impl Client {
                 }
                 Err(error) => Failure::from(error),
             };
-            // A frame whose direct requests have never reached the portal falls back to
-            // BX24.callMethod, for good, and repeats the request that way at once.
+            // A frame whose direct requests have never reached the portal repeats the request
+            // through BX24.callMethod at once; after a second such loss it uses BX24 for good
+            // (a blip loses one request, a CORS or CSP refusal all of them).
             if direct_frame
                 && matches!(failure.error, Error::Network)
                 && !self.direct_answered.get()
             {
-                self.bx24.set(true);
+                let lost = self.direct_lost.get() + 1;
+                self.direct_lost.set(lost);
+                self.bx24.set(lost >= 2);
+                via_bx24 = true;
                 outcome_unknown = true;
                 continue;
             }
@@ -334,7 +345,7 @@ impl Client {
                     remaining_ms: remaining,
                     now_unix_ms: env.now_ms(),
                     operating_reset_at: reset_at.get(),
-                    can_refresh: !refreshed && self.can_refresh(),
+                    can_refresh: !refreshed && !via_bx24 && self.can_refresh(),
                     random: env.random(),
                 },
             );
@@ -1095,33 +1106,55 @@ pub(crate) mod tests {
 
     #[test]
     fn a_frame_whose_direct_requests_never_get_through_falls_back_to_bx24() {
-        // The first direct request fails below HTTP (CORS, a CSP): the same call repeats
-        // through BX24 at once, and so do the client's later calls.
+        // Direct requests fail below HTTP (CORS, a CSP): each call repeats through BX24 at once;
+        // after the second loss, the client's calls go through BX24 only.
         let client = frame_client();
         let env = FakeEnv::new(vec![
             Err(Error::Network),
             api_error(400, "NOT_FOUND"),
+            Err(Error::Network),
+            ok(SUCCESS),
             ok(SUCCESS),
         ]);
         *env.new_token.borrow_mut() = Ok(frame_token("t"));
         // (Its NOT_FOUND then means deleted: the lost direct request may have run.)
-        assert!(block_on(client.delete_item(&env, 2, 9, CallOptions::default())).is_ok());
-        assert!(block_on(client.delete_item(&env, 2, 10, CallOptions::default())).is_ok());
+        for id in [9, 10, 11] {
+            assert!(block_on(client.delete_item(&env, 2, id, CallOptions::default())).is_ok());
+        }
         let sent = env.sent.borrow();
         let urls: Vec<&str> = sent.iter().map(|(_, url, _)| url.as_str()).collect();
+        let direct = "https://acme.bitrix24.com/rest/crm.item.delete";
         assert_eq!(
             urls,
             [
-                "https://acme.bitrix24.com/rest/crm.item.delete",
+                direct,
+                "crm.item.delete",
+                direct,
                 "crm.item.delete",
                 "crm.item.delete"
             ]
         );
         // (The fake transport takes 10 ms per request.)
         assert!(
-            sent[1].0 - sent[0].0 <= 10.0,
+            sent[1].0 - sent[0].0 <= 10.0 && sent[3].0 - sent[2].0 <= 10.0,
             "no backoff before the fallback"
         );
+        drop(sent);
+        // One lost request (a blip): that call goes through BX24, the next goes direct again.
+        let client = frame_client();
+        let env = FakeEnv::new(vec![
+            Err(Error::Network),
+            ok(SUCCESS),
+            ok(SUCCESS),
+            ok(SUCCESS),
+        ]);
+        *env.new_token.borrow_mut() = Ok(frame_token("t"));
+        for id in [9, 10, 11] {
+            assert!(block_on(client.delete_item(&env, 2, id, CallOptions::default())).is_ok());
+        }
+        let sent = env.sent.borrow();
+        let urls: Vec<&str> = sent.iter().map(|(_, url, _)| url.as_str()).collect();
+        assert_eq!(urls, [direct, "crm.item.delete", direct, direct]);
         drop(sent);
         // Once a direct request has had an answer, a network error is a passing one: retried
         // directly, with backoff.

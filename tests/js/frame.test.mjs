@@ -546,7 +546,7 @@ test('a frame on a plain-http, non-loopback portal: no direct fetch (https rule)
   assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":11}']);
 });
 
-test('a frame whose direct requests never reach the portal (CORS, CSP): the call falls back to BX24.callMethod at once, and later calls too', async () => {
+test('a frame whose direct requests never reach the portal (CORS, CSP): each call falls back to BX24.callMethod at once; after two such failures, calls go to callMethod only', async () => {
   const { page } = await openStub('https-portal', '&token=tok-456');
   const seen = [];
   // As a refused CORS preflight or a CSP looks to the page: the request fails below HTTP.
@@ -554,16 +554,45 @@ test('a frame whose direct requests never reach the portal (CORS, CSP): the call
     seen.push(route.request().method());
     return route.abort('failed');
   });
-  const r = await page.evaluate(async () => [await window.settle(window.lib.deleteItem(1268, 21, { timeoutMs: 5000 })),
-    await window.settle(window.lib.deleteItem(1268, 22, { timeoutMs: 5000 }))]);
-  for (const [i, id] of [[0, 21], [1, 22]]) {
+  const r = await page.evaluate(async () => {
+    const out = [];
+    for (const id of [21, 22, 23]) out.push(await window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })));
+    return out;
+  });
+  for (const [i, id] of [[0, 21], [1, 22], [2, 23]]) {
+    assert.equal(r[i].ok, true, JSON.stringify(r[i]));
+    assert.equal(r[i].value.id, id);
+    assert.ok(r[i].ms < 2000, `call ${i + 1}'s fallback waited ${r[i].ms} ms (no backoff expected)`);
+  }
+  assert.equal(seen.length, 2, `two failed direct requests (calls 1 and 2), then none: ${JSON.stringify(seen)}`);
+  const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
+  assert.deepEqual(calls, [21, 22, 23].map((id) => `callMethod:crm.item.delete:{"entityTypeId":1268,"id":${id}}`));
+});
+
+test('a frame whose first direct request is lost (a network blip): that call goes through BX24.callMethod, later calls go direct again', async () => {
+  const { page } = await openStub('https-portal', '&token=tok-789');
+  const posts = [];
+  await page.route('https://acme.example.com/**', (route) => {
+    const req = route.request();
+    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Content-Type, Accept', 'Access-Control-Allow-Methods': 'POST' };
+    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+    posts.push(JSON.parse(req.postData()).id);
+    if (posts.length === 1) return route.abort('failed');
+    return route.fulfill({ status: 200, headers: cors, contentType: 'application/json',
+      body: JSON.stringify({ result: [], time: { start: 1, finish: 1.01, duration: 0.01 } }) });
+  });
+  const r = await page.evaluate(async () => {
+    const out = [];
+    for (const id of [31, 32, 33]) out.push(await window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })));
+    return out;
+  });
+  for (const [i, id] of [[0, 31], [1, 32], [2, 33]]) {
     assert.equal(r[i].ok, true, JSON.stringify(r[i]));
     assert.equal(r[i].value.id, id);
   }
-  assert.ok(r[0].ms < 2000, `the fallback waited ${r[0].ms} ms (no backoff expected)`);
-  assert.equal(seen.length, 1, `one failed direct request, then none: ${JSON.stringify(seen)}`);
+  assert.deepEqual(posts, [31, 32, 33], 'every call tried the portal directly');
   const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
-  assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":21}', 'callMethod:crm.item.delete:{"entityTypeId":1268,"id":22}']);
+  assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":31}'], 'only the lost request went through BX24');
 });
 
 test('a frame on an https portal (PROTOCOL 1): a direct JSON POST to https://DOMAIN/rest/crm.item.delete with the token', async () => {
