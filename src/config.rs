@@ -229,13 +229,33 @@ pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
 const WEBHOOK_SHAPE: &str = "webhookUrl must look like https://PORTAL/rest/USER_ID/SECRET/";
 
 fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
-    let (origin, path) =
+    let origin =
         split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(WEBHOOK_SHAPE)))?;
-    let rest = path
-        .strip_prefix("/rest/")
-        .ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    if !is_webhook_path(&url[origin..]) {
+        return Err(Error::InvalidConfig(WEBHOOK_SHAPE));
+    }
+    // The path is `/rest/USER/SECRET` with or without its final slash: the base is the URL with
+    // its origin lower-cased and that slash ensured, made in place.
+    let mut base = String::from(url);
+    base[..origin].make_ascii_lowercase();
+    if !base.ends_with('/') {
+        base.push('/');
+    }
+    Ok(Endpoint::Webhook {
+        base: Secret::new(base),
+    })
+}
+
+/// `/rest/USER_ID/SECRET`, with or without a final slash. (A `bool`, with the one error built by
+/// the caller: an `ok_or` per step built and dropped an `Error` on success.)
+fn is_webhook_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/rest/") else {
+        return false;
+    };
     let rest = rest.strip_suffix("/").unwrap_or(rest);
-    let slash = first(rest, b'/').ok_or(Error::InvalidConfig(WEBHOOK_SHAPE))?;
+    let Some(slash) = first(rest, b'/') else {
+        return false;
+    };
     let (user, secret) = (&rest[..slash], &rest[slash + 1..]);
     let user_ok = !user.is_empty() && user.len() <= 16 && user.bytes().all(|b| b.is_ascii_digit());
     let secret_ok = !secret.is_empty()
@@ -243,37 +263,30 @@ fn parse_webhook(url: &str) -> Result<Endpoint, Error> {
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !user_ok || !secret_ok {
-        return Err(Error::InvalidConfig(WEBHOOK_SHAPE));
-    }
-    let mut base = String::with_capacity(origin.len() + rest.len() + 8);
-    base.push_str(&origin);
-    base.push_str("/rest/");
-    base.push_str(user);
-    base.push('/');
-    base.push_str(secret);
-    base.push('/');
-    Ok(Endpoint::Webhook {
-        base: Secret::new(base),
-    })
+    user_ok && secret_ok
 }
 
 const PORTAL_SHAPE: &str = "portal must look like https://PORTAL (or https://PORTAL/rest/)";
 
 /// Checks a portal URL (`https:`, or `http:` for loopback) and gives its REST base `…/rest/`.
 pub fn parse_portal(url: &str) -> Result<String, Error> {
-    let (origin, path) =
+    let origin =
         split_origin(url).map_err(|why| Error::InvalidConfig(why.unwrap_or(PORTAL_SHAPE)))?;
+    let (origin, path) = url.split_at(origin);
     if !matches!(path, "" | "/" | "/rest" | "/rest/") {
         return Err(Error::InvalidConfig(PORTAL_SHAPE));
     }
-    Ok(origin + "/rest/")
+    let mut base = String::from(origin);
+    base.make_ascii_lowercase();
+    base.push_str("/rest/");
+    Ok(base)
 }
 
-/// Splits `scheme://host[:port]` (lower-cased) from the path. Refuses user info, queries,
+/// The length of `scheme://host[:port]`, the path following it. Refuses user info, queries,
 /// fragments, spaces, and `http:` for anything but a loopback host. The error is `Some` when a
-/// more precise message than the shape applies.
-fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
+/// more precise message than the shape applies. (A length, not a lower-cased `String`: the
+/// callers build their URL once, lower-casing the origin in it; with `is_webhook_path`, −39 B gzip.)
+fn split_origin(url: &str) -> Result<usize, Option<&'static str>> {
     if url
         .bytes()
         .any(|b| b <= b' ' || matches!(b, 0x7f | b'\\' | b'?' | b'#'))
@@ -319,22 +332,15 @@ fn split_origin(url: &str) -> Result<(String, &str), Option<&'static str>> {
     if !host_ok || !port_ok {
         return Err(None);
     }
-    let host = host.to_ascii_lowercase();
-    if !https && !is_loopback(&host) {
+    if !https && !is_loopback(host) {
         return Err(Some("the portal URL must be https: (http: is allowed only for localhost, 127.0.0.0/8 and [::1])"));
     }
-    let mut origin = String::from(if https { "https://" } else { "http://" });
-    origin.push_str(&host);
-    if let Some(port) = port {
-        origin.push(':');
-        origin.push_str(port);
-    }
-    Ok((origin, path))
+    Ok(url.len() - path.len())
 }
 
-/// `localhost`, `127.0.0.0/8` or `[::1]`.
+/// `localhost` (in any case), `127.0.0.0/8` or `[::1]`.
 fn is_loopback(host: &str) -> bool {
-    if host == "localhost" || host == "[::1]" {
+    if host.eq_ignore_ascii_case("localhost") || host == "[::1]" {
         return true;
     }
     let Some(rest) = host.strip_prefix("127.") else {
@@ -398,6 +404,10 @@ mod tests {
                 "http://127.0.0.1:8080/rest/1/x/",
             ),
             ("http://localhost/rest/1/x/", "http://localhost/rest/1/x/"),
+            (
+                "HTTP://LocalHost:80/rest/1/x",
+                "http://localhost:80/rest/1/x/",
+            ),
             ("http://[::1]:9/rest/1/x/", "http://[::1]:9/rest/1/x/"),
         ] {
             assert_eq!(base(webhook(url).unwrap()), expected, "{url}");
