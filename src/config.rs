@@ -177,9 +177,11 @@ impl Config {
         Ok(Config {
             endpoint,
             // The same rule as a call's timeoutMs, reported as a config error.
-            timeout_ms: parse_timeout(input.timeout_ms)
-                .map_err(|_| Error::InvalidConfig(TIMEOUT_RULE))?
-                .unwrap_or(DEFAULT_TIMEOUT_MS),
+            timeout_ms: match input.timeout_ms {
+                None => DEFAULT_TIMEOUT_MS,
+                Some(ms) if timeout_ok(ms) => ms as u32,
+                Some(_) => return Err(Error::InvalidConfig(TIMEOUT_RULE)),
+            },
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
                 Some(n) if n.is_finite() && (0.0..=100.0).contains(&n) && n.fract() == 0.0 => {
@@ -221,9 +223,15 @@ const TIMEOUT_RULE: &str = "timeoutMs must be a number of milliseconds from 1 to
 pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
     match timeout_ms {
         None => Ok(None),
-        Some(ms) if ms.is_finite() && (1.0..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Some(ms as u32)),
+        Some(ms) if timeout_ok(ms) => Ok(Some(ms as u32)),
         Some(_) => Err(Error::InvalidArgument(TIMEOUT_RULE)),
     }
+}
+
+/// The `timeoutMs` rule, shared: the config's check is a plain match on it, not a `map_err` of
+/// `parse_timeout`'s error (−48 B gzip).
+fn timeout_ok(ms: f64) -> bool {
+    ms.is_finite() && (1.0..=MAX_TIMEOUT_MS).contains(&ms)
 }
 
 const WEBHOOK_SHAPE: &str = "webhookUrl must look like https://PORTAL/rest/USER_ID/SECRET/";
