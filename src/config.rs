@@ -186,7 +186,7 @@ impl Config {
             // them (−22 B gzip).
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
-                Some(n) if (0.0..=100.0).contains(&n) && n.fract() == 0.0 => n as u32,
+                Some(n) if within(n, 0.0, 100.0) && n.fract() == 0.0 => n as u32,
                 Some(_) => {
                     return Err(Error::InvalidConfig(
                         "maxRetries must be an integer from 0 to 100",
@@ -197,7 +197,7 @@ impl Config {
                 RateLimitInput::Default => Some(DEFAULT_RATE_LIMIT),
                 RateLimitInput::Off => None,
                 RateLimitInput::Custom { burst, per_second } => {
-                    let burst_ok = (1.0..=100_000.0).contains(&burst) && burst.fract() == 0.0;
+                    let burst_ok = within(burst, 1.0, 100_000.0) && burst.fract() == 0.0;
                     let rate_ok = per_second > 0.0 && per_second <= 100_000.0;
                     if !(burst_ok && rate_ok) {
                         return Err(Error::InvalidConfig(
@@ -229,7 +229,7 @@ pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
 /// The `timeoutMs` rule, shared: the config's check is a plain match on it, not a `map_err` of
 /// `parse_timeout`'s error (−48 B gzip).
 fn timeout_ok(ms: f64) -> bool {
-    (1.0..=MAX_TIMEOUT_MS).contains(&ms)
+    within(ms, 1.0, MAX_TIMEOUT_MS)
 }
 
 const WEBHOOK_SHAPE: &str = "webhookUrl must look like https://PORTAL/rest/USER_ID/SECRET/";
@@ -356,6 +356,13 @@ fn is_loopback(host: &str) -> bool {
     // Three more octets of 1 to 3 digits, each at most 255, separated by dots.
     let mut octets = rest.as_bytes().split(|&b| b == b'.');
     octets.clone().count() == 3 && octets.all(|o| decimal(o, 3).is_some_and(|n| n <= 255))
+}
+
+/// `min <= x <= max` (false for NaN). Two comparisons, not `(min..=max).contains(&x)`, whose
+/// `f64` instance is a function of its own in the wasm (−193 B gzip).
+#[allow(clippy::manual_range_contains)]
+fn within(x: f64, min: f64, max: f64) -> bool {
+    x >= min && x <= max
 }
 
 /// Where byte `b` first occurs in `s`. (A `char` pattern would bring a generic searcher and
@@ -591,7 +598,32 @@ mod tests {
             with(|i| i.timeout_ms = Some(0.0)).unwrap_err().kind(),
             crate::error::Kind::Config
         );
-        assert!(with(|i| i.timeout_ms = Some(f64::NAN)).is_err());
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let input = || ConfigInput {
+                webhook_url: Some("https://a.b/rest/1/x/".into()),
+                ..Default::default()
+            };
+            let burst = RateLimitInput::Custom {
+                burst: bad,
+                per_second: 5.0,
+            };
+            for bad in [
+                ConfigInput {
+                    timeout_ms: Some(bad),
+                    ..input()
+                },
+                ConfigInput {
+                    max_retries: Some(bad),
+                    ..input()
+                },
+                ConfigInput {
+                    rate_limit: burst,
+                    ..input()
+                },
+            ] {
+                assert!(Config::parse(bad).is_err());
+            }
+        }
         assert_eq!(with(|i| i.max_retries = Some(0.0)).unwrap().max_retries, 0);
         assert!(with(|i| i.max_retries = Some(1.5)).is_err());
         assert!(with(|i| i.max_retries = Some(-1.0)).is_err());
