@@ -309,17 +309,12 @@ fn split_origin(url: &str) -> Result<usize, Option<&'static str>> {
     };
     let end = first(rest, b'/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
-    // `[v6]:port` or `host:port`: the port follows the last colon after any bracket.
-    let host_end = authority
-        .bytes()
-        .rposition(|b| b == b']')
-        .map_or(0, |i| i + 1);
-    let (host, port) = match first(&authority[host_end..], b':') {
-        Some(i) => (
-            &authority[..host_end + i],
-            Some(&authority[host_end + i + 1..]),
-        ),
-        None => (authority, None),
+    // `[v6]:port` or `host:port`: the port follows the last colon, if no bracket follows it.
+    // (One search from the end, −25 B gzip: a second colon after the host fails the host or the
+    // port check.)
+    let (host, port) = match authority.bytes().rposition(|b| b == b':' || b == b']') {
+        Some(i) if authority.as_bytes()[i] == b':' => (&authority[..i], Some(&authority[i + 1..])),
+        _ => (authority, None),
     };
     let host_ok = match host.strip_prefix("[").and_then(|h| h.strip_suffix("]")) {
         Some(v6) => {
@@ -504,6 +499,20 @@ mod tests {
             "http://127.0.0.1:5000/rest/"
         );
         assert!(oauth("http://acme.bitrix24.com").is_err());
+        // Where the port starts: after the last colon that no bracket follows.
+        for (url, ok) in [
+            ("https://[::1]", true),
+            ("https://[::1]:8443", true),
+            ("https://[2001:db8::1]:443/rest/", true),
+            ("https://[::1]:", false),
+            ("https://[::1]:80:90", false),
+            ("https://a.b:80:90", false),
+            ("https://a]b:80", false),
+            ("https://[::1:80", false),
+            ("https://::1]", false),
+        ] {
+            assert_eq!(oauth(url).is_ok(), ok, "{url}");
+        }
         assert!(oauth("https://acme.bitrix24.com/crm/").is_err());
         // Ports: 1 to 5 digits, at most 65535.
         for (port, ok) in [
