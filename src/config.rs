@@ -268,8 +268,9 @@ fn is_webhook_path(path: &str) -> bool {
     let secret_ok = !secret.is_empty()
         && secret.len() <= 128
         && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     user_ok && secret_ok
 }
 
@@ -294,9 +295,12 @@ pub fn parse_portal(url: &str) -> Result<String, Error> {
 /// more precise message than the shape applies. (A length, not a lower-cased `String`: the
 /// callers build their URL once, lower-casing the origin in it; with `is_webhook_path`, −39 B gzip.)
 fn split_origin(url: &str) -> Result<usize, Option<&'static str>> {
+    // Bytes are read through slice iterators here, not `str::bytes`, whose wrapper costs at
+    // opt-level z (−176 B gzip over this function and is_webhook_path).
     if url
-        .bytes()
-        .any(|b| b <= b' ' || matches!(b, 0x7f | b'\\' | b'?' | b'#'))
+        .as_bytes()
+        .iter()
+        .any(|&b| b <= b' ' || matches!(b, 0x7f | b'\\' | b'?' | b'#'))
     {
         return Err(None);
     }
@@ -312,7 +316,11 @@ fn split_origin(url: &str) -> Result<usize, Option<&'static str>> {
     // `[v6]:port` or `host:port`: the port follows the last colon, if no bracket follows it.
     // (One search from the end, −25 B gzip: a second colon after the host fails the host or the
     // port check.)
-    let (host, port) = match authority.bytes().rposition(|b| b == b':' || b == b']') {
+    let (host, port) = match authority
+        .as_bytes()
+        .iter()
+        .rposition(|&b| b == b':' || b == b']')
+    {
         Some(i) if authority.as_bytes()[i] == b':' => (&authority[..i], Some(&authority[i + 1..])),
         _ => (authority, None),
     };
@@ -320,14 +328,16 @@ fn split_origin(url: &str) -> Result<usize, Option<&'static str>> {
         Some(v6) => {
             !v6.is_empty()
                 && v6
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+                    .as_bytes()
+                    .iter()
+                    .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         }
         None => {
             !host.is_empty()
                 && host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                    .as_bytes()
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         }
     };
     let port_ok = port.is_none_or(|p| decimal(p.as_bytes(), 5).is_some_and(|n| n <= 65_535));
