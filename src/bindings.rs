@@ -368,7 +368,7 @@ impl Client {
             read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
         let config = Config::parse(input)
             .and_then(|config| match config.endpoint.base_url() {
-                Some((url, refused)) if !url_parses(url) => Err(refused),
+                Some((url, refused)) if !url_parses(url) => Err(Error::InvalidConfig(refused)),
                 _ => Ok(config),
             })
             .map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;

@@ -92,17 +92,15 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The URL every request starts with, and the message for a platform that cannot parse it:
-    /// the browser's URL parser has the last word on hosts (`1.2.3.4.5`, `999.1.1.1` and bad
-    /// punycode pass the checks here but make `fetch` throw, quoting the URL and its secret).
-    pub fn base_url(&self) -> Option<(&str, Error)> {
+    /// The URL every request starts with, and the config message for a platform that cannot
+    /// parse it: the browser's URL parser has the last word on hosts (`1.2.3.4.5`, `999.1.1.1`
+    /// and bad punycode pass the checks here but make `fetch` throw, quoting the URL and its
+    /// secret). (A message, not an `Error`: the caller builds one only when it refuses the URL,
+    /// not one to drop for every URL that parses: −28 B gzip.)
+    pub fn base_url(&self) -> Option<(&str, &'static str)> {
         match self {
-            Endpoint::Webhook { base } => {
-                Some((base.expose(), Error::InvalidConfig(WEBHOOK_SHAPE)))
-            }
-            Endpoint::OAuth { rest_base, .. } => {
-                Some((rest_base, Error::InvalidConfig(PORTAL_SHAPE)))
-            }
+            Endpoint::Webhook { base } => Some((base.expose(), WEBHOOK_SHAPE)),
+            Endpoint::OAuth { rest_base, .. } => Some((rest_base, PORTAL_SHAPE)),
             Endpoint::Frame | Endpoint::Auto => None,
         }
     }
