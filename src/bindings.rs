@@ -367,14 +367,10 @@ pub fn client_delete_items(
 
 impl Client {
     fn new(config: &JsValue) -> Result<Client, JsValue> {
-        let (input, on_token_expired) =
-            read_config(config).map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
-        let config = Config::parse(input)
-            .and_then(|config| match config.endpoint.base_url() {
-                Some((url, refused)) if !url_parses(url) => Err(Error::InvalidConfig(refused)),
-                _ => Ok(config),
-            })
-            .map_err(|e| to_js_error(&e.into(), "", &JsValue::UNDEFINED))?;
+        // Every refusal is a config message: one `B24Error` built for them all (−53 B gzip).
+        let (config, on_token_expired) = read_config(config).map_err(|why| {
+            to_js_error(&Error::InvalidConfig(why).into(), "", &JsValue::UNDEFINED)
+        })?;
         let frame = config.endpoint == Endpoint::Frame;
         Ok(Client {
             core: Rc::new(call::Client::new(config)),
@@ -673,10 +669,11 @@ const CONFIG_ERRORS: [&str; 9] = [
     "rateLimit must be false or { burst, perSecond }",
 ];
 
-fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error> {
+/// The checked configuration and its `onTokenExpired`, or the message that refuses it.
+fn read_config(config: &JsValue) -> Result<(Config, Option<JsValue>), &'static str> {
     let read = check_config(config);
     if let Some(why) = broken_rule(&read, &CONFIG_ERRORS) {
-        return Err(Error::InvalidConfig(why));
+        return Err(why);
     }
     // Every member has its type now: reading them cannot fail.
     let field = |i| at(&read, i);
@@ -700,7 +697,14 @@ fn read_config(config: &JsValue) -> Result<(ConfigInput, Option<JsValue>), Error
         max_retries: field(6).as_f64(),
         rate_limit,
     };
-    Ok((input, on_token_expired))
+    let config = Config::check(&input)?;
+    // The platform's URL parser has the last word (see `Endpoint::base_url`).
+    if let Some((url, refused)) = config.endpoint.base_url() {
+        if !url_parses(url) {
+            return Err(refused);
+        }
+    }
+    Ok((config, on_token_expired))
 }
 
 /// The message of the rule a runtime.js checker reports broken (it answers a rule's number

@@ -128,7 +128,9 @@ impl Config {
         Config::check(&input).map_err(Error::InvalidConfig)
     }
 
-    fn check(input: &ConfigInput) -> Result<Config, &'static str> {
+    /// Checks a configuration: every refusal is `INVALID_ARGUMENT` of kind `config`, so this gives
+    /// only its message.
+    pub fn check(input: &ConfigInput) -> Result<Config, &'static str> {
         let oauth = input.portal.is_some() || input.access_token.is_some();
         let ways = usize::from(input.webhook_url.is_some())
             + usize::from(oauth)
