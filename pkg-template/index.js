@@ -20,7 +20,7 @@ function load() {
   return (loading ??= (async () => {
     const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
     try {
-      initSync({ module: await compile(url) });
+      initSync(await compile(url));
       install(wake);
     } catch (cause) {
       loading = undefined;
@@ -33,7 +33,8 @@ function load() {
 }
 
 // Compiled here (streaming where the server says application/wasm) and instantiated by the glue's
-// initSync: the glue's own loader, with its fallbacks and warnings, stays out of the bundle.
+// initSync: the glue's own loader, with its fallbacks and warnings, stays out of the bundle. initSync
+// gets the WebAssembly.Module itself: the build strips its argument checks (xtask trim_init_sync).
 async function compile(url) {
   if (url.protocol === 'file:') {
     // Node's fetch cannot read file: URLs; read the bytes instead.

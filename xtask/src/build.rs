@@ -92,6 +92,7 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
 
     // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
     flatten_snippets(pkg)?;
+    trim_init_sync(&pkg.join(format!("{LIB}.js")))?;
 
     // 4. wasm-opt -Oz, import and export names minified (the glue is told the new names).
     let bg = pkg.join(format!("{LIB}_bg.wasm"));
@@ -239,6 +240,41 @@ fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
         ));
     }
     Ok(out)
+}
+
+/// What `initSync` does with its argument before instantiating it. index.js always hands it a
+/// compiled `WebAssembly.Module`, so neither the unwrapping of `{ module }` (with its warning about
+/// deprecated parameters) nor the compiling of bytes can run: both go (−0.1 KB gzip).
+const INIT_SYNC_ARGUMENT: &str = "
+    if (module !== undefined) {
+        if (Object.getPrototypeOf(module) === Object.prototype) {
+            ({module} = module)
+        } else {
+            console.warn('using deprecated parameters for `initSync()`; pass a single object instead')
+        }
+    }
+
+    const imports = __wbg_get_imports();
+    if (!(module instanceof WebAssembly.Module)) {
+        module = new WebAssembly.Module(module);
+    }
+";
+
+/// Removes INIT_SYNC_ARGUMENT's checks from the glue; they must be there exactly once.
+fn trim_init_sync(glue_path: &Path) -> Result {
+    let glue =
+        fs::read_to_string(glue_path).map_err(|e| format!("{}: {e}", glue_path.display()))?;
+    if glue.matches(INIT_SYNC_ARGUMENT).count() != 1 {
+        return Err(format!(
+            "{}: initSync's argument checks are not as expected; wasm-bindgen's glue changed?",
+            glue_path.display()
+        ));
+    }
+    let glue = glue.replace(
+        INIT_SYNC_ARGUMENT,
+        "\n    const imports = __wbg_get_imports();\n",
+    );
+    fs::write(glue_path, glue).map_err(|e| e.to_string())
 }
 
 /// Replace `pkg` by `staging` with two renames (the window without a pkg/ is a few microseconds).
