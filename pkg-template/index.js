@@ -34,7 +34,7 @@ function load() {
 
 // Compiled here (streaming where the server says application/wasm) and instantiated by the glue's
 // initSync: the glue's own loader, with its fallbacks and warnings, stays out of the bundle. initSync
-// gets the WebAssembly.Module itself: the build strips its argument checks (xtask trim_init_sync).
+// gets the WebAssembly.Module itself: the build strips its argument checks (xtask trim_glue).
 async function compile(url) {
   if (url.protocol === 'file:') {
     // Node's fetch cannot read file: URLs; read the bytes instead.

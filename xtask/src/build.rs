@@ -92,7 +92,8 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
 
     // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
     flatten_snippets(pkg)?;
-    trim_init_sync(&pkg.join(format!("{LIB}.js")))?;
+    // 3b. The glue's code that cannot run here goes.
+    trim_glue(&pkg.join(format!("{LIB}.js")))?;
 
     // 4. wasm-opt -Oz, import and export names minified (the glue is told the new names).
     let bg = pkg.join(format!("{LIB}_bg.wasm"));
@@ -242,10 +243,15 @@ fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
     Ok(out)
 }
 
-/// What `initSync` does with its argument before instantiating it. index.js always hands it a
-/// compiled `WebAssembly.Module`, so neither the unwrapping of `{ module }` (with its warning about
-/// deprecated parameters) nor the compiling of bytes can run: both go (−0.1 KB gzip).
-const INIT_SYNC_ARGUMENT: &str = "
+/// Parts of the glue that cannot run in this package, cut by `trim_glue`: (what, exact text, its
+/// replacement). Each text must be in the glue exactly once, or the build fails.
+const GLUE_TRIMS: &[(&str, &str, &str)] = &[
+    // index.js always hands initSync a compiled `WebAssembly.Module`, so neither the unwrapping
+    // of `{ module }` (with its warning about deprecated parameters) nor the compiling of bytes
+    // can run (−0.1 KB gzip).
+    (
+        "initSync's argument checks",
+        "
     if (module !== undefined) {
         if (Object.getPrototypeOf(module) === Object.prototype) {
             ({module} = module)
@@ -258,22 +264,49 @@ const INIT_SYNC_ARGUMENT: &str = "
     if (!(module instanceof WebAssembly.Module)) {
         module = new WebAssembly.Module(module);
     }
-";
+",
+        "\n    const imports = __wbg_get_imports();\n",
+    ),
+    // passStringToWasm0's path for a wasm without `__wbindgen_realloc`: every call passes it
+    // (checked by trim_glue).
+    (
+        "passStringToWasm0's path without realloc",
+        "
+    if (realloc === undefined) {
+        const buf = cachedTextEncoder.encode(arg);
+        const ptr = malloc(buf.length, 1) >>> 0;
+        getUint8ArrayMemory0().subarray(ptr, ptr + buf.length).set(buf);
+        WASM_VECTOR_LEN = buf.length;
+        return ptr;
+    }
+",
+        "\n",
+    ),
+];
 
-/// Removes INIT_SYNC_ARGUMENT's checks from the glue; they must be there exactly once.
-fn trim_init_sync(glue_path: &Path) -> Result {
-    let glue =
+/// Applies GLUE_TRIMS to the glue.
+fn trim_glue(glue_path: &Path) -> Result {
+    let mut glue =
         fs::read_to_string(glue_path).map_err(|e| format!("{}: {e}", glue_path.display()))?;
-    if glue.matches(INIT_SYNC_ARGUMENT).count() != 1 {
+    for (what, text, replacement) in GLUE_TRIMS {
+        if glue.matches(text).count() != 1 {
+            return Err(format!(
+                "{}: {what} not found as expected; wasm-bindgen's glue changed?",
+                glue_path.display()
+            ));
+        }
+        glue = glue.replace(text, replacement);
+    }
+    let calls = glue.matches("passStringToWasm0(").count();
+    let with_realloc = glue
+        .matches(", wasm.__wbindgen_malloc, wasm.__wbindgen_realloc)")
+        .count();
+    if calls != with_realloc + 1 {
         return Err(format!(
-            "{}: initSync's argument checks are not as expected; wasm-bindgen's glue changed?",
+            "{}: a passStringToWasm0 call without wasm.__wbindgen_realloc",
             glue_path.display()
         ));
     }
-    let glue = glue.replace(
-        INIT_SYNC_ARGUMENT,
-        "\n    const imports = __wbg_get_imports();\n",
-    );
     fs::write(glue_path, glue).map_err(|e| e.to_string())
 }
 
