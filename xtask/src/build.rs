@@ -282,6 +282,13 @@ const GLUE_TRIMS: &[(&str, &str, &str)] = &[
 ",
         "\n",
     ),
+    // The DataView's check for a grown memory: the buffer it views is detached exactly when the
+    // (unshared) memory's `buffer` is another one, the test engines without `detached` already run.
+    (
+        "getDataViewMemory0's detached check",
+        "cachedDataViewMemory0.buffer.detached === true || (cachedDataViewMemory0.buffer.detached === undefined && cachedDataViewMemory0.buffer !== wasm.memory.buffer)",
+        "cachedDataViewMemory0.buffer !== wasm.memory.buffer",
+    ),
 ];
 
 /// Applies GLUE_TRIMS to the glue.
