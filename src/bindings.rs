@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use wasm_bindgen::prelude::*;
 
 use crate::bulk::{self, BulkOptions, BulkReport};
-use crate::call::{self, CallError, CallOptions, Credentials, Env, RawResponse};
+use crate::call::{self, CallOptions, Credentials, Env, RawResponse};
 use crate::config::{self, Config, ConfigInput, Endpoint, RateLimitInput};
 use crate::envelope::{self, HttpRequest};
 use crate::error::Error;
@@ -317,7 +317,7 @@ pub fn client_delete_item(
                 result.time.is_some(),
                 &env.answer.borrow(),
             )),
-            Err(error) => Err(env.error(&error, envelope::DELETE)),
+            Err(e) => Err(env.error(&e.error, e.attempts, envelope::DELETE)),
         }
     })
 }
@@ -360,7 +360,7 @@ pub fn client_delete_items(
             .await;
         match report {
             Ok(report) => Ok(bulk_report(&report, &env)),
-            Err(error) => Err(env.error(&error, envelope::BATCH)),
+            Err(e) => Err(env.error(&e.error, e.attempts, envelope::BATCH)),
         }
     })
 }
@@ -420,13 +420,7 @@ fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
 fn bulk_report(report: &BulkReport, env: &WebEnv) -> JsValue {
     let result = self::report(&report.deleted, &report.not_found);
     for f in &report.failed {
-        let error = env.error(
-            &CallError {
-                error: f.error.clone(),
-                attempts: f.attempts,
-            },
-            f.method,
-        );
+        let error = env.error(&f.error, f.attempts, f.method);
         add_failed(&result, f.id as f64, &error);
     }
     result
@@ -448,16 +442,16 @@ struct WebEnv {
 impl WebEnv {
     /// The `B24Error` for a failed call, with its cause: the abort reason, or the JS error
     /// behind a network failure or a failed token refresh.
-    fn error(&self, error: &CallError, method: &str) -> JsValue {
+    fn error(&self, error: &Error, attempts: u32, method: &str) -> JsValue {
         let cause = if matches!(
-            error.error,
+            error,
             Error::Aborted | Error::NotAttempted { timeout: false, .. }
         ) {
             get(&self.signal, "reason")
         } else {
             self.cause.borrow().clone()
         };
-        to_js_error(&error.error, error.attempts, method, &cause)
+        to_js_error(error, attempts, method, &cause)
     }
 }
 
