@@ -1104,58 +1104,49 @@ pub(crate) mod tests {
         assert_eq!(env.sent.borrow()[0].2, r#"{"entityTypeId":2,"id":9}"#);
     }
 
+    /// Three deletes by a new frame client over a transport giving `answers`: the URLs sent
+    /// (BX24's are the method name) and when.
+    fn three_frame_deletes(
+        answers: Vec<Result<RawResponse<Value<'static>>, Error>>,
+    ) -> (Vec<String>, Vec<f64>) {
+        let client = frame_client();
+        let env = FakeEnv::new(answers);
+        *env.new_token.borrow_mut() = Ok(frame_token("t"));
+        for id in [9, 10, 11] {
+            assert!(block_on(client.delete_item(&env, 2, id, CallOptions::default())).is_ok());
+        }
+        let sent = env.sent.borrow();
+        sent.iter().map(|(at, url, _)| (url.clone(), *at)).unzip()
+    }
+
     #[test]
     fn a_frame_whose_direct_requests_never_get_through_falls_back_to_bx24() {
         // Direct requests fail below HTTP (CORS, a CSP): each call repeats through BX24 at once;
         // after the second loss, the client's calls go through BX24 only.
-        let client = frame_client();
-        let env = FakeEnv::new(vec![
+        // (Its NOT_FOUND then means deleted: the lost direct request may have run.)
+        let (urls, times) = three_frame_deletes(vec![
             Err(Error::Network),
             api_error(400, "NOT_FOUND"),
             Err(Error::Network),
             ok(SUCCESS),
             ok(SUCCESS),
         ]);
-        *env.new_token.borrow_mut() = Ok(frame_token("t"));
-        // (Its NOT_FOUND then means deleted: the lost direct request may have run.)
-        for id in [9, 10, 11] {
-            assert!(block_on(client.delete_item(&env, 2, id, CallOptions::default())).is_ok());
-        }
-        let sent = env.sent.borrow();
-        let urls: Vec<&str> = sent.iter().map(|(_, url, _)| url.as_str()).collect();
         let direct = "https://acme.bitrix24.com/rest/crm.item.delete";
-        assert_eq!(
-            urls,
-            [
-                direct,
-                "crm.item.delete",
-                direct,
-                "crm.item.delete",
-                "crm.item.delete"
-            ]
-        );
+        let bx24 = "crm.item.delete";
+        assert_eq!(urls, [direct, bx24, direct, bx24, bx24]);
         // (The fake transport takes 10 ms per request.)
         assert!(
-            sent[1].0 - sent[0].0 <= 10.0 && sent[3].0 - sent[2].0 <= 10.0,
+            times[1] - times[0] <= 10.0 && times[3] - times[2] <= 10.0,
             "no backoff before the fallback"
         );
-        drop(sent);
         // One lost request (a blip): that call goes through BX24, the next goes direct again.
-        let client = frame_client();
-        let env = FakeEnv::new(vec![
+        let (urls, _) = three_frame_deletes(vec![
             Err(Error::Network),
             ok(SUCCESS),
             ok(SUCCESS),
             ok(SUCCESS),
         ]);
-        *env.new_token.borrow_mut() = Ok(frame_token("t"));
-        for id in [9, 10, 11] {
-            assert!(block_on(client.delete_item(&env, 2, id, CallOptions::default())).is_ok());
-        }
-        let sent = env.sent.borrow();
-        let urls: Vec<&str> = sent.iter().map(|(_, url, _)| url.as_str()).collect();
-        assert_eq!(urls, [direct, "crm.item.delete", direct, direct]);
-        drop(sent);
+        assert_eq!(urls, [direct, bx24, direct, direct]);
         // Once a direct request has had an answer, a network error is a passing one: retried
         // directly, with backoff.
         let client = frame_client();

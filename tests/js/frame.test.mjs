@@ -546,6 +546,28 @@ test('a frame on a plain-http, non-loopback portal: no direct fetch (https rule)
   assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":11}']);
 });
 
+/** Deletes `ids` one after the other in the page; asserts each succeeded; the settled results. */
+async function deleteInTurn(page, ids) {
+  const r = await page.evaluate(async (ids) => {
+    const out = [];
+    for (const id of ids) out.push(await window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })));
+    return out;
+  }, ids);
+  for (const [i, id] of ids.entries()) {
+    assert.equal(r[i].ok, true, JSON.stringify(r[i]));
+    assert.equal(r[i].value.id, id);
+  }
+  return r;
+}
+
+/** Answers a routed request as an https portal would: a CORS preflight, or a crm.item.delete success. */
+function answerAsPortal(route) {
+  const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Content-Type, Accept', 'Access-Control-Allow-Methods': 'POST' };
+  if (route.request().method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
+  return route.fulfill({ status: 200, headers: cors, contentType: 'application/json',
+    body: JSON.stringify({ result: [], time: { start: 1, finish: 1.01, duration: 0.01 } }) });
+}
+
 test('a frame whose direct requests never reach the portal (CORS, CSP): each call falls back to BX24.callMethod at once; after two such failures, calls go to callMethod only', async () => {
   const { page } = await openStub('https-portal', '&token=tok-456');
   const seen = [];
@@ -554,16 +576,8 @@ test('a frame whose direct requests never reach the portal (CORS, CSP): each cal
     seen.push(route.request().method());
     return route.abort('failed');
   });
-  const r = await page.evaluate(async () => {
-    const out = [];
-    for (const id of [21, 22, 23]) out.push(await window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })));
-    return out;
-  });
-  for (const [i, id] of [[0, 21], [1, 22], [2, 23]]) {
-    assert.equal(r[i].ok, true, JSON.stringify(r[i]));
-    assert.equal(r[i].value.id, id);
-    assert.ok(r[i].ms < 2000, `call ${i + 1}'s fallback waited ${r[i].ms} ms (no backoff expected)`);
-  }
+  const r = await deleteInTurn(page, [21, 22, 23]);
+  for (const [i, x] of r.entries()) assert.ok(x.ms < 2000, `call ${i + 1}'s fallback waited ${x.ms} ms (no backoff expected)`);
   assert.equal(seen.length, 2, `two failed direct requests (calls 1 and 2), then none: ${JSON.stringify(seen)}`);
   const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
   assert.deepEqual(calls, [21, 22, 23].map((id) => `callMethod:crm.item.delete:{"entityTypeId":1268,"id":${id}}`));
@@ -574,22 +588,14 @@ test('a frame whose first direct request is lost (a network blip): that call goe
   const posts = [];
   await page.route('https://acme.example.com/**', (route) => {
     const req = route.request();
-    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Content-Type, Accept', 'Access-Control-Allow-Methods': 'POST' };
-    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
-    posts.push(JSON.parse(req.postData()).id);
-    if (posts.length === 1) return route.abort('failed');
-    return route.fulfill({ status: 200, headers: cors, contentType: 'application/json',
-      body: JSON.stringify({ result: [], time: { start: 1, finish: 1.01, duration: 0.01 } }) });
+    if (req.method() === 'POST') {
+      posts.push(JSON.parse(req.postData()).id);
+      // The first request is lost on the way.
+      if (posts.length === 1) return route.abort('failed');
+    }
+    return answerAsPortal(route);
   });
-  const r = await page.evaluate(async () => {
-    const out = [];
-    for (const id of [31, 32, 33]) out.push(await window.settle(window.lib.deleteItem(1268, id, { timeoutMs: 5000 })));
-    return out;
-  });
-  for (const [i, id] of [[0, 31], [1, 32], [2, 33]]) {
-    assert.equal(r[i].ok, true, JSON.stringify(r[i]));
-    assert.equal(r[i].value.id, id);
-  }
+  await deleteInTurn(page, [31, 32, 33]);
   assert.deepEqual(posts, [31, 32, 33], 'every call tried the portal directly');
   const calls = await page.evaluate(() => window.bx24Calls.filter((c) => c.startsWith('callMethod')));
   assert.deepEqual(calls, ['callMethod:crm.item.delete:{"entityTypeId":1268,"id":31}'], 'only the lost request went through BX24');
@@ -601,10 +607,7 @@ test('a frame on an https portal (PROTOCOL 1): a direct JSON POST to https://DOM
   await page.route('https://acme.example.com/**', async (route) => {
     const req = route.request();
     seen.push({ method: req.method(), url: req.url(), body: req.postData(), contentType: req.headers()['content-type'] });
-    const cors = { 'Access-Control-Allow-Origin': '*', 'Access-Control-Allow-Headers': 'Content-Type, Accept', 'Access-Control-Allow-Methods': 'POST' };
-    if (req.method() === 'OPTIONS') return route.fulfill({ status: 204, headers: cors });
-    return route.fulfill({ status: 200, headers: cors, contentType: 'application/json',
-      body: JSON.stringify({ result: [], time: { start: 1, finish: 1.01, duration: 0.01 } }) });
+    return answerAsPortal(route);
   });
   const r = await page.evaluate(() => window.settle(window.lib.deleteItem(1268, '12', { timeoutMs: 5000 })));
   assert.equal(r.ok, true, JSON.stringify(r));
