@@ -325,9 +325,12 @@ impl Client {
                 && matches!(failure.error, Error::Network)
                 && !self.direct_answered.get()
             {
-                let lost = self.direct_lost.get() + 1;
+                let lost = self.direct_lost.get().saturating_add(1);
                 self.direct_lost.set(lost);
-                self.bx24.set(lost >= 2);
+                // Only ever switched on here: a refresh may have switched the client already.
+                if lost >= 2 {
+                    self.bx24.set(true);
+                }
                 via_bx24 = true;
                 outcome_unknown = true;
                 continue;
