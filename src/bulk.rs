@@ -46,16 +46,6 @@ pub struct BulkOptions {
     pub halt_on_error: bool,
 }
 
-/// The ids without repeats, in first-seen order.
-pub fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
-    let ids: Vec<u64> = ids.into_iter().collect();
-    let mut unique = Distinct::new(ids.len());
-    for id in ids {
-        unique.insert(id);
-    }
-    unique.ids
-}
-
 /// Ids without repeats, in first-seen order, built one id at a time (the JS reader feeds it as
 /// it validates, with no intermediate `Vec`).
 pub struct Distinct {
@@ -352,6 +342,17 @@ mod tests {
     use super::*;
     use crate::call::tests::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
     use crate::config::RateLimitInput;
+
+    /// The ids without repeats, in first-seen order, through [`Distinct`] as the JS reader
+    /// feeds it.
+    fn distinct(ids: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let mut unique = Distinct::new(ids.len());
+        for id in ids {
+            unique.insert(id);
+        }
+        unique.ids
+    }
 
     /// A run over `env` with a webhook client (no pacing).
     fn run_bulk(env: &FakeEnv, ids: &[u64], max_retries: f64, options: BulkOptions) -> BulkReport {
