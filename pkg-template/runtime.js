@@ -333,8 +333,9 @@ export function refreshToken(callback, timeoutMs, signal) {
 /**
  * The frame's auth, for calling the portal directly: [3, restBase, token]; or [2] to go through
  * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [4] when
- * `signal` aborted, [5, error] when BX24.init threw, [0] when there is no BX24. `first`: the current token (BX24.getAuth); else a
- * refreshed one (BX24.refreshAuth). Both waits end at once when `signal` aborts.
+ * `signal` aborted, [5, error] when BX24.init threw, [0] when there is no BX24. `first`: the
+ * current token (BX24.getAuth); else a refreshed one (BX24.refreshAuth). Both waits end at once
+ * when `signal` aborts.
  */
 export async function frameAuth(first, timeoutMs, signal) {
   const bx24 = globalThis.BX24;
