@@ -170,6 +170,15 @@ const HALTED: &str = "not attempted: the run halted at an earlier error (haltOnE
 const ABORTED: &str = "not attempted: the call was aborted";
 const OUT_OF_TIME: &str = "not attempted: the call ran out of time (timeoutMs)";
 
+/// The smaller of two numbers, neither NaN here: without `f64::min`'s NaN handling (−20 B gzip).
+fn min(a: f64, b: f64) -> f64 {
+    if a < b {
+        a
+    } else {
+        b
+    }
+}
+
 impl Client {
     /// Deletes `ids` (distinct) of one type in batches of 50, one batch in flight at a time,
     /// each paced and retried like a single call. Calls `on_progress(done, total)` after each
@@ -236,7 +245,7 @@ impl Client {
                 report.fail_all(chunk, error, method, 0);
             } else {
                 let batch_deadline = env.now_ms() + f64::from(self.config().timeout_ms);
-                let deadline = run_deadline.min(batch_deadline);
+                let deadline = min(run_deadline, batch_deadline);
                 let halt = options.halt_on_error;
                 let job = Job::Batch {
                     entity_type_id,
@@ -258,14 +267,14 @@ impl Client {
                         // refusal is an error like any other.
                         let now = env.now_ms();
                         let budget = f64::from(self.config().timeout_ms);
-                        let remaining = (run_deadline - now).min(budget);
+                        let remaining = min(run_deadline - now, budget);
                         let wait = answer
                             .limit_reset_at
                             .map(|at| policy::until_reset_ms(at, now))
                             // The wait must leave the batch time to run: min(10 s, half the budget).
                             .filter(|&ms| {
                                 !halt
-                                    && ms + policy::MIN_ATTEMPT_MS.min(remaining / 2.0) < remaining
+                                    && ms + min(policy::MIN_ATTEMPT_MS, remaining / 2.0) < remaining
                                     && limit_waits < self.config().max_retries
                             });
                         let collect = wait.is_some().then_some(&mut again);
