@@ -126,7 +126,7 @@ impl Job<'_> {
         match *self {
             Job::Delete { .. } => match response::read_delete(status, body) {
                 // An earlier attempt deleted it; its answer was lost.
-                Err(failure) if earlier_outcome_unknown && failure.error.code() == "NOT_FOUND" => {
+                Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
                     Ok(Answer::Deleted(Deleted::default()))
                 }
                 other => other.map(Answer::Deleted),

@@ -45,24 +45,23 @@ pub struct Attempt {
 
 /// Decides what follows a failed attempt.
 pub fn decide(error: &Error, attempt: Attempt) -> Decision {
-    if let Error::Api { code, .. } = error {
-        if code == "expired_token" || code == "invalid_token" {
-            return if attempt.can_refresh {
-                Decision::RefreshToken
-            } else {
-                Decision::Fail
-            };
-        }
+    if error.is_api("expired_token") || error.is_api("invalid_token") {
+        return if attempt.can_refresh {
+            Decision::RefreshToken
+        } else {
+            Decision::Fail
+        };
     }
     if !error.retryable() || attempt.retries >= attempt.max_retries {
         return Decision::Fail;
     }
-    let wait = match error.code() {
-        "OPERATION_TIME_LIMIT" => match attempt.operating_reset_at {
+    let wait = if error.is_api("OPERATION_TIME_LIMIT") {
+        match attempt.operating_reset_at {
             Some(reset_at) => until_reset_ms(reset_at, attempt.now_unix_ms),
             None => OPERATING_FALLBACK_MS,
-        },
-        _ => backoff_ms(attempt.retries, attempt.random),
+        }
+    } else {
+        backoff_ms(attempt.retries, attempt.random)
     };
     // A wait that cannot end before the deadline fails now, with the real reason.
     if wait >= attempt.remaining_ms {

@@ -241,7 +241,7 @@ pub fn read_batch<J: Json>(
                     reason: "a batch command failed without an error code",
                 },
             };
-            if error.code() == "OPERATION_TIME_LIMIT" {
+            if error.is_api("OPERATION_TIME_LIMIT") {
                 if let Some(at) = command(&times, i)
                     .and_then(RequestTime::read)
                     .and_then(|t| t.operating_reset_at)
