@@ -312,20 +312,29 @@ pub fn client_delete_item(
         Err(error) => return rejected(error, envelope::DELETE),
     };
     let (core, env) = Client::call(handle, signal);
-    spawn(async move {
-        match core
+    // The task settles its promise itself: no `spawn` wrapper, one state machine less (−106 B
+    // gzip).
+    let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
+    let promise = task(key);
+    executor::spawn(async move {
+        let (ok, value) = match core
             .delete_item(&env, entity_type_id, id, call_options)
             .await
         {
-            Ok(result) => Ok(deleted(
-                entity_type_id as f64,
-                id as f64,
-                result.time.is_some(),
-                &env.answer.borrow(),
-            )),
-            Err(e) => Err(env.error(&e.error, e.attempts, envelope::DELETE)),
-        }
-    })
+            Ok(result) => (
+                true,
+                deleted(
+                    entity_type_id as f64,
+                    id as f64,
+                    result.time.is_some(),
+                    &env.answer.borrow(),
+                ),
+            ),
+            Err(e) => (false, env.error(&e.error, e.attempts, envelope::DELETE)),
+        };
+        finish(key, ok, &value);
+    });
+    promise
 }
 
 /// Deletes many items of one type through `batch`. Resolves a report that accounts for every
