@@ -317,16 +317,15 @@ pub fn client_delete_item(
     let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
     let promise = task(key);
     executor::spawn(async move {
-        let (ok, value) = match core
-            .delete_item(&env, entity_type_id, id, call_options)
-            .await
-        {
-            Ok(result) => (
+        // `Client::delete_item`, its steps awaited here (one state machine less: −159 B gzip).
+        let (deadline, job) = core.delete_job(env.now_ms(), entity_type_id, id, call_options);
+        let (ok, value) = match core.run(&env, deadline, job, 0.0).await {
+            Ok((answer, _)) => (
                 true,
                 deleted(
                     entity_type_id as f64,
                     id as f64,
-                    result.time.is_some(),
+                    answer.deleted().time.is_some(),
                     &env.answer.borrow(),
                 ),
             ),
