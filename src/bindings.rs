@@ -445,6 +445,22 @@ fn bulk_report(report: &BulkReport, env: &WebEnv) -> JsValue {
     result
 }
 
+/// A runtime.js promise's value, read by `read` once settled: a future of its own, not an
+/// `async fn` (one state machine less: −50 B gzip).
+struct Settled<F> {
+    wait: executor::Wait<JsValue>,
+    read: F,
+}
+
+impl<T, F: FnMut(JsValue) -> T + Unpin> Future for Settled<F> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = &mut *self;
+        Pin::new(&mut this.wait).poll(cx).map(&mut this.read)
+    }
+}
+
 /// The per-call platform: timers, fetch and the caller's abort signal.
 struct WebEnv {
     signal: JsValue,
@@ -472,6 +488,27 @@ impl WebEnv {
         };
         to_js_error(error, attempts, method, &cause)
     }
+
+    /// What a runtime.js `send` or `callBx24` settled with, as the core reads it.
+    fn answer(&self, answer: JsValue) -> Result<RawResponse<JsJson>, Error> {
+        let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
+        if status != 0 {
+            let body = match at(&answer, 2).as_f64() {
+                Some(0.0) => Body::Json(JsJson(at(&answer, 1))),
+                Some(1.0) => Body::Empty,
+                Some(2.0) => Body::Html,
+                _ => Body::Invalid,
+            };
+            *self.answer.borrow_mut() = answer;
+            return Ok(RawResponse { status, body });
+        }
+        *self.cause.borrow_mut() = at(&answer, 2);
+        Err(match at(&answer, 1).as_f64() {
+            Some(2.0) => Error::Timeout,
+            Some(3.0) => Error::Aborted,
+            _ => Error::Network,
+        })
+    }
 }
 
 impl Env for WebEnv {
@@ -493,36 +530,21 @@ impl Env for WebEnv {
         }
     }
 
-    async fn send(
+    fn send(
         &self,
         request: &HttpRequest,
         timeout_ms: f64,
-    ) -> Result<RawResponse<JsJson>, Error> {
+    ) -> impl Future<Output = Result<RawResponse<JsJson>, Error>> {
         let (url, body) = (request.url.expose(), request.body.expose().as_bytes());
         // `[status, body parsed by JSON.parse, class]` or `[0, failure, cause]` (runtime.js).
-        let wait = settled(&if request.bx24 {
-            call_bx24(url, body, timeout_ms, &self.signal)
-        } else {
-            send(&self.url.js(url), body, timeout_ms, &self.signal)
-        });
-        let answer = wait.await;
-        let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
-        if status != 0 {
-            let body = match at(&answer, 2).as_f64() {
-                Some(0.0) => Body::Json(JsJson(at(&answer, 1))),
-                Some(1.0) => Body::Empty,
-                Some(2.0) => Body::Html,
-                _ => Body::Invalid,
-            };
-            *self.answer.borrow_mut() = answer;
-            return Ok(RawResponse { status, body });
+        Settled {
+            wait: settled(&if request.bx24 {
+                call_bx24(url, body, timeout_ms, &self.signal)
+            } else {
+                send(&self.url.js(url), body, timeout_ms, &self.signal)
+            }),
+            read: |answer| self.answer(answer),
         }
-        *self.cause.borrow_mut() = at(&answer, 2);
-        Err(match at(&answer, 1).as_f64() {
-            Some(2.0) => Error::Timeout,
-            Some(3.0) => Error::Aborted,
-            _ => Error::Network,
-        })
     }
 
     fn aborted(&self) -> bool {
