@@ -100,7 +100,7 @@ impl BulkReport {
         for (&id, outcome) in ids.iter().zip(outcomes) {
             match (outcome, refused.as_deref_mut()) {
                 (CommandOutcome::Failed(error), Some(refused))
-                    if error.code() == "OPERATION_TIME_LIMIT" =>
+                    if error.is_api("OPERATION_TIME_LIMIT") =>
                 {
                     refused.push(id);
                     continue;
@@ -111,11 +111,11 @@ impl BulkReport {
                 CommandOutcome::Done => self.deleted.push(id),
                 // After an unknown outcome, NOT_FOUND means an earlier attempt deleted it.
                 CommandOutcome::Failed(error)
-                    if error.code() == "NOT_FOUND" && earlier_outcome_unknown =>
+                    if error.is_api("NOT_FOUND") && earlier_outcome_unknown =>
                 {
                     self.deleted.push(id)
                 }
-                CommandOutcome::Failed(error) if error.code() == "NOT_FOUND" => {
+                CommandOutcome::Failed(error) if error.is_api("NOT_FOUND") => {
                     any_error = true;
                     self.not_found.push(id);
                 }
