@@ -214,8 +214,9 @@ pub fn terser_path() -> PathBuf {
     root().join("tests/node_modules/terser/bin/terser")
 }
 
-/// esbuild drops comments, among them the ones that stop Vite and webpack from trying to resolve
-/// the Node-only `import(fs)`: put them back. Every `import(variable)` gets them; there must be one.
+/// esbuild drops comments when it minifies, among them the ones that stop Vite and webpack from
+/// trying to resolve the Node-only `import(fs)`: put them back. Every `import(variable)` gets them
+/// (an unminified bundle has kept them, on lines of their own); there must be one.
 fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
     const HINT: &str = "/* webpackIgnore: true */ /* @vite-ignore */ ";
     let mut out = String::with_capacity(js.len() + HINT.len());
@@ -228,10 +229,14 @@ fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
             .chars()
             .next()
             .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$');
+        let kept = tail
+            .trim_start()
+            .strip_prefix("/* webpackIgnore: true */")
+            .is_some_and(|t| t.trim_start().starts_with("/* @vite-ignore */"));
         if arg_is_variable {
             out.push_str(HINT);
-            found += 1;
         }
+        found += usize::from(arg_is_variable || kept);
         rest = tail;
     }
     out.push_str(rest);
@@ -1018,6 +1023,9 @@ mod tests {
             keep_dynamic_imports_unbundled(js).unwrap(),
             "let a=await import(/* webpackIgnore: true */ /* @vite-ignore */ e);import(\"./x.js\");"
         );
+        // esbuild without --minify keeps them.
+        let dev = "await import(\n  /* webpackIgnore: true */\n  /* @vite-ignore */\n  e\n);";
+        assert_eq!(keep_dynamic_imports_unbundled(dev).unwrap(), dev);
         assert!(keep_dynamic_imports_unbundled("import(\"./x.js\")").is_err());
         assert!(keep_dynamic_imports_unbundled("import(a);import(b)").is_err());
     }
