@@ -30,10 +30,11 @@ export class B24Error extends Error {
 Object.defineProperty(B24Error.prototype, 'name', { value: 'B24Error', writable: true, configurable: true });
 Object.defineProperty(B24Error, 'name', { value: 'B24Error' });
 
+// (The texts come as UTF-8 bytes, views of wasm memory: see text().)
 export function makeError(code, description, status, method, kind, retryable, attempts, cause) {
-  const details = { status, method, kind, retryable, attempts };
+  const details = { status, method: text(method), kind: text(kind), retryable, attempts };
   if (cause !== undefined && cause !== null) details.cause = cause;
-  return new B24Error(code, description, details);
+  return new B24Error(text(code), text(description), details);
 }
 
 // The executor's side (src/executor.rs): the wasm awaits a promise by handing it to `resume`
@@ -174,7 +175,7 @@ export function items(iterable) {
 
 export function urlParses(url) {
   try {
-    return !!new URL(url);
+    return !!new URL(text(url));
   } catch {
     return false;
   }
@@ -214,11 +215,14 @@ export const jsonKind = (v) => (v === null ? 0 : v === true ? 1 : v === false ? 
 /** A batch command's member `k<index>` of `object`, or `undefined` (see get()). */
 export const command = (object, index) => get(object, `k${index}`);
 
+/** `signal.reason`, or `signal.aborted` (see get()). */
+export const signalGet = (signal, reason) => get(signal, reason ? 'reason' : 'aborted');
+
 let decoder;
-/** The text of UTF-8 `bytes` (a view of wasm memory): ASCII, as request bodies are, without a TextDecoder call. */
+/** The text of UTF-8 `bytes` (a view of wasm memory): ASCII, as most texts are, without a TextDecoder call. A leading BOM is kept. */
 function text(bytes) {
   for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] > 127) return (decoder ??= new TextDecoder()).decode(bytes);
+    if (bytes[i] > 127) return (decoder ??= new TextDecoder('utf-8', { ignoreBOM: true })).decode(bytes);
   }
   return String.fromCharCode.apply(null, bytes);
 }
@@ -287,6 +291,7 @@ export const cancelSleep = (sleep) => sleep.end();
  * Resolves [status, body, class] (see answer()) for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
  */
 export async function send(url, bytes, timeoutMs, signal) {
+  url = text(url);
   if (signal?.aborted) return [0, ABORTED, signal.reason];
   const body = text(bytes);
   const controller = new AbortController();
@@ -377,7 +382,7 @@ export async function frameAuth(first, timeoutMs, signal) {
 export function callBx24(method, bytes, timeoutMs, signal) {
   const call = (done) => {
     try {
-      globalThis.BX24.callMethod(method, JSON.parse(text(bytes)), (result) => {
+      globalThis.BX24.callMethod(text(method), JSON.parse(text(bytes)), (result) => {
         try {
           const error = result.error();
           const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);

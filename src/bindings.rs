@@ -25,14 +25,17 @@ use crate::secret::Secret;
 
 #[wasm_bindgen(module = "/pkg-template/runtime.js")]
 extern "C" {
+    // Text goes to JS as UTF-8 bytes, made into strings by runtime.js's `text`: the glue then
+    // carries no string decoder of its own, nor the wasm a cached JS string of the URL (−281 B
+    // gzip).
     #[wasm_bindgen(js_name = makeError)]
     #[allow(clippy::too_many_arguments)]
     fn make_error(
-        code: &str,
-        description: &str,
+        code: &[u8],
+        description: &[u8],
         status: u16,
-        method: &str,
-        kind: &str,
+        method: &[u8],
+        kind: &[u8],
         retryable: bool,
         attempts: u32,
         cause: &JsValue,
@@ -45,8 +48,8 @@ extern "C" {
     #[wasm_bindgen(js_name = cancelSleep)]
     fn cancel_sleep(sleep: &JsValue);
 
-    // Bodies go over as bytes: runtime.js makes their text without the glue's TextDecoder.
-    fn send(url: &JsValue, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
+    // The URL and the body go over as bytes too.
+    fn send(url: &[u8], body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
     fn refresh_token(callback: &JsValue, timeout_ms: f64, signal: &JsValue) -> JsValue;
@@ -55,12 +58,13 @@ extern "C" {
     fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = callBx24)]
-    fn call_bx24(method: &str, body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
+    fn call_bx24(method: &[u8], body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     // Plain JS values (no js-sys: its closure shims alone were ~5 KB of the wasm).
-    /// `object[key]`; `undefined` when `object` is not an object; a symbol (wrong-typed for every
-    /// reader here) when the getter throws.
-    fn get(object: &JsValue, key: &str) -> JsValue;
+    /// `signal.reason` (or `signal.aborted` when not `reason`); `undefined` when `signal` is not
+    /// an object; a symbol (truthy) when the getter throws.
+    #[wasm_bindgen(js_name = signalGet)]
+    fn signal_get(signal: &JsValue, reason: bool) -> JsValue;
 
     /// The configuration's members, type-checked (see runtime.js), or the index in
     /// [`CONFIG_ERRORS`] of the first rule broken.
@@ -87,7 +91,7 @@ extern "C" {
 
     /// Whether the platform's URL parser accepts `url` (`new URL(url)` does not throw).
     #[wasm_bindgen(js_name = urlParses)]
-    fn url_parses(url: &str) -> bool;
+    fn url_parses(url: &[u8]) -> bool;
 
     /// `Promise.reject(error)`.
     fn reject(error: &JsValue) -> JsValue;
@@ -212,7 +216,6 @@ struct Platform {
     on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
-    url: UrlCache,
 }
 
 impl Platform {
@@ -223,23 +226,7 @@ impl Platform {
             answer: RefCell::new(JsValue::UNDEFINED),
             on_token_expired: self.on_token_expired,
             frame: self.frame,
-            url: self.url,
         }
-    }
-}
-
-/// A client's last request URL and its JS string: a client sends the same URL again and again,
-/// and handing it over once saves a string conversion per call.
-#[derive(Clone, Default)]
-struct UrlCache(Rc<RefCell<(Secret, JsValue)>>);
-
-impl UrlCache {
-    fn js(&self, url: &str) -> JsValue {
-        let mut cached = self.0.borrow_mut();
-        if cached.0.expose() != url {
-            *cached = (Secret::new(url.to_owned()), JsValue::from_str(url));
-        }
-        cached.1.clone()
     }
 }
 
@@ -380,7 +367,6 @@ impl Client {
             platform: Platform {
                 on_token_expired,
                 frame,
-                url: UrlCache::default(),
             },
         })
     }
@@ -453,7 +439,6 @@ struct WebEnv {
     cause: RefCell<JsValue>,
     /// The latest answer, `[status, body, class]`: a success's `time` is read from it in JS.
     answer: RefCell<JsValue>,
-    url: UrlCache,
     on_token_expired: Option<JsValue>,
     /// The client reaches the portal through the enclosing Bitrix24 frame.
     frame: bool,
@@ -467,7 +452,7 @@ impl WebEnv {
             error,
             Error::Aborted | Error::NotAttempted { timeout: false, .. }
         ) {
-            get(&self.signal, "reason")
+            signal_get(&self.signal, true)
         } else {
             self.cause.borrow().clone()
         };
@@ -524,9 +509,9 @@ impl Env for WebEnv {
         // `[status, body parsed by JSON.parse, class]` or `[0, failure, cause]` (runtime.js).
         Settled {
             wait: settled(&if request.bx24 {
-                call_bx24(url, body, timeout_ms, &self.signal)
+                call_bx24(url.as_bytes(), body, timeout_ms, &self.signal)
             } else {
-                send(&self.url.js(url), body, timeout_ms, &self.signal)
+                send(url.as_bytes(), body, timeout_ms, &self.signal)
             }),
             read: |answer| self.answer(answer),
         }
@@ -534,7 +519,7 @@ impl Env for WebEnv {
 
     fn aborted(&self) -> bool {
         // Most calls have no signal: no trip to JS for them.
-        !self.signal.is_undefined() && get(&self.signal, "aborted").is_truthy()
+        !self.signal.is_undefined() && signal_get(&self.signal, false).is_truthy()
     }
 
     async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
@@ -555,7 +540,7 @@ impl Env for WebEnv {
                     let token = at(&answer, 2).as_string().unwrap_or_default();
                     // A portal that fails the https rule or the URL parser is reached through BX24 instead.
                     match config::parse_portal(&at(&answer, 1).as_string().unwrap_or_default()) {
-                        Ok(rest_base) if !token.is_empty() && url_parses(&rest_base) => {
+                        Ok(rest_base) if !token.is_empty() && url_parses(rest_base.as_bytes()) => {
                             Ok(Credentials::Token {
                                 token: Secret::new(token),
                                 rest_base: Some(rest_base),
@@ -640,11 +625,11 @@ impl response::Json for JsJson {
 /// `CallError`: argument and config errors are not moved into one first, −29 B gzip.)
 fn to_js_error(e: &Error, attempts: u32, method: &str, cause: &JsValue) -> JsValue {
     make_error(
-        e.code(),
-        e.description(),
+        e.code().as_bytes(),
+        e.description().as_bytes(),
         e.status(),
-        method,
-        e.kind().as_str(),
+        method.as_bytes(),
+        e.kind().as_str().as_bytes(),
         e.retryable(),
         attempts,
         cause,
@@ -718,7 +703,7 @@ fn read_config(config: &JsValue) -> Result<(Config, Option<JsValue>), &'static s
     let config = Config::check(&input)?;
     // The platform's URL parser has the last word (see `Endpoint::base_url`).
     if let Some((url, refused)) = config.endpoint.base_url() {
-        if !url_parses(url) {
+        if !url_parses(url.as_bytes()) {
             return Err(refused);
         }
     }
