@@ -287,10 +287,12 @@ export function sleep(ms, signal) {
 export const cancelSleep = (sleep) => sleep.end();
 
 /**
- * POSTs `body` to `url` and reads the whole answer within `timeoutMs`.
+ * POSTs `body` to `url` and reads the whole answer within `timeoutMs` (or, when `bx24`, calls
+ * the BX24 method `url`: callBx24()).
  * Resolves [status, body, class] (see answer()) for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
  */
-export async function send(url, bytes, timeoutMs, signal) {
+export async function send(bx24, url, bytes, timeoutMs, signal) {
+  if (bx24) return callBx24(url, bytes, timeoutMs, signal);
   url = text(url);
   if (signal?.aborted) return [0, ABORTED, signal.reason];
   const body = text(bytes);
@@ -379,7 +381,7 @@ export async function frameAuth(first, timeoutMs, signal) {
  * BX24.callMethod(method, params) bounded by `timeoutMs` (BX24 never calls back on a 5xx or a
  * network error). Resolves like send(): [status, body, class] for an answer, else [0, kind, cause].
  */
-export function callBx24(method, bytes, timeoutMs, signal) {
+function callBx24(method, bytes, timeoutMs, signal) {
   const call = (done) => {
     try {
       globalThis.BX24.callMethod(text(method), JSON.parse(text(bytes)), (result) => {
