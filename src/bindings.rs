@@ -25,6 +25,9 @@ use crate::secret::Secret;
 
 #[wasm_bindgen(module = "/pkg-template/runtime.js")]
 extern "C" {
+    // Numbers and flags cross as `i32`: an import that needs no conversion (no `>>> 0` for a
+    // `u32`, no `!== 0` for a `bool`) is handed to the wasm as it is, with no glue wrapper
+    // (−33 B gzip).
     // Text goes to JS as UTF-8 bytes, made into strings by runtime.js's `text`: the glue then
     // carries no string decoder of its own, nor the wasm a cached JS string of the URL (−281 B
     // gzip).
@@ -51,19 +54,19 @@ extern "C" {
     // The URL and the body go over as bytes too.
     /// POSTs `body` to `url`, or when `bx24` calls the BX24 method `url` with it: one import
     /// for both (−58 B gzip).
-    fn send(bx24: bool, url: &[u8], body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
+    fn send(bx24: i32, url: &[u8], body: &[u8], timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = refreshToken)]
     fn refresh_token(callback: &JsValue, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     #[wasm_bindgen(js_name = frameAuth)]
-    fn frame_auth(first: bool, timeout_ms: f64, signal: &JsValue) -> JsValue;
+    fn frame_auth(first: i32, timeout_ms: f64, signal: &JsValue) -> JsValue;
 
     // Plain JS values (no js-sys: its closure shims alone were ~5 KB of the wasm).
     /// `signal.reason` (or `signal.aborted` when not `reason`); `undefined` when `signal` is not
     /// an object; a symbol (truthy) when the getter throws.
     #[wasm_bindgen(js_name = signalGet)]
-    fn signal_get(signal: &JsValue, reason: bool) -> JsValue;
+    fn signal_get(signal: &JsValue, reason: i32) -> JsValue;
 
     /// The configuration's members, type-checked (see runtime.js), or the index in
     /// [`CONFIG_ERRORS`] of the first rule broken.
@@ -73,13 +76,13 @@ extern "C" {
     /// `[signal, timeoutMs, haltOnError, onProgress]` of a call's options (the last two when
     /// `bulk`), checked; or the index in [`OPTION_ERRORS`] of the first rule broken.
     #[wasm_bindgen(js_name = readOptions)]
-    fn check_options(options: &JsValue, bulk: bool) -> JsValue;
+    fn check_options(options: &JsValue, bulk: i32) -> JsValue;
 
     /// `[...iterable]`, or `undefined` for a string or anything not iterable.
     fn items(iterable: &JsValue) -> JsValue;
 
     /// `array[index]`.
-    fn at(array: &JsValue, index: u32) -> JsValue;
+    fn at(array: &JsValue, index: i32) -> JsValue;
 
     /// `array.length`.
     fn length(array: &JsValue) -> u32;
@@ -99,17 +102,17 @@ extern "C" {
     fn progress(callback: &JsValue, done: f64, total: f64);
 
     /// `object["k" + index]`, or `undefined` (see [`response::Json::command`]).
-    fn command(object: &JsValue, index: u32) -> JsValue;
+    fn command(object: &JsValue, index: i32) -> JsValue;
 
     /// `object[KEYS[key]]` (see [`Key`]), or `undefined`.
-    fn member(object: &JsValue, key: u32) -> JsValue;
+    fn member(object: &JsValue, key: i32) -> JsValue;
 
     /// A JSON value's kind: 0 null, 1 true, 2 false, 3 number, 4 string, 5 array, 6 object.
     #[wasm_bindgen(js_name = jsonKind)]
     fn json_kind(value: &JsValue) -> u32;
 
     /// `{ entityTypeId, id }`, with the `time` of `answer` (`[status, body, class]`) when `has_time`.
-    fn deleted(entity_type_id: f64, id: f64, has_time: bool, answer: &JsValue) -> JsValue;
+    fn deleted(entity_type_id: f64, id: f64, has_time: i32, answer: &JsValue) -> JsValue;
 
     /// `{ deleted: [...deleted], notFound: [...notFound], failed: [] }`, the ids as numbers.
     fn report(deleted: &[u64], not_found: &[u64]) -> JsValue;
@@ -119,12 +122,12 @@ extern "C" {
     fn add_failed(report: &JsValue, id: f64, error: &JsValue);
 
     /// `promise.then((value) => wake(slot, value))`; runtime.js promises never reject.
-    fn resume(promise: &JsValue, slot: u32);
+    fn resume(promise: &JsValue, slot: i32);
 
     /// A new promise that [`finish`] settles; `key` names it.
-    fn task(key: u32) -> JsValue;
+    fn task(key: i32) -> JsValue;
 
-    fn finish(key: u32, ok: bool, value: &JsValue);
+    fn finish(key: i32, ok: i32, value: &JsValue);
 }
 
 #[wasm_bindgen]
@@ -191,13 +194,13 @@ pub fn wake(slot: u32, value: JsValue) {
 /// (`let wait = settled(&…);`) so that the promise, a temporary, is dropped before the await.
 fn settled(promise: &JsValue) -> executor::Wait<JsValue> {
     let wait = Waits::open(&WAITS);
-    resume(promise, wait.slot() as u32);
+    resume(promise, wait.slot() as i32);
     wait
 }
 
 /// A new call's key and its promise, which `finish(key, …)` settles.
-fn new_task() -> (u32, JsValue) {
-    let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1));
+fn new_task() -> (i32, JsValue) {
+    let key = NEXT_KEY.replace(NEXT_KEY.get().wrapping_add(1)) as i32;
     (key, task(key))
 }
 
@@ -296,13 +299,13 @@ pub fn client_delete_item(
                 deleted(
                     entity_type_id as f64,
                     id as f64,
-                    answer.deleted().time.is_some(),
+                    answer.deleted().time.is_some().into(),
                     &env.answer.borrow(),
                 ),
             ),
             Err(e) => (false, env.error(&e.error, e.attempts, envelope::DELETE)),
         };
-        finish(key, ok, &value);
+        finish(key, ok.into(), &value);
     });
     promise
 }
@@ -350,7 +353,7 @@ pub fn client_delete_items(
             Ok(report) => (true, bulk_report(&report, &env)),
             Err(e) => (false, env.error(&e.error, e.attempts, envelope::BATCH)),
         };
-        finish(key, ok, &value);
+        finish(key, ok.into(), &value);
     });
     promise
 }
@@ -401,7 +404,7 @@ fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
     // results, whose iterator adapters and growth paths cost ~550 B gzip.
     let mut unique = bulk::Distinct::new(count as usize);
     for i in 0..count {
-        unique.insert(read_id(&at(&list, i), WHY)?);
+        unique.insert(read_id(&at(&list, i as i32), WHY)?);
     }
     Ok(unique.ids)
 }
@@ -451,7 +454,7 @@ impl WebEnv {
             error,
             Error::Aborted | Error::NotAttempted { timeout: false, .. }
         ) {
-            signal_get(&self.signal, true)
+            signal_get(&self.signal, 1)
         } else {
             self.cause.borrow().clone()
         };
@@ -508,7 +511,7 @@ impl Env for WebEnv {
         // `[status, body parsed by JSON.parse, class]` or `[0, failure, cause]` (runtime.js).
         Settled {
             wait: settled(&send(
-                request.bx24,
+                request.bx24.into(),
                 url.as_bytes(),
                 body,
                 timeout_ms,
@@ -520,13 +523,13 @@ impl Env for WebEnv {
 
     fn aborted(&self) -> bool {
         // Most calls have no signal: no trip to JS for them.
-        !self.signal.is_undefined() && signal_get(&self.signal, false).is_truthy()
+        !self.signal.is_undefined() && signal_get(&self.signal, 0).is_truthy()
     }
 
     async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error> {
         // The frame's BX24 or the onTokenExpired callback, behind one await (−33 B gzip).
         let wait = settled(&if self.frame {
-            frame_auth(first, timeout_ms, &self.signal)
+            frame_auth(first.into(), timeout_ms, &self.signal)
         } else if let Some(callback) = &self.on_token_expired {
             refresh_token(callback, timeout_ms, &self.signal)
         } else {
@@ -589,7 +592,7 @@ pub struct JsJson(JsValue);
 impl response::Json for JsJson {
     fn get(&self, key: Key) -> Option<Self> {
         // JSON has no `undefined`: it means "no such member" (or not an object).
-        Some(member(&self.0, key as u32))
+        Some(member(&self.0, key as i32))
             .filter(|v| !v.is_undefined())
             .map(JsJson)
     }
@@ -616,7 +619,7 @@ impl response::Json for JsJson {
     }
 
     fn command(&self, index: usize) -> Option<Self> {
-        Some(command(&self.0, index as u32))
+        Some(command(&self.0, index as i32))
             .filter(|v| !v.is_undefined())
             .map(JsJson)
     }
@@ -715,13 +718,13 @@ fn read_config(config: &JsValue) -> Result<(Config, Option<JsValue>), &'static s
 /// `array[index]` as a number, if it is one. (Readers of their own, not `at` and a conversion
 /// inlined at every member: −49 B gzip with [`string`].)
 #[inline(never)]
-fn number(array: &JsValue, index: u32) -> Option<f64> {
+fn number(array: &JsValue, index: i32) -> Option<f64> {
     at(array, index).as_f64()
 }
 
 /// `array[index]` as a string, if it is one.
 #[inline(never)]
-fn string(array: &JsValue, index: u32) -> Option<String> {
+fn string(array: &JsValue, index: i32) -> Option<String> {
     at(array, index).as_string()
 }
 
@@ -744,7 +747,7 @@ const OPTION_ERRORS: [&str; 5] = [
 /// Reads `{ signal, timeoutMs }` (checked in runtime.js); the signal is returned as given (or
 /// `undefined`), and the checked options for their other members.
 fn read_options(options: &JsValue, bulk: bool) -> Result<(CallOptions, JsValue, JsValue), Error> {
-    let read = check_options(options, bulk);
+    let read = check_options(options, bulk.into());
     if let Some(why) = broken_rule(&read, &OPTION_ERRORS) {
         return Err(Error::InvalidArgument(why));
     }
