@@ -287,35 +287,40 @@ export function sleep(ms, signal) {
 export const cancelSleep = (sleep) => sleep.end();
 
 /**
- * POSTs `body` to `url` and reads the whole answer within `timeoutMs` (or, when `bx24`, calls
- * the BX24 method `url`: callBx24()).
- * Resolves [status, body, class] (see answer()) for any HTTP answer, or [0, NETWORK|TIMEOUT|ABORTED, cause].
+ * POSTs `body` to `url` and reads the whole answer within `timeoutMs`; or, when `bx24`, calls
+ * BX24.callMethod(url, body) within `timeoutMs` (BX24 never calls back on a 5xx or a network
+ * error). Resolves [status, body, class] (see answer()) for any answer, or
+ * [0, NETWORK|TIMEOUT|ABORTED, cause]. One bounded() for both: −60 B gzip.
  */
-export async function send(bx24, url, bytes, timeoutMs, signal) {
-  if (bx24) return callBx24(url, bytes, timeoutMs, signal);
+export function send(bx24, url, bytes, timeoutMs, signal) {
   url = text(url);
-  if (signal?.aborted) return [0, ABORTED, signal.reason];
   const body = text(bytes);
   const controller = new AbortController();
-  let why = 0;
-  const stop = (reason) => {
-    if (!why) {
-      why = reason;
-      controller.abort();
-    }
+  const request = (done) => {
+    const failed = (cause) => done([0, NETWORK, cause]);
+    const post = () => fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' })
+      .then(async (response) => answer(response.status, await response.text()))
+      .then(done, failed);
+    const call = () => globalThis.BX24.callMethod(url, JSON.parse(body), (result) => attempt(() => {
+      const error = result.error();
+      const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
+      // BX24.js: error() is an ajaxError { status, ex }, `ex` the answer itself, whose own
+      // `ex` is that ajaxError again (a cycle): its members are read, it is never serialized.
+      const ex = error && typeof error.ex === 'object' && error.ex ? error.ex : error;
+      const reply = error
+        ? { error: String(ex.error ?? error), error_description: String(ex.error_description ?? ''), time: ex.time }
+        : (result.answer ?? { result: result.data(), time: result.time?.() });
+      // Through JSON text and back: the wasm then sees plain JSON values only (jsonKind's
+      // premise), never BX24's live objects.
+      done(answer(status, JSON.stringify(reply)));
+    }, failed));
+    // (A fetch that throws, as a mock may, fails like one that rejects.)
+    attempt(bx24 ? call : post, failed);
   };
-  const onAbort = signal && (() => stop(ABORTED));
-  const cancel = after(timeoutMs, stop, TIMEOUT);
-  signal?.addEventListener('abort', onAbort);
-  try {
-    const response = await fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' });
-    return answer(response.status, await response.text());
-  } catch (cause) {
-    return [0, why || NETWORK, why === ABORTED ? signal.reason : why ? undefined : cause];
-  } finally {
-    cancel();
-    signal?.removeEventListener('abort', onAbort);
-  }
+  const sent = bounded(request, timeoutMs, signal, [0, TIMEOUT], () => [0, ABORTED, signal.reason]);
+  // Out of time or aborted (no status), a fetch stops; after an answer there is nothing to stop.
+  sent.then((answer) => answer[0] || controller.abort());
+  return sent;
 }
 
 /**
@@ -375,37 +380,6 @@ export async function frameAuth(first, timeoutMs, signal) {
   // window.name is "DOMAIN|PROTOCOL|APP_SID"; PROTOCOL 1 is https.
   const [domain, protocol] = String(globalThis.name).split('|');
   return [3, `${protocol === '1' ? 'https' : 'http'}://${auth.domain || domain}/rest/`, auth.access_token];
-}
-
-/**
- * BX24.callMethod(method, params) bounded by `timeoutMs` (BX24 never calls back on a 5xx or a
- * network error). Resolves like send(): [status, body, class] for an answer, else [0, kind, cause].
- */
-function callBx24(method, bytes, timeoutMs, signal) {
-  const call = (done) => {
-    try {
-      globalThis.BX24.callMethod(text(method), JSON.parse(text(bytes)), (result) => {
-        try {
-          const error = result.error();
-          const status = Number(result.status ?? (error && error.status)) || (error ? 400 : 200);
-          // BX24.js: error() is an ajaxError { status, ex }, `ex` the answer itself, whose own
-          // `ex` is that ajaxError again (a cycle): its members are read, it is never serialized.
-          const ex = error && typeof error.ex === 'object' && error.ex ? error.ex : error;
-          const reply = error
-            ? { error: String(ex.error ?? error), error_description: String(ex.error_description ?? ''), time: ex.time }
-            : (result.answer ?? { result: result.data(), time: result.time?.() });
-          // Through JSON text and back: the wasm then sees plain JSON values only (jsonKind's
-          // premise), never BX24's live objects.
-          done(answer(status, JSON.stringify(reply)));
-        } catch (cause) {
-          done([0, NETWORK, cause]);
-        }
-      });
-    } catch (cause) {
-      done([0, NETWORK, cause]);
-    }
-  };
-  return bounded(call, timeoutMs, signal, [0, TIMEOUT], () => [0, ABORTED, signal.reason]);
 }
 
 /** Runs `f`; if it throws, hands the error to `failed`. */
