@@ -461,7 +461,7 @@ impl WebEnv {
         to_js_error(error, attempts, method, &cause)
     }
 
-    /// What a runtime.js `send` or `callBx24` settled with, as the core reads it.
+    /// What a runtime.js `send` (fetch or BX24) settled with, as the core reads it.
     fn answer(&self, answer: JsValue) -> Result<RawResponse<JsJson>, Error> {
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
