@@ -539,8 +539,8 @@ impl Env for WebEnv {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
             // [3, restBase, token] call the portal directly, [4] aborted, [5, error] BX24.init threw.
-            return match at(&answer, 0).as_f64() {
-                Some(3.0) => {
+            return match at(&answer, 0).as_f64().unwrap_or(0.0) as u32 {
+                3 => {
                     let token = at(&answer, 2).as_string().unwrap_or_default();
                     // A portal that fails the https rule or the URL parser is reached through BX24 instead.
                     match config::parse_portal(&at(&answer, 1).as_string().unwrap_or_default()) {
@@ -553,10 +553,10 @@ impl Env for WebEnv {
                         _ => Ok(Credentials::Bx24),
                     }
                 }
-                Some(2.0) => Ok(Credentials::Bx24),
-                Some(1.0) => Err(Error::Timeout),
-                Some(4.0) => Err(Error::Aborted),
-                Some(5.0) => {
+                2 => Ok(Credentials::Bx24),
+                1 => Err(Error::Timeout),
+                4 => Err(Error::Aborted),
+                5 => {
                     *self.cause.borrow_mut() = at(&answer, 1);
                     Err(Error::InvalidConfig(
                         "the frame's BX24.init threw (see cause)",
