@@ -465,19 +465,19 @@ impl WebEnv {
     fn answer(&self, answer: JsValue) -> Result<RawResponse<JsJson>, Error> {
         let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
         if status != 0 {
-            let body = match at(&answer, 2).as_f64() {
-                Some(0.0) => Body::Json(JsJson(at(&answer, 1))),
-                Some(1.0) => Body::Empty,
-                Some(2.0) => Body::Html,
+            let body = match at(&answer, 2).as_f64().unwrap_or(3.0) as u32 {
+                0 => Body::Json(JsJson(at(&answer, 1))),
+                1 => Body::Empty,
+                2 => Body::Html,
                 _ => Body::Invalid,
             };
             *self.answer.borrow_mut() = answer;
             return Ok(RawResponse { status, body });
         }
         *self.cause.borrow_mut() = at(&answer, 2);
-        Err(match at(&answer, 1).as_f64() {
-            Some(2.0) => Error::Timeout,
-            Some(3.0) => Error::Aborted,
+        Err(match at(&answer, 1).as_f64().unwrap_or(0.0) as u32 {
+            2 => Error::Timeout,
+            3 => Error::Aborted,
             _ => Error::Network,
         })
     }
