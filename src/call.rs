@@ -309,8 +309,8 @@ impl Client {
                 let state = self.token.borrow();
                 let auth = match self.auth(&state) {
                     _ if via_bx24 => Auth::Bx24,
-                    Ok(auth) => auth,
-                    Err(error) => break error,
+                    Some(auth) => auth,
+                    None => break Error::NotConfigured,
                 };
                 (job.request(auth, outcome_unknown), self.generation.get())
             };
@@ -398,16 +398,18 @@ impl Client {
         Err(CallError { error, attempts })
     }
 
-    /// The request auth for the configured endpoint.
-    fn auth<'a>(&'a self, state: &'a TokenState) -> Result<Auth<'a>, Error> {
+    /// The request auth for the configured endpoint; `None`: not configured.
+    fn auth<'a>(&'a self, state: &'a TokenState) -> Option<Auth<'a>> {
         match (&self.config.endpoint, &state.token, &state.rest_base) {
-            (Endpoint::Webhook { base }, ..) => Ok(Auth::Webhook { base }),
+            (Endpoint::Webhook { base }, ..) => Some(Auth::Webhook { base }),
             (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
-                Ok(Auth::OAuth { rest_base, token })
+                Some(Auth::OAuth { rest_base, token })
             }
-            (Endpoint::Frame, ..) if self.bx24.get() => Ok(Auth::Bx24),
-            (Endpoint::Frame, Some(token), Some(rest_base)) => Ok(Auth::OAuth { rest_base, token }),
-            _ => Err(Error::NotConfigured),
+            (Endpoint::Frame, ..) if self.bx24.get() => Some(Auth::Bx24),
+            (Endpoint::Frame, Some(token), Some(rest_base)) => {
+                Some(Auth::OAuth { rest_base, token })
+            }
+            _ => None,
         }
     }
 
@@ -495,7 +497,6 @@ impl Client {
             // Refreshed, or the refresher was aborted: look again (and maybe refresh ourselves).
         }
         self.refreshing.set(true);
-        self.token.borrow_mut().failure = None;
         let remaining = deadline - env.now_ms();
         let result = env.refresh_token(used_generation == 0, remaining).await;
         let mut state = self.token.borrow_mut();
@@ -519,9 +520,9 @@ impl Client {
             Err(error) => {
                 // One call's abort, or its deadline (others may have more time), is not the
                 // others' failure: they try again themselves.
-                if !matches!(error, Error::Aborted | Error::Timeout) {
-                    state.failure = Some(error.clone());
-                }
+                // (Set at the end of every failed refresh: waiters read it only then.)
+                state.failure =
+                    (!matches!(error, Error::Aborted | Error::Timeout)).then(|| error.clone());
                 Err(error)
             }
         };
