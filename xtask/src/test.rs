@@ -184,7 +184,7 @@ pub fn run(args: &[String]) -> Result {
 /// The gzip size of what the package's entry loads may not grow past this: a ratchet, lowered as
 /// cuts land, on the way to issue 7's budget of 20 KB ([`crate::bench::BUDGET_GZIP`]), which it
 /// does not meet yet. Measured for the release build (Debian build-std, immediate abort).
-pub const SIZE_CEILING_GZIP: u64 = 21 * 1024 + 768;
+pub const SIZE_CEILING_GZIP: u64 = 21 * 1024 + 512;
 
 fn size_ceiling(pkg: &Path) -> Result<Option<String>> {
     let sizes = crate::build::print_sizes(pkg)?;
