@@ -183,7 +183,7 @@ export function urlParses(url) {
 
 export const at = (array, index) => array?.[index];
 export const length = (array) => array.length;
-export const idValue = (value) => (typeof value == 'bigint' || typeof value == 'number' ? String(value) : value);
+export const idValue = (value) => (typeof value == 'bigint' ? String(value) : value);
 export const reject = (error) => Promise.reject(error);
 
 export function progress(callback, done, total) {
