@@ -61,6 +61,16 @@ pub fn detect() -> Option<Wasm> {
     }
 }
 
+/// The release wasm's compiler flags (Debian build-std only):
+/// - `-Cpanic=immediate-abort`: aborts without formatting panic messages (a large size win);
+/// - `-Zlocation-detail=none`: no file/line locations kept for them;
+/// - `-Zmir-opt-level=3 -Zinline-mir-threshold=100`: at `opt-level = "z"` rustc does no MIR
+///   inlining; level 3 turns it on (with its dataflow passes) before LLVM sees the code, and
+///   the async state machines come out smaller (measured: −0.73 KB gzip of wasm; level 4 and
+///   thresholds 70–1000 were measured too, 100 is the smallest).
+const SIZE_RUSTFLAGS: &str = "-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none \
+     -Zmir-opt-level=3 -Zinline-mir-threshold=100";
+
 /// For the release package: Debian's build-std toolchain when it is installed, because
 /// `-Cpanic=immediate-abort` with a size-optimised std makes a much smaller wasm (measured:
 /// 32.8 vs 40.8 KB gzip at the same commit); otherwise the same as [`detect`].
@@ -113,12 +123,7 @@ impl Wasm {
                     .env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER", WASM_LD);
                 cmd.arg(sub).arg("-Zbuild-std=std,panic_abort");
                 if size {
-                    // Aborts without formatting panic messages (a large size win) and
-                    // keeps no file/line locations for them.
-                    cmd.env(
-                        "RUSTFLAGS",
-                        "-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none",
-                    );
+                    cmd.env("RUSTFLAGS", SIZE_RUSTFLAGS);
                 } else {
                     cmd.env_remove("RUSTFLAGS");
                 }
