@@ -133,8 +133,10 @@ impl Job<'_> {
         body: Body<impl Json>,
         earlier_outcome_unknown: bool,
     ) -> Result<Answer, Failure> {
+        // The envelope read in one place for both jobs (−53 B gzip).
+        let parsed = response::parse_envelope(status, body);
         match *self {
-            Job::Delete { .. } => match response::read_delete(status, body) {
+            Job::Delete { .. } => match parsed.and_then(|p| response::delete_answer(status, p)) {
                 // An earlier attempt deleted it; its answer was lost.
                 Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
                     Ok(Answer::Deleted(Deleted::default()))
@@ -143,7 +145,9 @@ impl Job<'_> {
             },
             Job::Batch { ids, halt, .. } => {
                 let halt = halt && !earlier_outcome_unknown;
-                response::read_batch(status, body, ids.len(), halt).map(Answer::Batch)
+                parsed
+                    .and_then(|p| response::batch_answer(status, p, ids.len(), halt))
+                    .map(Answer::Batch)
             }
         }
     }

@@ -171,7 +171,14 @@ impl From<Error> for Failure {
 
 /// Reads an answer to `crm.item.delete`.
 pub fn read_delete(status: u16, body: Body<impl Json>) -> Result<Deleted, Failure> {
-    let (envelope, time) = parse_envelope(status, body)?;
+    delete_answer(status, parse_envelope(status, body)?)
+}
+
+/// [`read_delete`] past [`parse_envelope`].
+pub(crate) fn delete_answer(
+    status: u16,
+    (envelope, time): (impl Json, Option<RequestTime>),
+) -> Result<Deleted, Failure> {
     match envelope.get(Key::Result).map(|r| r.kind()) {
         // The docs give `[]`; accept an object or `true` too, should the portal change.
         Some(Kind::Array | Kind::Object | Kind::True) => Ok(Deleted { time }),
@@ -210,7 +217,16 @@ pub fn read_batch<J: Json>(
     commands: usize,
     halt: bool,
 ) -> Result<BatchAnswer, Failure> {
-    let (envelope, time) = parse_envelope(status, body)?;
+    batch_answer(status, parse_envelope(status, body)?, commands, halt)
+}
+
+/// [`read_batch`] past [`parse_envelope`].
+pub(crate) fn batch_answer<J: Json>(
+    status: u16,
+    (envelope, time): (J, Option<RequestTime>),
+    commands: usize,
+    halt: bool,
+) -> Result<BatchAnswer, Failure> {
     let Some(result) = envelope
         .get(Key::Result)
         .filter(|r| r.kind() == Kind::Object)
@@ -286,7 +302,7 @@ pub fn read_batch<J: Json>(
 
 /// The JSON object of an answer and its `time` (read once, for success and failure alike);
 /// error envelopes and non-2xx answers become failures.
-fn parse_envelope<J: Json>(
+pub(crate) fn parse_envelope<J: Json>(
     status: u16,
     body: Body<J>,
 ) -> Result<(J, Option<RequestTime>), Failure> {
