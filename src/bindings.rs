@@ -539,11 +539,11 @@ impl Env for WebEnv {
         if self.frame {
             // [0] no BX24, [1] BX24 did not answer in time, [2] use BX24.callMethod,
             // [3, restBase, token] call the portal directly, [4] aborted, [5, error] BX24.init threw.
-            return match at(&answer, 0).as_f64().unwrap_or(0.0) as u32 {
+            return match number(&answer, 0).unwrap_or(0.0) as u32 {
                 3 => {
-                    let token = at(&answer, 2).as_string().unwrap_or_default();
+                    let token = string(&answer, 2).unwrap_or_default();
                     // A portal that fails the https rule or the URL parser is reached through BX24 instead.
-                    match config::parse_portal(&at(&answer, 1).as_string().unwrap_or_default()) {
+                    match config::parse_portal(&string(&answer, 1).unwrap_or_default()) {
                         Ok(rest_base) if !token.is_empty() && url_parses(rest_base.as_bytes()) => {
                             Ok(Credentials::Token {
                                 token: Secret::new(token),
@@ -568,7 +568,7 @@ impl Env for WebEnv {
         if self.aborted() {
             return Err(Error::Aborted);
         }
-        match at(&answer, 0).as_string() {
+        match string(&answer, 0) {
             Some(token) => Ok(Credentials::Token {
                 token: Secret::new(token),
                 rest_base: None,
