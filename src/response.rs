@@ -347,6 +347,8 @@ fn api_error(value: &impl Json, code: String, status: u16) -> Error {
     }
 }
 
+/// A `BAD_RESPONSE` failure. One copy for its six callers (−31 B gzip).
+#[inline(never)]
 fn bad(status: u16, reason: &'static str) -> Failure {
     Failure {
         error: Error::BadResponse { status, reason },
