@@ -64,6 +64,8 @@ pub fn delete_item(auth: Auth<'_>, entity_type_id: u64, id: u64) -> HttpRequest 
 }
 
 /// The `batch` request deleting `ids` (at most [`BATCH_LIMIT`]); command `k{i}` deletes `ids[i]`.
+/// Inlined into its one caller by LLVM already, not left to binaryen (−28 B gzip).
+#[inline(always)]
 pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool) -> HttpRequest {
     debug_assert!(ids.len() <= BATCH_LIMIT);
     let mut params = String::with_capacity(32 + ids.len() * 56);
