@@ -144,8 +144,14 @@ impl Config {
             let (Some(portal), Some(token)) = (&input.portal, &input.access_token) else {
                 return Err("OAuth needs both portal and accessToken");
             };
+            // On bytes: C0 controls, space and DEL, or U+0080..U+009F (`C2 80`..`C2 9F`).
+            let mut prev = 0;
             if token.expose().is_empty()
-                || token.expose().chars().any(|c| c.is_control() || c == ' ')
+                || token.expose().as_bytes().iter().any(|&b| {
+                    let bad = b <= b' ' || b == 0x7f || (prev == 0xc2 && b <= 0x9f);
+                    prev = b;
+                    bad
+                })
             {
                 return Err("accessToken must be a non-empty token without spaces");
             }
@@ -545,6 +551,25 @@ mod tests {
             ..Default::default()
         });
         assert!(empty_token.is_err());
+        // Controls (C0, DEL, C1) and spaces are refused; other characters are kept.
+        for (token, ok) in [
+            ("a\tb", false),
+            ("a b", false),
+            ("a\u{7f}", false),
+            ("a\u{80}", false),
+            ("\u{85}a", false),
+            ("a\u{9f}b", false),
+            ("a\u{a0}b", true),
+            ("\u{c2}\u{bf}é\u{1f600}", true),
+            ("tok", true),
+        ] {
+            let config = Config::parse(ConfigInput {
+                portal: Some("https://a.b".into()),
+                access_token: Some(Secret::new(token.into())),
+                ..Default::default()
+            });
+            assert_eq!(config.is_ok(), ok, "{token:?}");
+        }
     }
 
     #[test]
