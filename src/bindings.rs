@@ -644,12 +644,13 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     // A bigint is checked as its decimal text, made in JS: no bigint test and no string return
     // in the glue (−35 B gzip).
     let value = id_value(value);
-    let text;
+    // The text read up front (`None` for a number), not only when the value is no number
+    // (−46 B gzip).
+    let text = value.as_string();
     let raw = if let Some(n) = value.as_f64() {
         RawId::Number(n)
-    } else if let Some(s) = value.as_string() {
-        text = s;
-        RawId::Text(&text)
+    } else if let Some(s) = &text {
+        RawId::Text(s)
     } else {
         RawId::Other
     };
