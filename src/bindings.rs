@@ -280,11 +280,11 @@ pub fn client_delete_item(
             "id must be a positive safe integer or its decimal string",
         )?;
         let (call_options, signal, _) = read_options(&options, false)?;
-        Ok::<_, Error>((entity_type_id, id, call_options, signal))
+        Ok::<_, &str>((entity_type_id, id, call_options, signal))
     })();
     let (entity_type_id, id, call_options, signal) = match checked {
         Ok(checked) => checked,
-        Err(error) => return rejected(error, envelope::DELETE),
+        Err(why) => return rejected(why, envelope::DELETE),
     };
     let (core, env) = Client::call(handle, signal);
     // The task settles its promise itself: no generic `spawn` wrapper, one state machine less
@@ -330,11 +330,11 @@ pub fn client_delete_items(
             timeout_ms: call_options.timeout_ms,
             halt_on_error,
         };
-        Ok::<_, Error>((entity_type_id, ids, options, signal, on_progress))
+        Ok::<_, &str>((entity_type_id, ids, options, signal, on_progress))
     })();
     let (entity_type_id, ids, options, signal, on_progress) = match checked {
         Ok(checked) => checked,
-        Err(error) => return rejected(error, envelope::BATCH),
+        Err(why) => return rejected(why, envelope::BATCH),
     };
     let (core, env) = Client::call(handle, signal);
     // One async block that settles the promise itself: through a generic `spawn`, its future was
@@ -387,17 +387,24 @@ impl Client {
 
 const ENTITY_TYPE_ID: &str = "entityTypeId must be a positive safe integer or its decimal string";
 
-/// A promise rejected with the `B24Error` for an argument error (nothing was sent).
-fn rejected(error: Error, method: &str) -> JsValue {
-    reject(&to_js_error(&error, 0, method, &JsValue::UNDEFINED))
+/// A promise rejected with the `B24Error` for an argument error (nothing was sent). The argument
+/// readers give only the broken rule's message: the `Error` is built here once, not carried
+/// through each reader's `Result` (−127 B gzip).
+fn rejected(why: &'static str, method: &str) -> JsValue {
+    reject(&to_js_error(
+        &Error::InvalidArgument(why),
+        0,
+        method,
+        &JsValue::UNDEFINED,
+    ))
 }
 
 /// Reads an iterable of ids, without repeats.
-fn read_ids(ids: &JsValue) -> Result<Vec<u64>, Error> {
+fn read_ids(ids: &JsValue) -> Result<Vec<u64>, &'static str> {
     const WHY: &str = "ids must be an iterable of positive safe integers or their decimal strings";
     let list = items(ids);
     if list.is_undefined() {
-        return Err(Error::InvalidArgument(WHY));
+        return Err(WHY);
     }
     let count = length(&list);
     // Each id goes into the set as it is read: no `Vec` of all ids and no `collect` of
@@ -640,7 +647,7 @@ fn to_js_error(e: &Error, attempts: u32, method: &str, cause: &JsValue) -> JsVal
     )
 }
 
-fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
+fn read_id(value: &JsValue, why: &'static str) -> Result<u64, &'static str> {
     // A bigint is checked as its decimal text, made in JS: no bigint test and no string return
     // in the glue (−35 B gzip).
     let value = id_value(value);
@@ -654,12 +661,7 @@ fn read_id(value: &JsValue, why: &'static str) -> Result<u64, Error> {
     } else {
         RawId::Other
     };
-    // A match, not `ok_or`: that builds (and drops) an `Error` on success too, in a function of
-    // its own (−22 B gzip).
-    match id::parse_id(raw) {
-        Some(id) => Ok(id),
-        None => Err(Error::InvalidArgument(why)),
-    }
+    id::parse_id(raw).ok_or(why)
 }
 
 /// What [`check_config`]'s numbers stand for: the configuration is not an object, a member
@@ -747,10 +749,13 @@ const OPTION_ERRORS: [&str; 5] = [
 
 /// Reads `{ signal, timeoutMs }` (checked in runtime.js); the signal is returned as given (or
 /// `undefined`), and the checked options for their other members.
-fn read_options(options: &JsValue, bulk: bool) -> Result<(CallOptions, JsValue, JsValue), Error> {
+fn read_options(
+    options: &JsValue,
+    bulk: bool,
+) -> Result<(CallOptions, JsValue, JsValue), &'static str> {
     let read = check_options(options, bulk.into());
     if let Some(why) = broken_rule(&read, &OPTION_ERRORS) {
-        return Err(Error::InvalidArgument(why));
+        return Err(why);
     }
     let call_options = CallOptions {
         // runtime.js checked the types; the rule for the value is the core's.

@@ -209,12 +209,13 @@ impl Config {
 /// The rule for `timeoutMs`, client or call.
 const TIMEOUT_RULE: &str = "timeoutMs must be a number of milliseconds from 1 to 2147483647";
 
-/// Checks a per-call or client `timeoutMs`: a positive number of milliseconds.
-pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, Error> {
+/// Checks a per-call `timeoutMs`: a positive number of milliseconds, or the message of the rule
+/// (an argument error's).
+pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, &'static str> {
     match timeout_ms {
         None => Ok(None),
         Some(ms) if timeout_ok(ms) => Ok(Some(ms as u32)),
-        Some(_) => Err(Error::InvalidArgument(TIMEOUT_RULE)),
+        Some(_) => Err(TIMEOUT_RULE),
     }
 }
 
