@@ -687,7 +687,7 @@ pub(crate) mod tests {
         let env = FakeEnv::new(vec![ok(SUCCESS)]);
         let client = webhook_client(3.0, RateLimitInput::Default);
         let deleted = block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap();
-        assert_eq!(deleted.time.unwrap().operating, Some(0.0));
+        assert_eq!(deleted.time, Some(response::RequestTime::default()));
         let sent = env.sent.borrow();
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].1, "https://a.b/rest/1/s3cr3t/crm.item.delete");

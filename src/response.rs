@@ -37,8 +37,6 @@ pub enum Key {
     Error,
     /// `error_description`
     ErrorDescription,
-    /// `operating`
-    Operating,
     /// `operating_reset_at`
     OperatingResetAt,
     /// `result_error`
@@ -49,12 +47,11 @@ pub enum Key {
 
 impl Key {
     /// Every key, in the order of runtime.js's `KEYS`.
-    pub const ALL: [Key; 8] = [
+    pub const ALL: [Key; 7] = [
         Key::Result,
         Key::Time,
         Key::Error,
         Key::ErrorDescription,
-        Key::Operating,
         Key::OperatingResetAt,
         Key::ResultError,
         Key::ResultTime,
@@ -67,7 +64,6 @@ impl Key {
             Key::Time => "time",
             Key::Error => "error",
             Key::ErrorDescription => "error_description",
-            Key::Operating => "operating",
             Key::OperatingResetAt => "operating_reset_at",
             Key::ResultError => "result_error",
             Key::ResultTime => "result_time",
@@ -122,13 +118,10 @@ impl<'a> Body<crate::json::Value<'a>> {
     }
 }
 
-/// What the library uses of an answer's `time` object (JS hands the whole object to the caller).
+/// What the library uses of an answer's `time` object: only the operating-limit reset (JS hands
+/// the whole object to the caller; reading `operating` too cost 183 B gzip of wasm).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestTime {
-    /// `operating`: seconds this method has used in the current window. Native only: the
-    /// package's JS reads the whole `time` object itself (−183 B gzip of wasm).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub operating: Option<f64>,
     /// `operating_reset_at`: Unix time (s) when part of the method's budget is released.
     pub operating_reset_at: Option<f64>,
 }
@@ -139,8 +132,6 @@ impl RequestTime {
             return None;
         }
         Some(RequestTime {
-            #[cfg(not(target_arch = "wasm32"))]
-            operating: value.get(Key::Operating).and_then(|v| v.as_f64()),
             operating_reset_at: value.get(Key::OperatingResetAt).and_then(|v| v.as_f64()),
         })
     }
@@ -375,8 +366,7 @@ mod tests {
     fn documented_success() {
         let deleted = delete(200, SUCCESS).unwrap();
         let time = deleted.time.unwrap();
-        assert_eq!(time.operating, Some(0.0));
-        assert_eq!(time.operating_reset_at, None);
+        assert_eq!(time, RequestTime::default());
     }
 
     #[test]
@@ -395,10 +385,7 @@ mod tests {
         .unwrap()
         .time
         .unwrap();
-        assert_eq!(
-            (time.operating, time.operating_reset_at),
-            (Some(1.5), Some(1721658288.0))
-        );
+        assert_eq!(time.operating_reset_at, Some(1721658288.0));
         assert_eq!(delete(200, r#"{"result":[],"time":5}"#).unwrap().time, None);
     }
 
