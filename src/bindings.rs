@@ -470,9 +470,9 @@ impl WebEnv {
 
     /// What a runtime.js `send` (fetch or BX24) settled with, as the core reads it.
     fn answer(&self, answer: JsValue) -> Result<RawResponse<JsJson>, Error> {
-        let status = at(&answer, 0).as_f64().unwrap_or(0.0) as u16;
+        let status = number(&answer, 0).unwrap_or(0.0) as u16;
         if status != 0 {
-            let body = match at(&answer, 2).as_f64().unwrap_or(3.0) as u32 {
+            let body = match number(&answer, 2).unwrap_or(3.0) as u32 {
                 0 => Body::Json(JsJson(at(&answer, 1))),
                 1 => Body::Empty,
                 2 => Body::Html,
@@ -482,7 +482,7 @@ impl WebEnv {
             return Ok(RawResponse { status, body });
         }
         *self.cause.borrow_mut() = at(&answer, 2);
-        Err(match at(&answer, 1).as_f64().unwrap_or(0.0) as u32 {
+        Err(match number(&answer, 1).unwrap_or(0.0) as u32 {
             2 => Error::Timeout,
             3 => Error::Aborted,
             _ => Error::Network,
@@ -759,7 +759,7 @@ fn read_options(
     }
     let call_options = CallOptions {
         // runtime.js checked the types; the rule for the value is the core's.
-        timeout_ms: config::parse_timeout(at(&read, 1).as_f64())?,
+        timeout_ms: config::parse_timeout(number(&read, 1))?,
     };
     Ok((call_options, at(&read, 0), read))
 }
