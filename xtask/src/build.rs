@@ -177,8 +177,17 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
     Ok(())
 }
 
+/// V8's compile hint for the whole file, as its first line: every function of the bundle is
+/// compiled when the module loads (off the main thread where Chromium streams the script), not
+/// at its first call. The first call compiles about 30 of them, after the wasm has arrived: with
+/// the hint, the wasm's last byte to the first request took 3–8 ms less in five A/B runs of
+/// 30–60 cold starts (the wasm's request left 0–4 ms later: ~3.5 ms less in all). Other engines
+/// ignore the comment.
+const COMPILE_HINT: &str = "//# allFunctionsCalledOnLoad";
+
 /// Minifies esbuild's bundle once more with terser, which compresses and names better: −0.2 KB
-/// gzip. The source map is carried through, with the original sources inside it.
+/// gzip. The source map is carried through, with the original sources inside it; terser puts
+/// [`COMPILE_HINT`] first and shifts the map by its line.
 fn terser(dir: &Path) -> Result {
     let exe = terser_path();
     if !exe.exists() {
@@ -197,6 +206,8 @@ fn terser(dir: &Path) -> Result {
             "--compress",
             "passes=3",
             "--mangle",
+            "--format",
+            &format!("preamble='{COMPILE_HINT}'"),
             "--source-map",
         ])
         .arg(format!(
@@ -206,6 +217,12 @@ fn terser(dir: &Path) -> Result {
         .arg("-o")
         .arg(&out);
     util::run(&mut cmd)?;
+    let minified = fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    if !minified.starts_with(&format!("{COMPILE_HINT}\n")) {
+        return Err(format!(
+            "terser's output does not start with `{COMPILE_HINT}`"
+        ));
+    }
     fs::rename(&out, &js).map_err(|e| e.to_string())?;
     fs::rename(dir.join("terser.js.map"), &map).map_err(|e| e.to_string())
 }
