@@ -178,11 +178,10 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
 }
 
 /// V8's compile hint for the whole file, as its first line: every function of the bundle is
-/// compiled when the module loads (off the main thread where Chromium streams the script), not
-/// at its first call. The first call compiles about 30 of them, after the wasm has arrived: with
-/// the hint, the wasm's last byte to the first request took 3–8 ms less in five A/B runs of
-/// 30–60 cold starts (the wasm's request left 0–4 ms later: ~3.5 ms less in all). Other engines
-/// ignore the comment.
+/// compiled when the module loads, not at its first call. The first call compiles about 30 of
+/// them, after the wasm has arrived: with the hint, the wasm's last byte to the first request
+/// took 3–8 ms less in five A/B runs of 30–60 cold starts (the wasm's request left 0–4 ms later:
+/// ~3.5 ms less in all). Other engines ignore the comment.
 const COMPILE_HINT: &str = "//# allFunctionsCalledOnLoad";
 
 /// Minifies esbuild's bundle once more with terser, which compresses and names better: −0.2 KB
