@@ -1,7 +1,7 @@
 //! `cargo xtask bench [SECTION...]`: what the package costs a page, and how it compares with the
 //! official SDK and a hand-written `fetch` call (issues 6 and 7).
 //!
-//! 1. Builds the package (release) and prints its gzip sizes against the 20 KB budget — a printed
+//! 1. Builds the package (release) and prints its gzip sizes against the 24 KB budget — a printed
 //!    verdict, not a failing exit: a bench is not a test.
 //! 2. Builds the release emulator (the debug one is ~5× slower), runs `npm ci` in `bench/` when
 //!    its lockfile changed, snapshots `pkg/` into `target/bench/pkg` (another build may swap
@@ -17,8 +17,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-/// At most 20 KB gzip for the wasm plus every JS file the entry loads (issue 7).
-pub const BUDGET_GZIP: u64 = 20 * 1024;
+/// At most 24 KB gzip (24,576 B) for the wasm plus every JS file the entry loads: issue 16's
+/// budget (issue 7 set 20 KB; the history is in docs/size.md).
+pub const BUDGET_GZIP: u64 = 24 * 1024;
 
 const SECTIONS: [&str; 5] = ["size", "bulk", "percall", "cold", "https"];
 
@@ -62,6 +63,7 @@ pub fn run(args: &[String]) -> Result {
         .args(&sections)
         .env("B24_REPO", root())
         .env("B24_PKG_DIR", &snapshot)
+        .env("B24_BUDGET_GZIP", BUDGET_GZIP.to_string())
         .env("B24_EMULATOR_BIN", root().join("target/release/emulator"))
         .current_dir(root());
     util::run(&mut cmd)

@@ -40,7 +40,7 @@ Commands:
                      demo URL and webhook; runs until Ctrl-C.
                      --check: drive the page in headless Chromium instead
                      (tests/js/demo-check.mjs), screenshot to target/demo-check.png.
-  bench [SECTION...] Package gzip size vs the 20 KB budget (printed verdict), then
+  bench [SECTION...] Package gzip size vs the 24 KB budget (printed verdict), then
                      bench/run.mjs against @bitrix24/b24jssdk and a hand-written fetch:
                      size, bulk, percall, cold, https (default: all); Markdown tables,
                      also in target/bench/results.md. Non-zero only if a section could

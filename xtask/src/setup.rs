@@ -1,6 +1,6 @@
 //! `cargo xtask setup`: install what is missing, say what is done, fast when nothing is.
 
-use crate::toolchain::{self, TARGET};
+use crate::toolchain::{self, RUSTC_WEB_PACKAGES, RUSTC_WEB_VERSION, TARGET};
 use crate::util::{
     self, capture, cargo_home_bin, is_root, lock_version, root, which, Args, Result,
 };
@@ -52,23 +52,41 @@ pub fn ensure() -> Result {
         println!("setup: (rustup's wasm32 target is installed too: tests and clippy use it)");
     }
 
-    // 2. Debian packages: Chromium + chromedriver (+ the build-std toolchain when needed).
+    // 2. Debian packages: Chromium + chromedriver (+ the build-std toolchain when needed, its
+    //    rustc-web at the version the size figure is pinned to: see RUSTC_WEB_VERSION).
     let missing = apt_missing(&apt_wanted);
-    if missing.is_empty() {
+    let off_pin = if apt_wanted.contains(&RUSTC_WEB_PACKAGES[0]) {
+        off_pin()
+    } else {
+        Vec::new()
+    };
+    if missing.is_empty() && off_pin.is_empty() {
         println!("setup: apt packages present: {}", apt_wanted.join(" "));
     } else if root_ok {
-        println!("setup: installing apt packages: {}", missing.join(" "));
         util::run(
             Command::new("apt-get")
                 .arg("update")
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
-        util::run(
-            Command::new("apt-get")
-                .args(["install", "-y"])
-                .args(&missing)
-                .env("DEBIAN_FRONTEND", "noninteractive"),
-        )?;
+        let wants_rust = missing.iter().chain(&off_pin).any(|p| is_rustc_web(p));
+        let pinnable = !wants_rust || toolchain::rustc_web_pin_available();
+        if !pinnable {
+            println!("setup: WARNING: {}", drift_warning());
+        }
+        let mut install = missing.clone();
+        if pinnable {
+            install.extend(off_pin);
+        }
+        if !install.is_empty() {
+            let args = apt_install_args(&install, pinnable);
+            println!("setup: installing apt packages: {}", args.join(" "));
+            util::run(
+                Command::new("apt-get")
+                    .args(["install", "-y", "--allow-downgrades"])
+                    .args(&args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+        }
         let still = apt_missing(&apt_wanted);
         if !still.is_empty() {
             return Err(format!(
@@ -77,13 +95,23 @@ pub fn ensure() -> Result {
             ));
         }
     } else {
-        not_root_missing.push((
-            format!("Debian packages {}", missing.join(", ")),
-            format!(
-                "sudo apt-get update && sudo apt-get install -y {}",
-                missing.join(" ")
-            ),
-        ));
+        if !missing.is_empty() {
+            not_root_missing.push((
+                format!("Debian packages {}", missing.join(", ")),
+                format!(
+                    "sudo apt-get update && sudo apt-get install -y {}",
+                    apt_install_args(&missing, true).join(" ")
+                ),
+            ));
+        }
+        if !off_pin.is_empty() {
+            println!(
+                "setup: WARNING: {}; the size figure is pinned to {RUSTC_WEB_VERSION}: \
+                 sudo apt-get install -y --allow-downgrades {}",
+                off_pin_what(),
+                apt_install_args(&off_pin, true).join(" ")
+            );
+        }
     }
     if toolchain::detect().is_none() && not_root_missing.is_empty() {
         return Err("no wasm32 toolchain after setup (see the messages above)".into());
@@ -168,6 +196,53 @@ fn try_rustup_target_add() -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     ok && toolchain::rustup_has_wasm32()
+}
+
+fn is_rustc_web(package: &str) -> bool {
+    RUSTC_WEB_PACKAGES.contains(&package)
+}
+
+/// rustc-web's packages installed at another version than [`RUSTC_WEB_VERSION`].
+fn off_pin() -> Vec<String> {
+    RUSTC_WEB_PACKAGES
+        .iter()
+        .filter(|p| toolchain::installed_version(p).is_some_and(|v| v != RUSTC_WEB_VERSION))
+        .map(|p| p.to_string())
+        .collect()
+}
+
+fn off_pin_what() -> String {
+    let have = toolchain::installed_version(RUSTC_WEB_PACKAGES[0]);
+    format!(
+        "rustc-web {} is installed",
+        have.as_deref().unwrap_or("(none)")
+    )
+}
+
+/// What setup says when Debian's archive no longer has the pinned rustc-web.
+fn drift_warning() -> String {
+    format!(
+        "Debian's archive no longer has rustc-web {RUSTC_WEB_VERSION}, the version the size \
+         figure is pinned to; installing the archive's version instead, so the release wasm's \
+         size may move (the size step says so beside its figure). To re-pin: `cargo xtask build` \
+         on it, compare the size, set RUSTC_WEB_VERSION in xtask/src/toolchain.rs and add the \
+         toolchain to docs/size.md"
+    )
+}
+
+/// `apt-get install` arguments for `packages`: rustc-web's pinned to [`RUSTC_WEB_VERSION`] when
+/// `pinned` (the archive has it), the others (and rustc-web's otherwise) as the archive has them.
+fn apt_install_args(packages: &[String], pinned: bool) -> Vec<String> {
+    packages
+        .iter()
+        .map(|p| {
+            if pinned && is_rustc_web(p) {
+                format!("{p}={RUSTC_WEB_VERSION}")
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
 }
 
 fn apt_missing(pkgs: &[&str]) -> Vec<String> {
@@ -258,4 +333,34 @@ fn npm_ci(dir: &Path) -> Result {
             // Never let a package fetch a browser of its own: tests use Debian's Chromium.
             .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustc_web_is_installed_at_its_pin_and_the_rest_as_the_archive_has_them() {
+        let packages: Vec<String> = [
+            "chromium",
+            "rustc-web",
+            "cargo-web",
+            "rust-web-src",
+            "lld-19",
+        ]
+        .map(String::from)
+        .to_vec();
+        let pinned = apt_install_args(&packages, true);
+        assert_eq!(
+            pinned,
+            [
+                "chromium".to_string(),
+                format!("rustc-web={RUSTC_WEB_VERSION}"),
+                format!("cargo-web={RUSTC_WEB_VERSION}"),
+                format!("rust-web-src={RUSTC_WEB_VERSION}"),
+                "lld-19".to_string(),
+            ]
+        );
+        assert_eq!(apt_install_args(&packages, false), packages);
+    }
 }
