@@ -1,7 +1,7 @@
 //! The operating limit: server seconds per method per webhook or OAuth app, kept in one-minute
 //! baskets, in two models (`--limiter`):
 //!
-//! - `server`, the default, as the portal's server code does it (`/work/shared/reference/bitrix24-rest.md`
+//! - `server`, the default, as the portal's server code does it (`shared/reference/bitrix24-rest.md`
 //!   §3 "What the server code does"): a run of 0.1 s or less is free, the outer `batch` is charged half
 //!   its run time, a basket expires 600 s after it opened, and a call that finds the method at or over
 //!   the limit bans it for 300 s and clears its baskets.

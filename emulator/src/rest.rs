@@ -136,7 +136,7 @@ pub fn time_object(
     Value::Object(t)
 }
 
-/// Real seconds from `start` to `finish` as the answer's `duration`: portal seconds under the
+/// The answer's `duration` for the real seconds from `start` to `finish`: portal seconds under the
 /// server model (scaled by `time_scale`), plain seconds under the docs model (as before).
 fn duration(s: &Settings, start: f64, finish: f64) -> f64 {
     match s.limiter {
