@@ -1,12 +1,20 @@
-//! Time source. Everything time-dependent (limits, token expiry, the `time` object) reads
-//! the emulator's clock, so tests can inject a manual one and stay deterministic.
+//! Time source. Everything time-dependent (limits, token expiry, the `time` object, the server
+//! time a command spends) reads and waits on the emulator's clock, so tests can inject a manual one
+//! and stay deterministic.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A source of Unix time in seconds (with a fractional part).
+/// A wait on a clock.
+pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A source of Unix time in seconds (with a fractional part), and waits measured on it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> f64;
+    /// Wait `secs` seconds of this clock (without blocking the server's other requests).
+    fn sleep(&self, secs: f64) -> Sleep;
 }
 
 /// The wall clock.
@@ -20,9 +28,12 @@ impl Clock for SystemClock {
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0)
     }
+    fn sleep(&self, secs: f64) -> Sleep {
+        Box::pin(tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))))
+    }
 }
 
-/// A clock that only moves when told to (for unit tests).
+/// A clock that only moves when told to (for unit tests); a wait on it moves it at once.
 #[derive(Debug, Clone)]
 pub struct ManualClock(Arc<Mutex<f64>>);
 
@@ -44,6 +55,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> f64 {
         *self.0.lock().unwrap()
+    }
+    fn sleep(&self, secs: f64) -> Sleep {
+        self.advance(secs.max(0.0));
+        Box::pin(std::future::ready(()))
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod clock;
 pub mod frame;
+pub mod limits;
 pub mod params;
 pub mod portal;
 pub mod rest;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use limits::Limiter;
 pub use portal::{Portal, Settings};
 
 /// Start-up configuration (the command line maps onto it).

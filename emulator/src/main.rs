@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use emulator::{Config, Emulator};
+use emulator::{Config, Emulator, Limiter};
 
 const HELP: &str = "\
 Bitrix24 portal emulator: a local stand-in for a Bitrix24 portal's REST API.
@@ -17,10 +17,17 @@ USAGE: emulator [FLAGS]
   --control              enable the control API under /_emulator/ (loopback clients only)
   --burst N              leaky-bucket size, requests (default 50; 0 = no request-intensity limit)
   --drain F              leaky-bucket drain, requests per second (default 2)
+  --limiter MODEL        operating-limit model: server (the portal's server code; default)
+                         or docs (the documentation's model, as before)
   --operating-limit S    operating limit, seconds per method per webhook/app in 10 minutes
-                         (default 480; 0 = off)
-  --operating-cost S     simulated execution seconds charged per executed call (default 0)
-  --time-scale F         run the limits' clocks F times faster (default 1)
+                         (default 420 with --limiter server, 480 with docs; 0 = off)
+  --processing S         server seconds each executed command takes (default 0); the server
+                         model spends them (waits S / time-scale) and charges the run, the docs
+                         model charges them without waiting
+  --operating-cost S     the same as --processing
+  --request-limit S      cut a request whose run passes S server seconds with an HTML 504
+                         (default 60; 0 = off)
+  --time-scale F         run the limits' clocks and the server time F times faster (default 1)
   --no-limits            same as --burst 0 --operating-limit 0
   --token-lifetime S     OAuth access-token lifetime in seconds (default 3600)
   --require-https        answer INVALID_REQUEST \"Https required\" to plain-http REST calls
@@ -48,6 +55,12 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
         s.parse()
             .map_err(|_| format!("{name}: not a valid number: {s}"))
     }
+    fn secs(s: String, name: &str) -> Result<f64, String> {
+        match num::<f64>(s, name)? {
+            x if x >= 0.0 => Ok(x),
+            _ => Err(format!("{name} must be >= 0")),
+        }
+    }
     while i < args.len() {
         let a = args[i].clone();
         let (flag, inline) = match a.split_once('=') {
@@ -71,8 +84,14 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
             "--control" => c.control = true,
             "--burst" => c.settings.burst = num(v(&mut i)?, &flag)?,
             "--drain" => c.settings.drain = num(v(&mut i)?, &flag)?,
-            "--operating-limit" => c.settings.operating_limit = num(v(&mut i)?, &flag)?,
-            "--operating-cost" => c.settings.operating_cost = num(v(&mut i)?, &flag)?,
+            "--limiter" => {
+                let model = v(&mut i)?;
+                c.settings.limiter =
+                    Limiter::parse(&model).ok_or("--limiter must be server or docs")?;
+            }
+            "--operating-limit" => c.settings.operating_limit = Some(secs(v(&mut i)?, &flag)?),
+            "--processing" | "--operating-cost" => c.settings.processing = secs(v(&mut i)?, &flag)?,
+            "--request-limit" => c.settings.request_limit = secs(v(&mut i)?, &flag)?,
             "--time-scale" => {
                 c.settings.time_scale = num(v(&mut i)?, &flag)?;
                 if c.settings.time_scale <= 0.0 {
@@ -81,7 +100,7 @@ fn parse(args: &[String]) -> Result<(Config, usize), String> {
             }
             "--no-limits" => {
                 c.settings.burst = 0;
-                c.settings.operating_limit = 0.0;
+                c.settings.operating_limit = Some(0.0);
             }
             "--token-lifetime" => c.settings.token_lifetime = num(v(&mut i)?, &flag)?,
             "--require-https" => c.settings.require_https = true,

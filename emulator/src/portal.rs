@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use serde_json::{json, Map, Value};
 
 use crate::clock::iso8601;
+use crate::limits::{Limiter, Meters};
 
 /// Live settings (`/_emulator/config` changes them; reset restores the start-up ones).
 #[derive(Debug, Clone, PartialEq)]
@@ -14,10 +15,17 @@ pub struct Settings {
     pub burst: u32,
     /// Leaky-bucket drain, requests per (emulated) second.
     pub drain: f64,
-    /// Operating limit in seconds per method per webhook/app over ten minutes; 0 turns it off.
-    pub operating_limit: f64,
-    /// Simulated execution time charged per executed call, seconds.
-    pub operating_cost: f64,
+    /// The operating-limit model (see `limits`).
+    pub limiter: Limiter,
+    /// Operating limit in portal seconds per method per webhook/app over ten minutes; 0 turns it
+    /// off; `None` is the limiter's default ([`Settings::operating_limit`]).
+    pub operating_limit: Option<f64>,
+    /// Portal seconds of server time each executed command takes (`--processing`). The server
+    /// model spends them (waits `processing / time_scale` real seconds) and charges the run; the docs
+    /// model charges them without waiting.
+    pub processing: f64,
+    /// A request whose run passes this many portal seconds is cut (HTML 504); 0 turns it off.
+    pub request_limit: f64,
     /// Emulated seconds per real second for the limits (2 = limits run twice as fast).
     pub time_scale: f64,
     /// Answer `INVALID_REQUEST` "Https required" to plain-http requests.
@@ -33,13 +41,26 @@ impl Default for Settings {
         Settings {
             burst: 50,
             drain: 2.0,
-            operating_limit: 480.0,
-            operating_cost: 0.0,
+            limiter: Limiter::Server,
+            operating_limit: None,
+            processing: 0.0,
+            request_limit: 60.0,
             time_scale: 1.0,
             require_https: false,
             portal_error: None,
             token_lifetime: 3600.0,
         }
+    }
+}
+
+impl Settings {
+    /// The operating limit in force: the one set, else the limiter's default.
+    pub fn operating_limit(&self) -> f64 {
+        self.operating_limit.unwrap_or(self.limiter.default_limit())
+    }
+    /// `portal_secs` portal seconds in real seconds (the limits' clocks run `time_scale` times faster).
+    pub fn real(&self, portal_secs: f64) -> f64 {
+        portal_secs / self.time_scale.max(1e-9)
     }
 }
 
@@ -218,9 +239,6 @@ pub struct QueuedFault {
     pub fault: Fault,
 }
 
-/// Operating-time baskets of one (method, webhook/app) pair: (basket start, accumulated seconds).
-type Baskets = VecDeque<(f64, f64)>;
-
 /// The whole emulated portal.
 pub struct Portal {
     pub seed: u64,
@@ -248,7 +266,8 @@ pub struct Portal {
     pub faults_served: u64,
     bucket_level: f64,
     bucket_last: f64,
-    operating: HashMap<(String, String), Baskets>,
+    /// The operating limit's baskets and bans.
+    pub meters: Meters,
     pub faults: VecDeque<QueuedFault>,
 }
 
@@ -316,7 +335,7 @@ impl Portal {
             faults_served: 0,
             bucket_level: 0.0,
             bucket_last: now,
-            operating: HashMap::new(),
+            meters: Meters::default(),
             faults: VecDeque::new(),
         };
         p.reset(seed, now);
@@ -410,7 +429,7 @@ impl Portal {
         self.faults_served = 0;
         self.bucket_level = 0.0;
         self.bucket_last = now;
-        self.operating.clear();
+        self.meters.clear();
         self.faults.clear();
     }
 
@@ -551,36 +570,6 @@ impl Portal {
         }
     }
 
-    /// (accumulated operating seconds, Unix time the oldest basket drops out) for a method/identity.
-    pub fn operating(&mut self, method: &str, who: &str, now: f64) -> (f64, Option<f64>) {
-        let window = 600.0 / self.settings.time_scale.max(1e-9);
-        let key = (method.to_string(), who.to_string());
-        let Some(b) = self.operating.get_mut(&key) else {
-            return (0.0, None);
-        };
-        while b.front().is_some_and(|(start, _)| start + window <= now) {
-            b.pop_front();
-        }
-        let sum: f64 = b.iter().map(|(_, s)| s).sum();
-        (sum, b.front().map(|(start, _)| start + window))
-    }
-
-    /// Charge `cost` seconds of execution to a method/identity.
-    pub fn charge(&mut self, method: &str, who: &str, cost: f64, now: f64) {
-        if cost <= 0.0 {
-            return;
-        }
-        let basket = 60.0 / self.settings.time_scale.max(1e-9);
-        let b = self
-            .operating
-            .entry((method.to_string(), who.to_string()))
-            .or_default();
-        match b.back_mut() {
-            Some((start, sum)) if *start + basket > now => *sum += cost,
-            _ => b.push_back((now, cost)),
-        }
-    }
-
     /// Take the next queued fault for a top-level method, if any.
     pub fn take_fault(&mut self, method: &str) -> Option<Fault> {
         let i = self
@@ -628,6 +617,7 @@ impl Portal {
             "requests": {"total": self.requests_total, "byMethod": self.by_method},
             "calls": {"byMethod": self.calls_by_method},
             "rejected": self.rejected,
+            "bans": self.meters.bans,
             "faults": {"served": self.faults_served, "queued": self.faults.len()},
             "deleted": self.deleted.iter().map(|(t, id)| json!({"entityTypeId": t, "id": id})).collect::<Vec<_>>(),
             "denied": self.denied.iter().map(|(t, id)| json!({"entityTypeId": t, "id": id})).collect::<Vec<_>>(),
@@ -643,8 +633,10 @@ impl Portal {
             "config": {
                 "burst": s.burst,
                 "drain": s.drain,
-                "operatingLimit": s.operating_limit,
-                "operatingCost": s.operating_cost,
+                "limiter": s.limiter.as_str(),
+                "operatingLimit": s.operating_limit(),
+                "processing": s.processing,
+                "requestLimit": s.request_limit,
                 "timeScale": s.time_scale,
                 "requireHttps": s.require_https,
                 "portalError": s.portal_error,
@@ -690,17 +682,5 @@ mod tests {
         assert!(!p.bucket_admit(1000.5));
         p.settings.burst = 0;
         assert!((0..1000).all(|_| p.bucket_admit(1000.5)));
-    }
-
-    #[test]
-    fn operating_window() {
-        let mut p = portal();
-        p.charge("m", "w", 100.0, 1000.0);
-        p.charge("m", "w", 100.0, 1030.0); // same basket
-        p.charge("m", "w", 100.0, 1070.0); // new basket
-        assert_eq!(p.operating("m", "w", 1100.0), (300.0, Some(1600.0)));
-        assert_eq!(p.operating("m", "other", 1100.0), (0.0, None));
-        assert_eq!(p.operating("m", "w", 1600.0), (100.0, Some(1670.0)));
-        assert_eq!(p.operating("m", "w", 1670.0), (0.0, None));
     }
 }

@@ -1,11 +1,18 @@
 //! The REST API proper: authentication, the request pipeline, the methods and `batch`.
-//! Transport-free: it takes a parsed request and gives back a status and a JSON body.
+//! Transport-free: it takes a parsed request and gives back a status and a JSON body (or `Cut`).
+//!
+//! A command (a call, or one of a batch's commands) is checked and counted with the portal locked,
+//! spends its server time (`--processing`) with the portal unlocked, so other requests go on, then
+//! runs and is charged with the portal locked again.
+
+use std::sync::{Mutex, MutexGuard};
 
 use serde_json::{json, Map, Value};
 
 use crate::clock::{iso8601, Clock};
+use crate::limits::{Limiter, Reading};
 use crate::params::{int_param, parse_query, truthy, IntParam};
-use crate::portal::Portal;
+use crate::portal::{Portal, Settings};
 
 /// An error answer: HTTP status, `error`, `error_description`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +38,27 @@ impl ApiError {
 fn no_auth() -> ApiError {
     ApiError::new(401, "NO_AUTH_FOUND", "Wrong authorization data")
 }
+
+fn operation_time_limit() -> ApiError {
+    ApiError::new(
+        429,
+        "OPERATION_TIME_LIMIT",
+        "Method is blocked due to operation time limit.",
+    )
+}
+
+/// What the transport sends back for a REST request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// HTTP status and JSON body.
+    Json(u16, Value),
+    /// The request's run passed the request limit and was cut (the commands run so far stay
+    /// applied): the transport answers an HTML 504 page.
+    Cut,
+}
+
+/// The request's run would pass the request limit.
+struct Cut;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -79,48 +107,101 @@ pub fn method_scope(method: &str) -> Option<&'static str> {
     })
 }
 
-/// Build the `time` object.
+/// Build the `time` object: `start`/`finish` real Unix seconds, `duration`/`processing` and the
+/// reading in portal seconds (`operating_reset_at` rounded up, as the portal does).
 pub fn time_object(
     start: f64,
     finish: f64,
+    duration: f64,
     processing: f64,
-    operating: f64,
-    reset: Option<f64>,
+    reading: Reading,
 ) -> Value {
     let mut t = Map::new();
     t.insert("start".into(), json!(start));
     t.insert("finish".into(), json!(finish));
-    t.insert("duration".into(), json!(finish - start));
+    t.insert("duration".into(), json!(duration));
     t.insert("processing".into(), json!(processing));
     t.insert("date_start".into(), json!(iso8601(start)));
     t.insert("date_finish".into(), json!(iso8601(finish)));
     // whole numbers as integers, like the portal's `"operating": 0`
+    let operating = reading.operating;
     if operating.fract() == 0.0 && operating.abs() < 1e15 {
         t.insert("operating".into(), json!(operating as i64));
     } else {
         t.insert("operating".into(), json!(operating));
     }
-    if let Some(r) = reset {
+    if let Some(r) = reading.reset_at {
         t.insert("operating_reset_at".into(), json!(r.ceil() as i64));
     }
     Value::Object(t)
 }
 
-/// Handle one REST request against the portal. Returns (HTTP status, JSON body).
-pub fn handle(p: &mut Portal, clock: &dyn Clock, mut req: RestRequest) -> (u16, Value) {
+/// The answer's `duration` for the real seconds from `start` to `finish`: portal seconds under the
+/// server model (scaled by `time_scale`), plain seconds under the docs model (as before).
+fn duration(s: &Settings, start: f64, finish: f64) -> f64 {
+    match s.limiter {
+        Limiter::Server => (finish - start) * s.time_scale,
+        Limiter::Docs => finish - start,
+    }
+}
+
+fn lock(portal: &Mutex<Portal>) -> MutexGuard<'_, Portal> {
+    portal.lock().unwrap()
+}
+
+/// A top-level answer: its error (if any) counts in `rejected`, and under the server model a 429
+/// carries no `time`.
+fn top_level(p: &mut Portal, status: u16, mut body: Value) -> Answer {
+    if let Some(code) = body.get("error").and_then(Value::as_str) {
+        p.reject(code);
+    }
+    if status == 429 && p.settings.limiter == Limiter::Server {
+        if let Some(m) = body.as_object_mut() {
+            m.remove("time");
+        }
+    }
+    Answer::Json(status, body)
+}
+
+/// A top-level error answer to a request that started at `start`.
+fn refuse(p: &mut Portal, clock: &dyn Clock, start: f64, e: ApiError) -> Answer {
+    let now = clock.now();
+    let d = duration(&p.settings, start, now);
+    let mut body = e.body();
+    body["time"] = time_object(start, now, d, d, Reading::NONE);
+    top_level(p, e.status, body)
+}
+
+/// Handle one REST request against the portal.
+pub async fn handle(portal: &Mutex<Portal>, clock: &dyn Clock, mut req: RestRequest) -> Answer {
     let start = clock.now();
-    let finish_err = |p: &mut Portal, e: ApiError| {
-        p.reject(&e.code);
-        let now = clock.now();
-        let mut body = e.body();
-        body["time"] = time_object(start, now, now - start, 0.0, None);
-        (e.status, body)
+    let caller = {
+        let mut p = lock(portal);
+        match admit_request(&mut p, &mut req, start) {
+            Ok(c) => c,
+            Err(e) => return refuse(&mut p, clock, start, e),
+        }
     };
+    if req.method == "batch" {
+        return batch(portal, clock, &caller, &req.params, start)
+            .await
+            .unwrap_or(Answer::Cut);
+    }
+    let mut run = 0.0;
+    match command(portal, clock, &caller, &req.method, &req.params, &mut run).await {
+        Ok((status, body)) => top_level(&mut lock(portal), status, body),
+        Err(Cut) => Answer::Cut,
+    }
+}
+
+/// The checks every request passes before its method: https, portal error, leaky bucket,
+/// authentication, the method exists.
+fn admit_request(p: &mut Portal, req: &mut RestRequest, now: f64) -> Result<Caller, ApiError> {
     if p.settings.require_https && !req.https {
-        return finish_err(p, ApiError::new(400, "INVALID_REQUEST", "Https required"));
+        return Err(ApiError::new(400, "INVALID_REQUEST", "Https required"));
     }
     if let Some(code) = p.settings.portal_error.clone() {
-        let e = match code.as_str() {
+        return Err(match code.as_str() {
             "OVERLOAD_LIMIT" => {
                 ApiError::new(503, "OVERLOAD_LIMIT", "REST API is blocked due to overload")
             }
@@ -131,66 +212,72 @@ pub fn handle(p: &mut Portal, clock: &dyn Clock, mut req: RestRequest) -> (u16, 
             ),
             "PORTAL_DELETED" => ApiError::new(500, "PORTAL_DELETED", "Portal was deleted"),
             other => ApiError::new(500, other, "Portal error"),
-        };
-        return finish_err(p, e);
+        });
     }
-    if !p.bucket_admit(start) {
-        return finish_err(
-            p,
-            ApiError::new(503, "QUERY_LIMIT_EXCEEDED", "Too many requests"),
-        );
+    if !p.bucket_admit(now) {
+        return Err(ApiError::new(
+            503,
+            "QUERY_LIMIT_EXCEEDED",
+            "Too many requests",
+        ));
     }
     let auth = req.params.remove("auth");
-    let caller = match authenticate(p, req.hook.as_ref(), auth.as_ref(), start) {
-        Ok(c) => c,
-        Err(e) => return finish_err(p, e),
-    };
+    let caller = authenticate(p, req.hook.as_ref(), auth.as_ref(), now)?;
     if method_scope(&req.method).is_none() {
-        return finish_err(
-            p,
-            ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"),
-        );
+        return Err(ApiError::new(
+            404,
+            "ERROR_METHOD_NOT_FOUND",
+            "Method not found!",
+        ));
     }
-    if req.method == "batch" {
-        return match batch(p, clock, &caller, &req.params) {
-            Ok(result) => {
-                let now = clock.now();
-                (
-                    200,
-                    json!({"result": result, "time": time_object(start, now, now - start, 0.0, None)}),
-                )
-            }
-            Err(e) => finish_err(p, e),
-        };
-    }
-    let (status, body) = call(p, clock, &caller, &req.method, &req.params, start);
-    if let Some(code) = body
-        .get("error")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-    {
-        p.reject(&code);
-    }
-    (status, body)
+    Ok(caller)
 }
 
-/// One method call with its own `time`: (status, body). Used at top level and inside batch.
-fn call(
-    p: &mut Portal,
+/// One call, at top level or inside a batch: the scope and operating-limit checks, the server
+/// time it spends, the method and the charge. Gives (status, body with its `time`), or `Cut` when
+/// it would take the request's `run` (portal seconds so far) past the request limit.
+async fn command(
+    portal: &Mutex<Portal>,
     clock: &dyn Clock,
     caller: &Caller,
     method: &str,
     params: &Map<String, Value>,
-    start: f64,
-) -> (u16, Value) {
-    *p.calls_by_method.entry(method.to_string()).or_default() += 1;
-    let outcome = execute(p, caller, method, params, start);
+    run: &mut f64,
+) -> Result<(u16, Value), Cut> {
+    let start = clock.now();
+    let (settings, admitted) = {
+        let mut p = lock(portal);
+        *p.calls_by_method.entry(method.to_string()).or_default() += 1;
+        let admitted = check(&mut p, caller, method, start);
+        (p.settings.clone(), admitted)
+    };
+    let spent = match admitted {
+        Ok(()) => spend(clock, &settings, run).await?,
+        Err(_) => 0.0,
+    };
+    let mut guard = lock(portal);
+    let p = &mut *guard;
     let now = clock.now();
-    let cost = p.settings.operating_cost;
-    let (operating, reset) = p.operating(method, &caller.who, now);
-    let processing = if cost > 0.0 { cost } else { now - start };
-    let time = time_object(start, now, processing, operating, reset);
-    match outcome {
+    let outcome = admitted.and_then(|()| {
+        let r = run_method(p, caller, method, params, now);
+        p.meters
+            .charge_call(&p.settings, method, &caller.who, spent, now);
+        r
+    });
+    let processing = match settings.limiter {
+        Limiter::Server => spent,
+        Limiter::Docs if settings.processing > 0.0 => settings.processing,
+        Limiter::Docs => now - start,
+    };
+    let reading = p.meters.reading(&p.settings, method, &caller.who, now);
+    let time = time_object(
+        start,
+        now,
+        duration(&settings, start, now),
+        processing,
+        reading,
+    );
+    Ok(match outcome {
         Ok(done) => {
             let mut m = Map::new();
             m.insert("result".into(), done.result);
@@ -208,7 +295,26 @@ fn call(
             body["time"] = time;
             (e.status, body)
         }
+    })
+}
+
+/// Spend one command's server time: `processing` portal seconds under the server model (none
+/// under the docs model). When that would take the request's run past the request limit, the
+/// request is cut at the limit instead. Gives the seconds spent.
+async fn spend(clock: &dyn Clock, s: &Settings, run: &mut f64) -> Result<f64, Cut> {
+    if s.limiter == Limiter::Docs {
+        return Ok(0.0);
     }
+    let secs = s.processing;
+    if s.request_limit > 0.0 && *run + secs > s.request_limit {
+        clock.sleep(s.real(s.request_limit - *run)).await;
+        return Err(Cut);
+    }
+    if secs > 0.0 {
+        clock.sleep(s.real(secs)).await;
+    }
+    *run += secs;
+    Ok(secs)
 }
 
 fn authenticate(
@@ -248,14 +354,8 @@ fn authenticate(
     })
 }
 
-/// Scope check, operating-limit check, the method itself, and the operating charge.
-fn execute(
-    p: &mut Portal,
-    caller: &Caller,
-    method: &str,
-    params: &Map<String, Value>,
-    now: f64,
-) -> Result<Done, ApiError> {
+/// The checks of a call before it runs: the caller's scope, then the operating limit.
+fn check(p: &mut Portal, caller: &Caller, method: &str, now: f64) -> Result<(), ApiError> {
     let scope = method_scope(method)
         .ok_or_else(|| ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!"))?;
     if !scope.is_empty() && !caller.scopes.iter().any(|s| s == scope) {
@@ -265,21 +365,9 @@ fn execute(
             "The request requires higher privileges than provided by the webhook token",
         ));
     }
-    let limit = p.settings.operating_limit;
-    if limit > 0.0 {
-        let (used, _) = p.operating(method, &caller.who, now);
-        if used >= limit {
-            return Err(ApiError::new(
-                429,
-                "OPERATION_TIME_LIMIT",
-                "Method is blocked due to operation time limit.",
-            ));
-        }
-    }
-    let r = run_method(p, caller, method, params, now);
-    let cost = p.settings.operating_cost;
-    p.charge(method, &caller.who, cost, now);
-    r
+    p.meters
+        .admit(&p.settings, method, &caller.who, now)
+        .map_err(|_| operation_time_limit())
 }
 
 fn arg_missing(name: &str) -> ApiError {
@@ -542,15 +630,11 @@ fn substitute_str(s: &str, done: &[(String, Value)]) -> String {
     out
 }
 
-/// `batch`: returns the inner `result` object (`result`, `result_error`, ...).
-fn batch(
-    p: &mut Portal,
-    clock: &dyn Clock,
-    caller: &Caller,
-    params: &Map<String, Value>,
-) -> Result<Value, ApiError> {
-    let halt = truthy(params.get("halt"));
-    let (cmds, list_like): (Vec<(String, Value)>, bool) = match params.get("cmd") {
+/// The commands of a `batch`: (key, command string) and whether `cmd` was list-like.
+type Commands = (Vec<(String, Value)>, bool);
+
+fn batch_commands(params: &Map<String, Value>) -> Result<Commands, ApiError> {
+    let (cmds, list_like): Commands = match params.get("cmd") {
         Some(Value::Object(m)) => {
             let list_like = m.keys().enumerate().all(|(i, k)| *k == i.to_string());
             (
@@ -582,10 +666,31 @@ fn batch(
             "Max batch length exceeded",
         ));
     }
+    Ok((cmds, list_like))
+}
+
+/// `batch`: checked under the method `batch`, then its commands one after another, each checked
+/// and charged under its own method; then the batch's own charge.
+async fn batch(
+    portal: &Mutex<Portal>,
+    clock: &dyn Clock,
+    caller: &Caller,
+    params: &Map<String, Value>,
+    start: f64,
+) -> Result<Answer, Cut> {
+    let halt = truthy(params.get("halt"));
+    let (cmds, list_like) = {
+        let mut p = lock(portal);
+        match check(&mut p, caller, "batch", start).and_then(|()| batch_commands(params)) {
+            Ok(c) => c,
+            Err(e) => return Ok(refuse(&mut p, clock, start, e)),
+        }
+    };
+    let mut run = 0.0;
     let (mut result, mut errors, mut totals, mut nexts, mut times) =
         (vec![], vec![], vec![], vec![], vec![]);
     for (key, cmd) in cmds {
-        let start = clock.now();
+        let cmd_start = clock.now();
         let cmd = match cmd {
             Value::String(s) => s,
             other => other.to_string(),
@@ -601,27 +706,38 @@ fn batch(
         for v in sub.values_mut() {
             substitute_results(v, &result);
         }
-        let (ok, body) = if method == "batch" {
-            let now = clock.now();
-            let e = ApiError::new(
+        let refused = if method == "batch" {
+            Some(ApiError::new(
                 405,
                 "ERROR_BATCH_METHOD_NOT_ALLOWED",
                 "Method is not allowed for batch usage",
-            );
-            let mut b = e.body();
-            b["time"] = time_object(start, now, now - start, 0.0, None);
-            (false, b)
+            ))
         } else if method_scope(&method).is_none() {
-            let now = clock.now();
-            let e = ApiError::new(404, "ERROR_METHOD_NOT_FOUND", "Method not found!");
-            let mut b = e.body();
-            b["time"] = time_object(start, now, now - start, 0.0, None);
-            (false, b)
+            Some(ApiError::new(
+                404,
+                "ERROR_METHOD_NOT_FOUND",
+                "Method not found!",
+            ))
         } else {
-            let (status, body) = call(p, clock, caller, &method, &sub, start);
-            (status < 300, body)
+            None
         };
-        let mut body = body;
+        let (ok, mut body) = match refused {
+            Some(e) => {
+                let now = clock.now();
+                let d = duration(&lock(portal).settings, cmd_start, now);
+                let mut b = e.body();
+                b["time"] = time_object(cmd_start, now, d, d, Reading::NONE);
+                (false, b)
+            }
+            None => {
+                let (status, body) =
+                    command(portal, clock, caller, &method, &sub, &mut run).await?;
+                if status == 429 {
+                    lock(portal).reject("OPERATION_TIME_LIMIT");
+                }
+                (status < 300, body)
+            }
+        };
         let time = body
             .as_object_mut()
             .and_then(|m| m.remove("time"))
@@ -642,11 +758,27 @@ fn batch(
             }
         }
     }
-    Ok(json!({
-        "result": container(result, list_like),
-        "result_error": container(errors, list_like),
-        "result_total": container(totals, list_like),
-        "result_next": container(nexts, list_like),
-        "result_time": container(times, list_like),
-    }))
+    let mut guard = lock(portal);
+    let p = &mut *guard;
+    let now = clock.now();
+    p.meters.charge_batch(&p.settings, &caller.who, run, now);
+    let d = duration(&p.settings, start, now);
+    let processing = match p.settings.limiter {
+        Limiter::Server => run,
+        Limiter::Docs => now - start,
+    };
+    let reading = p.meters.reading(&p.settings, "batch", &caller.who, now);
+    Ok(Answer::Json(
+        200,
+        json!({
+            "result": {
+                "result": container(result, list_like),
+                "result_error": container(errors, list_like),
+                "result_total": container(totals, list_like),
+                "result_next": container(nexts, list_like),
+                "result_time": container(times, list_like),
+            },
+            "time": time_object(start, now, d, processing, reading),
+        }),
+    ))
 }

@@ -18,9 +18,10 @@ use tokio::sync::{watch, Notify};
 
 use crate::clock::Clock;
 use crate::frame;
+use crate::limits::{Limiter, Reading};
 use crate::params::{parse_query, parse_query_into, url_decode};
 use crate::portal::{Fault, Portal, QueuedFault, Settings};
-use crate::rest::{self, RestRequest};
+use crate::rest::{self, Answer, RestRequest};
 
 /// State shared by all connections.
 pub struct Shared {
@@ -301,7 +302,7 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             let now = sh.clock.now();
             sh.portal.lock().unwrap().reject(error);
             let body = json!({"error": error, "error_description": description,
-                "time": rest::time_object(now, now, 0.0, 0.0, None)});
+                "time": rest::time_object(now, now, 0.0, 0.0, Reading::NONE)});
             return Ok(with_cors(json_response(*status, &body)));
         }
         Some(Fault::Html { status }) => {
@@ -322,11 +323,7 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
             // Released: answer as a proxy whose upstream timed out. Closing without an answer would
             // let a browser that has not yet processed the client's abort silently re-send the
             // request on a fresh connection, and that copy would run once the fault is gone.
-            let mut r = with_cors(response(
-                504,
-                "text/html; charset=utf-8",
-                "<html><body><h1>504 Gateway Time-out</h1><p>nginx (emulated hang)</p></body></html>",
-            ));
+            let mut r = with_cors(gateway_timeout("emulated hang"));
             r.headers_mut()
                 .insert("connection", HeaderValue::from_static("close"));
             return Ok(r);
@@ -340,29 +337,39 @@ async fn rest_http(sh: Arc<Shared>, req: Request<Incoming>) -> Result<Resp, Drop
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let (parts, body) = read_body(req).await;
     let params = request_params(&parts, &body);
-    let (status, answer) = {
-        let mut p = sh.portal.lock().unwrap();
-        rest::handle(
-            &mut p,
-            sh.clock.as_ref(),
-            RestRequest {
-                method,
-                hook,
-                params,
-                https,
-            },
-        )
+    let answer = rest::handle(
+        &sh.portal,
+        sh.clock.as_ref(),
+        RestRequest {
+            method,
+            hook,
+            params,
+            https,
+        },
+    )
+    .await;
+    if matches!(fault, Some(Fault::DropAfterApply { .. })) {
+        return Err(Dropped);
+    }
+    let (mut status, answer) = match answer {
+        Answer::Json(status, answer) => (status, answer),
+        Answer::Cut => return Ok(with_cors(gateway_timeout("request limit"))),
     };
     let mut bytes = serde_json::to_vec(&answer).unwrap_or_default();
-    match fault {
-        Some(Fault::DropAfterApply { .. }) => return Err(Dropped),
-        Some(Fault::Truncated { status }) => {
-            bytes.truncate(bytes.len() / 2);
-            return Ok(with_cors(response(status, JSON, bytes)));
-        }
-        _ => {}
+    if let Some(Fault::Truncated { status: s }) = fault {
+        bytes.truncate(bytes.len() / 2);
+        status = s;
     }
     Ok(with_cors(response(status, JSON, bytes)))
+}
+
+/// The HTML page a proxy answers when the portal's run took too long.
+fn gateway_timeout(why: &str) -> Resp {
+    response(
+        504,
+        "text/html; charset=utf-8",
+        format!("<html><body><h1>504 Gateway Time-out</h1><p>nginx ({why})</p></body></html>"),
+    )
 }
 
 async fn oauth_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
@@ -572,11 +579,24 @@ pub fn apply_config(s: &mut Settings, body: &Value) -> Result<(), String> {
     };
     for (k, v) in m {
         let f = || v.as_f64().ok_or(format!("{k} must be a number"));
+        let secs = || match v.as_f64() {
+            Some(x) if x >= 0.0 => Ok(x),
+            _ => Err(format!("{k} must be a number of seconds >= 0")),
+        };
         match k.as_str() {
             "burst" => s.burst = f()? as u32,
             "drain" => s.drain = f()?,
-            "operatingLimit" => s.operating_limit = f()?,
-            "operatingCost" => s.operating_cost = f()?,
+            "limiter" => {
+                s.limiter = v
+                    .as_str()
+                    .and_then(Limiter::parse)
+                    .ok_or("limiter must be \"server\" or \"docs\"")?
+            }
+            // null: the limiter's default
+            "operatingLimit" if v.is_null() => s.operating_limit = None,
+            "operatingLimit" => s.operating_limit = Some(secs()?),
+            "processing" | "operatingCost" => s.processing = secs()?,
+            "requestLimit" => s.request_limit = secs()?,
             "timeScale" => {
                 let x = f()?;
                 if x <= 0.0 {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emulator::{Config, Emulator, Handle, ManualClock};
+use emulator::{Clock, Config, Emulator, Handle, Limiter, ManualClock};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -706,11 +706,13 @@ async fn leaky_bucket_exact() {
     }
 }
 
+/// `--limiter docs`: today's model, unchanged (every call charged, no ban, 429 with `time`).
 #[tokio::test]
-async fn operating_window() {
+async fn operating_window_docs_model() {
     let (emu, clock) = start(|c| {
-        c.settings.operating_limit = 10.0;
-        c.settings.operating_cost = 4.0;
+        c.settings.limiter = Limiter::Docs;
+        c.settings.operating_limit = Some(10.0);
+        c.settings.processing = 4.0;
     })
     .await;
     let a = admin(&emu);
@@ -722,6 +724,8 @@ async fn operating_window() {
     let v = del(1).await.json();
     assert_eq!(v["time"]["operating"], 4);
     assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 600);
+    assert_eq!(v["time"]["processing"], 4.0, "charged and reported");
+    assert_eq!(clock.now(), T0, "but not spent");
     clock.advance(30.0);
     assert_eq!(del(2).await.json()["time"]["operating"], 8);
     clock.advance(40.0); // a new one-minute basket
@@ -761,12 +765,415 @@ async fn operating_window() {
         v["result"]["result_error"]["a"]["error"],
         "OPERATION_TIME_LIMIT"
     );
+    assert_eq!(
+        v["time"]["operating"], 0,
+        "the docs model does not charge batch"
+    );
+    assert_eq!(state(&emu).await["bans"], 0);
     // the first basket (8 s) drops out at T0+600: 4 s left, so it runs again
     clock.set(T0 + 600.0);
     let v = del(6).await.json();
     assert_eq!(v["result"], json!([]));
     assert_eq!(v["time"]["operating"], 8);
     assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 670);
+}
+
+// ---- the server limiter (the default): processing, floor, batch share, bans, request limit ----
+
+/// `x` as f64, within a microsecond of `want` (Unix-time floats carry ~1e-7 s of rounding).
+fn approx(v: &Value, want: f64) {
+    let x = v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"));
+    assert!((x - want).abs() < 1e-5, "{x} != {want}");
+}
+
+/// A 1268 `crm.item.delete` command for each id, keyed `d{id}`.
+fn deletes(ids: std::ops::RangeInclusive<u64>) -> Value {
+    let cmd: serde_json::Map<String, Value> = ids
+        .map(|id| {
+            (
+                format!("d{id}"),
+                json!(format!("crm.item.delete?entityTypeId=1268&id={id}")),
+            )
+        })
+        .collect();
+    json!({ "cmd": cmd })
+}
+
+fn deleted(s: &Value) -> Vec<u64> {
+    s["deleted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn server_processing_is_spent_reported_and_free_up_to_a_tenth() {
+    let (emu, clock) = start(|c| c.settings.processing = 0.1).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let del = |id: u64| {
+        let path = format!("{a}crm.item.delete");
+        async move { post_json(p, &path, json!({"entityTypeId":1268,"id":id})).await }
+    };
+    // 0.1 s: spent (the clock moved), reported, not charged
+    let v = del(1).await.json();
+    assert_eq!(v["result"], json!([]));
+    approx(&v["time"]["processing"], 0.1);
+    approx(&v["time"]["duration"], 0.1);
+    approx(&v["time"]["finish"], T0 + 0.1);
+    assert_eq!(v["time"]["operating"], 0);
+    assert!(v["time"].get("operating_reset_at").is_none(), "{v}");
+    approx(&json!(clock.now()), T0 + 0.1);
+    // more than 0.1 s is charged in full
+    post_json(p, "/_emulator/config", json!({"processing": 0.5})).await;
+    let v = del(2).await.json();
+    assert_eq!(v["time"]["operating"], 0.5);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601); // ceil(T0 + 0.6 + 600)
+                                                                  // every executed command takes it, whatever its method or outcome
+    let v = del(2).await.json();
+    assert_eq!(v["error"], "NOT_FOUND");
+    assert_eq!(v["time"]["operating"], 1.0);
+    let v = get(p, &format!("{a}crm.item.get?entityTypeId=1268&id=3"))
+        .await
+        .json();
+    approx(&v["time"]["processing"], 0.5);
+    assert_eq!(
+        v["time"]["operating"], 0.5,
+        "crm.item.get has its own meter"
+    );
+    // time scale 10: 5 portal seconds take 0.5 s of the clock, reported in portal seconds
+    post_json(
+        p,
+        "/_emulator/config",
+        json!({"processing": 5, "timeScale": 10}),
+    )
+    .await;
+    let before = clock.now();
+    let v = del(4).await.json();
+    approx(&v["time"]["processing"], 5.0);
+    approx(&v["time"]["duration"], 5.0);
+    approx(&v["time"]["finish"], before + 0.5);
+}
+
+#[tokio::test]
+async fn server_processing_does_not_block_other_requests() {
+    let mut c = Config {
+        control: true,
+        ..Config::default()
+    };
+    c.settings.processing = 20.0;
+    c.settings.time_scale = 10.0; // 2 real seconds
+    let emu = Emulator::start(c).await.unwrap();
+    let path = format!("{}crm.item.delete", admin(&emu));
+    let p = emu.port;
+    let t = Instant::now();
+    let slow =
+        tokio::spawn(async move { post_json(p, &path, json!({"entityTypeId":1268,"id":1})).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let s = state(&emu).await;
+    assert!(
+        !slow.is_finished(),
+        "the delete is still spending its server time"
+    );
+    assert_eq!(s["calls"]["byMethod"]["crm.item.delete"], 1);
+    assert_eq!(
+        deleted(&s),
+        Vec::<u64>::new(),
+        "applied when its time is spent"
+    );
+    let v = slow.await.unwrap().json();
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    approx(&v["time"]["processing"], 20.0);
+    assert!(v["time"]["duration"].as_f64().unwrap() >= 20.0 - 1e-3);
+    assert_eq!(v["time"]["operating"], 20);
+    assert_eq!(deleted(&state(&emu).await), vec![1]);
+}
+
+#[tokio::test]
+async fn server_batch_charges_half_its_run_and_each_command_under_its_method() {
+    let (emu, _) = start(|c| c.settings.processing = 0.5).await;
+    let p = emu.port;
+    let v = post_json(p, &format!("{}batch", admin(&emu)), deletes(1..=4))
+        .await
+        .json();
+    let times = &v["result"]["result_time"];
+    for (i, k) in ["d1", "d2", "d3", "d4"].iter().enumerate() {
+        approx(&times[k]["processing"], 0.5);
+        approx(&times[k]["duration"], 0.5);
+        approx(&times[k]["start"], T0 + 0.5 * i as f64);
+        assert_eq!(times[k]["operating"], 0.5 * (i + 1) as f64, "{k}");
+        assert_eq!(times[k]["operating_reset_at"], T0 as i64 + 601); // ceil(T0 + 0.5 + 600)
+    }
+    approx(&v["time"]["processing"], 2.0);
+    approx(&v["time"]["duration"], 2.0);
+    assert_eq!(v["time"]["operating"], 1, "batch: 0.5 x 2 s");
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 602);
+    // OAuth: the app's meters, apart from the webhook's; nested commands under their method
+    let tok = post_json(p, "/_emulator/oauth/token", json!({}))
+        .await
+        .json();
+    let mut body = deletes(5..=6);
+    body["auth"] = tok["access_token"].clone();
+    let v = post_json(p, "/rest/batch", body).await.json();
+    assert_eq!(v["result"]["result_time"]["d5"]["operating"], 0.5);
+    assert_eq!(v["result"]["result_time"]["d6"]["operating"], 1);
+    assert_eq!(v["time"]["operating"], 0.5);
+    // a batch of one command of 0.1 s: both free
+    post_json(p, "/_emulator/config", json!({"processing": 0.1})).await;
+    let v = post_json(p, &format!("{}batch", admin(&emu)), deletes(7..=7))
+        .await
+        .json();
+    assert_eq!(
+        v["result"]["result_time"]["d7"]["operating"], 2,
+        "unchanged"
+    );
+    assert_eq!(v["time"]["operating"], 1, "unchanged");
+    let s = state(&emu).await;
+    assert_eq!(deleted(&s), (1..=7).collect::<Vec<_>>());
+    assert_eq!(s["calls"]["byMethod"]["crm.item.delete"], 7);
+}
+
+#[tokio::test]
+async fn server_ban_for_300_s_clears_the_baskets_and_429s_carry_no_time() {
+    let (emu, clock) = start(|c| {
+        c.settings.operating_limit = Some(2.0);
+        c.settings.processing = 1.0;
+    })
+    .await;
+    let a = admin(&emu);
+    let p = emu.port;
+    assert_eq!(delete_status(p, &a, 1).await, 200); // operating 1
+    assert_eq!(delete_status(p, &a, 2).await, 200); // 1 < 2: runs, operating 2
+    let at_ban = clock.now();
+    let r = post_json(
+        p,
+        &format!("{a}crm.item.delete"),
+        json!({"entityTypeId":1268,"id":3}),
+    )
+    .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(
+        r.json(),
+        json!({"error":"OPERATION_TIME_LIMIT","error_description":"Method is blocked due to operation time limit."}),
+        "no time object"
+    );
+    approx(&json!(clock.now()), at_ban); // refused at once, no server time spent
+    let ban_end = (at_ban + 300.0).ceil() as i64;
+    // other methods and webhooks keep working; the banned one stays refused, no second ban
+    assert_eq!(
+        get(p, &format!("{a}crm.item.get?entityTypeId=1268&id=3"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        delete_status(p, &hook_path(&emu, "no_delete"), 3).await,
+        403
+    );
+    clock.advance(299.0 - (clock.now() - at_ban));
+    assert_eq!(delete_status(p, &a, 3).await, 429);
+    // inside a batch: refused per command, with the ban's end; the batch is 200
+    let v = post_json(p, &format!("{a}batch"), deletes(3..=4)).await;
+    assert_eq!(v.status, 200);
+    let v = v.json();
+    for k in ["d3", "d4"] {
+        assert_eq!(
+            v["result"]["result_error"][k]["error"],
+            "OPERATION_TIME_LIMIT"
+        );
+        assert_eq!(
+            v["result"]["result_time"][k]["operating"], 0,
+            "baskets cleared"
+        );
+        assert_eq!(v["result"]["result_time"][k]["operating_reset_at"], ban_end);
+        assert_eq!(v["result"]["result_time"][k]["processing"], 0.0);
+    }
+    let s = state(&emu).await;
+    assert_eq!(s["bans"], 1);
+    assert_eq!(
+        s["rejected"]["OPERATION_TIME_LIMIT"], 4,
+        "2 calls and 2 batch commands"
+    );
+    assert_eq!(deleted(&s), vec![1, 2]);
+    // the ban is over after 300 s: a fresh window
+    clock.set(at_ban + 300.0);
+    let v = post_json(
+        p,
+        &format!("{a}crm.item.delete"),
+        json!({"entityTypeId":1268,"id":3}),
+    )
+    .await
+    .json();
+    assert_eq!(v["time"]["operating"], 1);
+    assert_eq!(
+        v["time"]["operating_reset_at"],
+        (at_ban + 301.0 + 600.0).ceil() as i64
+    );
+}
+
+#[tokio::test]
+async fn server_batch_that_crosses_the_limit_gets_its_later_commands_refused() {
+    let (emu, clock) = start(|c| {
+        c.settings.operating_limit = Some(2.0);
+        c.settings.processing = 1.0;
+        c.settings.time_scale = 60.0;
+    })
+    .await;
+    let a = admin(&emu);
+    let v = post_json(emu.port, &format!("{a}batch"), deletes(1..=4))
+        .await
+        .json();
+    let r = &v["result"];
+    assert_eq!(r["result"], json!({"d1": [], "d2": []}));
+    assert_eq!(r["result_error"]["d3"]["error"], "OPERATION_TIME_LIMIT");
+    assert_eq!(r["result_error"]["d4"]["error"], "OPERATION_TIME_LIMIT");
+    // time scale 60: two commands spent 2 / 60 s; the ban lasts 300 / 60 = 5 s
+    let at_ban = T0 + 2.0 / 60.0;
+    approx(&json!(clock.now()), at_ban);
+    assert_eq!(
+        r["result_time"]["d3"]["operating_reset_at"],
+        (at_ban + 5.0).ceil() as i64
+    );
+    approx(&v["time"]["processing"], 2.0);
+    assert_eq!(v["time"]["operating"], 1, "batch: half of the 2 s run");
+    // the 600 s basket of `batch` expires 10 real seconds after it opened
+    assert_eq!(
+        v["time"]["operating_reset_at"],
+        (at_ban + 10.0).ceil() as i64
+    );
+    assert_eq!(state(&emu).await["bans"], 1);
+    clock.set(at_ban + 5.0);
+    assert_eq!(delete_status(emu.port, &a, 3).await, 200);
+}
+
+#[tokio::test]
+async fn server_baskets_expire_600_s_after_they_opened_not_rolling() {
+    let (emu, clock) = start(|c| c.settings.processing = 1.0).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    let del = |id: u64| {
+        let path = format!("{a}crm.item.delete");
+        async move {
+            post_json(p, &path, json!({"entityTypeId":1268,"id":id}))
+                .await
+                .json()
+        }
+    };
+    let v = del(1).await; // opens a basket at T0 + 1
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601);
+    clock.set(T0 + 50.0);
+    let v = del(2).await; // the same basket (opened 49 s ago)
+    assert_eq!(v["time"]["operating"], 2);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601);
+    clock.set(T0 + 100.0);
+    let v = del(3).await; // a new basket at T0 + 101
+    assert_eq!(v["time"]["operating"], 3);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601);
+    // at T0 + 601 the first basket goes, with the charge made 550 s earlier
+    clock.set(T0 + 600.0);
+    let v = del(4).await;
+    assert_eq!(v["time"]["operating"], 2);
+    assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 701);
+}
+
+#[tokio::test]
+async fn request_limit_cuts_the_run_with_a_504_and_keeps_what_ran() {
+    let (emu, clock) = start(|c| c.settings.processing = 25.0).await;
+    let a = admin(&emu);
+    let p = emu.port;
+    // 25 + 25 s ran; the third command would end at 75 s: cut at 60 s
+    let r = post_json(p, &format!("{a}batch"), deletes(1..=5)).await;
+    assert_eq!(r.status, 504);
+    assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&r.body).contains("504 Gateway Time-out"));
+    approx(&json!(clock.now()), T0 + 60.0);
+    let s = state(&emu).await;
+    assert_eq!(
+        deleted(&s),
+        vec![1, 2],
+        "the commands run so far stay applied"
+    );
+    assert_eq!(s["requests"]["byMethod"]["batch"], 1);
+    // what ran stays charged; the cut batch is not
+    let v = post_json(
+        p,
+        "/_emulator/config",
+        json!({"processing": 0.5, "requestLimit": 60}),
+    )
+    .await
+    .json();
+    assert_eq!(v["requestLimit"], 60.0);
+    let v = post_json(p, &format!("{a}batch"), deletes(3..=3))
+        .await
+        .json();
+    assert_eq!(v["result"]["result_time"]["d3"]["operating"], 50.5);
+    assert_eq!(v["time"]["operating"], 0.25);
+    // a single call longer than the limit: cut, not applied
+    post_json(p, "/_emulator/config", json!({"processing": 100})).await;
+    let before = clock.now();
+    assert_eq!(delete_status(p, &a, 4).await, 504);
+    approx(&json!(clock.now()), before + 60.0);
+    assert_eq!(deleted(&state(&emu).await), vec![1, 2, 3]);
+    // requestLimit 0: no cut
+    post_json(p, "/_emulator/config", json!({"requestLimit": 0})).await;
+    assert_eq!(delete_status(p, &a, 4).await, 200);
+}
+
+#[tokio::test]
+async fn limiter_config_round_trip() {
+    let (emu, _) = start(|_| {}).await;
+    let p = emu.port;
+    let s = state(&emu).await;
+    assert_eq!(s["bans"], 0);
+    let c = &s["config"];
+    assert_eq!(
+        (
+            &c["limiter"],
+            &c["operatingLimit"],
+            &c["processing"],
+            &c["requestLimit"]
+        ),
+        (&json!("server"), &json!(420.0), &json!(0.0), &json!(60.0))
+    );
+    let v = post_json(
+        p,
+        "/_emulator/config",
+        json!({"limiter": "docs", "operatingCost": 2, "requestLimit": 30}),
+    )
+    .await
+    .json();
+    assert_eq!(v["limiter"], "docs");
+    assert_eq!(v["operatingLimit"], 480.0, "the docs' default");
+    assert_eq!(v["processing"], 2.0, "operatingCost is processing");
+    assert_eq!(v["requestLimit"], 30.0);
+    let v = post_json(
+        p,
+        "/_emulator/config",
+        json!({"operatingLimit": 100, "limiter": "server", "processing": 1.5}),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (&v["operatingLimit"], &v["processing"]),
+        (&json!(100.0), &json!(1.5)),
+        "a set limit stays"
+    );
+    let v = post_json(p, "/_emulator/config", json!({"operatingLimit": null}))
+        .await
+        .json();
+    assert_eq!(v["operatingLimit"], 420.0);
+    assert_eq!(get(p, "/_emulator/config").await.json(), v);
+    for bad in [
+        json!({"limiter": "fast"}),
+        json!({"processing": -1}),
+        json!({"requestLimit": "60"}),
+    ] {
+        assert_eq!(post_json(p, "/_emulator/config", bad).await.status, 400);
+    }
+    post_json(p, "/_emulator/reset", json!({})).await;
+    assert_eq!(state(&emu).await["config"], s["config"]);
 }
 
 #[tokio::test]

@@ -95,6 +95,10 @@ fn flags_reach_the_config() {
         "5",
         "--operating-cost",
         "1",
+        "--limiter",
+        "docs",
+        "--request-limit",
+        "30",
         "--items",
         "2",
     ]);
@@ -107,10 +111,34 @@ fn flags_reach_the_config() {
     assert_eq!(v["config"]["tokenLifetime"], 60.0);
     assert_eq!(v["config"]["timeScale"], 10.0);
     assert_eq!(v["config"]["operatingLimit"], 5.0);
-    assert_eq!(v["config"]["operatingCost"], 1.0);
+    assert_eq!(
+        v["config"]["processing"], 1.0,
+        "--operating-cost is --processing"
+    );
+    assert_eq!(v["config"]["limiter"], "docs");
+    assert_eq!(v["config"]["requestLimit"], 30.0);
     assert_eq!(v["items"]["1268"], serde_json::json!([1, 2]));
     assert_eq!(v["seed"], 7);
     assert_eq!(v["webhooks"][0]["url"], r.webhook);
+}
+
+#[test]
+fn limit_defaults_follow_the_limiter() {
+    let config = |args: &[&str]| {
+        let r = run(&[&["--port", "0", "--control"][..], args].concat());
+        let (_, body) = get(&r.url, "/_emulator/config");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    };
+    let v = config(&[]);
+    assert_eq!(v["limiter"], "server");
+    assert_eq!(v["operatingLimit"], 420.0);
+    assert_eq!(v["processing"], 0.0);
+    assert_eq!(v["requestLimit"], 60.0);
+    assert_eq!(config(&["--limiter", "docs"])["operatingLimit"], 480.0);
+    assert_eq!(
+        config(&["--limiter=docs", "--no-limits"])["operatingLimit"],
+        0.0
+    );
 }
 
 #[test]
@@ -131,6 +159,10 @@ fn help_and_bad_flags() {
         "--token-lifetime",
         "--time-scale",
         "--no-limits",
+        "--limiter",
+        "--processing",
+        "--operating-cost",
+        "--request-limit",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
@@ -139,6 +171,17 @@ fn help_and_bad_flags() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    for bad in [
+        &["--limiter", "fast"][..],
+        &["--processing", "-1"],
+        &["--request-limit", "x"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_emulator"))
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_emulator"))
         .args(["--static", "/x=/definitely/not/here"])
         .output()

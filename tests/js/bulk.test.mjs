@@ -571,7 +571,7 @@ test('a batch that keeps answering 503 past maxRetries: its ids failed QUERY_LIM
 
 test('commands the operating limit refuses inside a batch: waited for (operating_reset_at), then only they are sent again; all deleted', async () => {
   // Each delete costs 1 s of a 3 s budget per window; the 10-minute window is scaled to 2 s.
-  await h.emu.control.config({ operatingLimit: 3, operatingCost: 1, timeScale: 300 });
+  await h.emu.control.config({ limiter: 'docs', operatingLimit: 3, operatingCost: 1, timeScale: 300 });
   const ids = (await h.emu.control.items(SPA, 6)).ids;
   const { page, restRequests } = await h.openPage({ init: true });
   const r = await bulkDelete(page, { webhookUrl: h.emu.webhook, rateLimit: RATE, timeoutMs: 15000 }, SPA, ids);

@@ -110,7 +110,7 @@ test('503 with a deadline too short for the backoff: fails at once with QUERY_LI
 
 /** Operating limit 1 s per method, each call costs 1 s: the second call in the window gets 429. */
 async function exhaustOperatingLimit(page, timeScale) {
-  await h.emu.control.config({ operatingLimit: 1, operatingCost: 1, timeScale });
+  await h.emu.control.config({ limiter: 'docs', operatingLimit: 1, operatingCost: 1, timeScale });
   const [first, second] = await items();
   const r = await clientDelete(page, { webhookUrl: h.emu.webhook, rateLimit: false }, SPA, first);
   assertResolved(r, first, 'the call that uses up the operating budget');
