@@ -1,0 +1,383 @@
+//! The operating budget: how much server time each REST method may still spend, when the next
+//! batch may go and how many commands it may carry, and how long the job will take.
+//!
+//! The portal meters server time per method per app or webhook in 60 s baskets that expire
+//! 600 s after they open; a call (or a batch's nested command) checked while the method's sum
+//! is at the limit bans the method for 300 s (`bitrix24-rest.md` §3, "What the server code
+//! does"). [`Budget`] mirrors those baskets from the answers' `time` objects, reconciles the
+//! mirror with the portal's own `operating` figure after every charge, and paces so that no
+//! command starts while its method is near the limit.
+//!
+//! Pure: every instant is a monotonic millisecond value given by the caller (portal Unix
+//! instants are turned into it with [`monotonic_ms`]); no clock, no I/O. Durations the portal
+//! reports are *portal* seconds; under an emulator's time scale they pass faster than real
+//! ones, so the budget learns the real length of a portal second from the answers.
+
+/// The portal's default operating limit (seconds per method per window).
+pub const DEFAULT_LIMIT_S: f64 = 420.0;
+/// At most this many commands in one batch.
+pub const MAX_BATCH: usize = 50;
+/// A batch is sized to run about this long (portal seconds), well under the 60 s request limit.
+pub const BATCH_RUN_TARGET_S: f64 = 20.0;
+/// The portal's request limit (portal seconds): a longer request is cut (HTML 504).
+pub const REQUEST_LIMIT_S: f64 = 60.0;
+/// A run this short costs nothing.
+pub const FREE_RUN_S: f64 = 0.1;
+/// Part of the limit left unused, for estimation error (costs vary, baskets are guessed).
+pub const MARGIN: f64 = 0.05;
+
+const WINDOW_S: f64 = 600.0;
+const BASKET_S: f64 = 60.0;
+const BAN_S: f64 = 300.0;
+/// Expiries and bans are predicted this much late (a fraction of their length).
+const LATE: f64 = 0.01;
+/// Two `operating` figures closer than this agree.
+const SAME_S: f64 = 0.01;
+
+/// A metered method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `crm.item.delete`, called alone or nested in a batch.
+    Delete,
+    /// The outer `batch`, charged half its run time.
+    Batch,
+}
+
+/// The facts of one `time` object (a call's, a batch's, or a nested command's `result_time`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// `start`, on the monotonic clock.
+    pub start_ms: f64,
+    /// `finish`, on the monotonic clock.
+    pub finish_ms: f64,
+    /// The run in portal seconds: the larger of `duration` and `processing`.
+    pub run_s: f64,
+    /// `operating`: the method's sum after this charge, as the portal counts it.
+    pub operating_s: Option<f64>,
+    /// `operating_reset_at` on the monotonic clock: when the oldest basket expires (or the ban
+    /// ends).
+    pub reset_ms: Option<f64>,
+}
+
+/// Turns a portal instant (Unix seconds) into the monotonic clock, anchored on the answer's
+/// own `finish` and the instant the answer arrived: the two clocks are never compared, so
+/// clock skew cannot move a wait earlier; it errs late by the answer's trip.
+pub fn monotonic_ms(unix_s: f64, finish_unix_s: f64, arrived_ms: f64) -> f64 {
+    arrived_ms - (finish_unix_s - unix_s) * 1000.0
+}
+
+/// What the next request may do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Send a batch of this many commands (at least one) now.
+    Send(usize),
+    /// Nothing fits before this instant (monotonic ms).
+    Wait(f64),
+}
+
+/// One basket of the mirror: what it holds and when the portal drops it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Basket {
+    opened_ms: f64,
+    expires_ms: f64,
+    seconds: f64,
+}
+
+/// One method's mirror of the portal's baskets.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Meter {
+    /// Oldest first; expiries never decrease.
+    baskets: Vec<Basket>,
+    banned_until_ms: f64,
+}
+
+impl Meter {
+    fn operating(&self, at_ms: f64) -> f64 {
+        self.live(at_ms).map(|b| b.seconds).sum()
+    }
+
+    fn live(&self, at_ms: f64) -> impl Iterator<Item = &Basket> {
+        self.baskets.iter().filter(move |b| b.expires_ms > at_ms)
+    }
+
+    /// Adds `seconds` at `at_ms` the portal's way: into the newest basket while it is younger
+    /// than a basket's length, else into a new one.
+    fn charge(&mut self, at_ms: f64, seconds: f64, scale: Scale) {
+        self.baskets.retain(|b| b.expires_ms > at_ms);
+        if seconds <= 0.0 {
+            return;
+        }
+        match self.baskets.last_mut() {
+            Some(newest) if at_ms - newest.opened_ms <= scale.ms(BASKET_S) => {
+                newest.seconds += seconds
+            }
+            newest => {
+                let after = newest.map_or(0.0, |b| b.expires_ms);
+                self.baskets.push(Basket {
+                    opened_ms: at_ms,
+                    expires_ms: (at_ms + scale.late_ms(WINDOW_S)).max(after),
+                    seconds,
+                });
+            }
+        }
+    }
+
+    /// Makes the mirror's sum at `at_ms` the portal's `operating`: time the mirror lacks was
+    /// spent by someone else on the same key and stays the longest (the newest basket); time
+    /// it has too much of already expired (the oldest baskets). When the two agree, the
+    /// portal's reset bounds the oldest basket's expiry.
+    fn reconcile(&mut self, at_ms: f64, operating_s: f64, reset_ms: Option<f64>, scale: Scale) {
+        let mirror = self.operating(at_ms);
+        if operating_s > mirror + SAME_S {
+            self.charge(at_ms, operating_s - mirror, scale);
+        } else if operating_s < mirror - SAME_S {
+            let mut excess = mirror - operating_s;
+            for basket in &mut self.baskets {
+                let taken = basket.seconds.min(excess);
+                basket.seconds -= taken;
+                excess -= taken;
+            }
+            self.baskets.retain(|b| b.seconds > 0.0);
+        } else if let (Some(reset), Some(oldest)) = (reset_ms, self.baskets.first_mut()) {
+            oldest.expires_ms = oldest.expires_ms.min(reset.max(at_ms));
+        }
+    }
+
+    /// The earliest instant from `now_ms` at which a command may start: not banned, and the
+    /// sum under `room`.
+    fn free_at(&self, now_ms: f64, room_s: f64) -> f64 {
+        let from = now_ms.max(self.banned_until_ms);
+        let mut operating = self.operating(from);
+        if operating < room_s {
+            return from;
+        }
+        for basket in self.live(from) {
+            operating -= basket.seconds;
+            if operating < room_s {
+                return basket.expires_ms;
+            }
+        }
+        from
+    }
+}
+
+/// Real milliseconds per portal second: 1000 on a real portal, less on a time-scaled emulator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Scale(f64);
+
+impl Scale {
+    fn ms(self, portal_s: f64) -> f64 {
+        portal_s * self.0
+    }
+
+    /// A portal duration as real ms, predicted a little long.
+    fn late_ms(self, portal_s: f64) -> f64 {
+        self.ms(portal_s) * (1.0 + LATE)
+    }
+}
+
+/// The cost of one command (portal seconds): a smoothed mean and mean deviation, as TCP
+/// estimates a round trip, so that `high` rises at once on a costly command and falls back
+/// over a few dozen cheap ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Cost {
+    mean_s: f64,
+    deviation_s: f64,
+    samples: u32,
+}
+
+impl Cost {
+    fn add(&mut self, run_s: f64) {
+        if self.samples == 0 {
+            self.mean_s = run_s;
+            self.deviation_s = run_s / 2.0;
+        } else {
+            let error = run_s - self.mean_s;
+            self.mean_s += error / 8.0;
+            self.deviation_s += (error.abs() - self.deviation_s) / 4.0;
+        }
+        self.samples += 1;
+    }
+
+    /// A cost the next commands will rarely exceed.
+    fn high_s(&self) -> f64 {
+        self.mean_s + 2.0 * self.deviation_s
+    }
+}
+
+/// What a run of `run_s` portal seconds costs under `method`.
+fn charge_s(method: Method, run_s: f64) -> f64 {
+    match method {
+        _ if run_s <= FREE_RUN_S => 0.0,
+        Method::Delete => run_s,
+        Method::Batch => run_s / 2.0,
+    }
+}
+
+/// One client's budget state: both methods' meters, the measured cost and speed. Plain data,
+/// so it can be copied into another tab's client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    /// `operatingLimit`; `None`: no pacing by the budget (bans are still sat out).
+    limit_s: Option<f64>,
+    delete: Meter,
+    batch: Meter,
+    cost: Cost,
+    /// Learned from the answers (`finish − start` against `duration`); `None` before any.
+    scale: Option<Scale>,
+    /// Real milliseconds per command, whole requests included (for the ETA).
+    command_ms: Option<f64>,
+}
+
+impl Budget {
+    /// A budget for `operatingLimit` (seconds; `None`: off).
+    pub fn new(limit_s: Option<f64>) -> Budget {
+        Budget {
+            limit_s,
+            delete: Meter::default(),
+            batch: Meter::default(),
+            cost: Cost::default(),
+            scale: None,
+            command_ms: None,
+        }
+    }
+
+    fn scale(&self) -> Scale {
+        self.scale.unwrap_or(Scale(1000.0))
+    }
+
+    fn meter(&mut self, method: Method) -> &mut Meter {
+        match method {
+            Method::Delete => &mut self.delete,
+            Method::Batch => &mut self.batch,
+        }
+    }
+
+    /// Takes in one successful `time`: a single delete's, each nested command's (`Delete`, in
+    /// their order) and then the batch's own (`Batch`).
+    pub fn record(&mut self, method: Method, time: &Timing) {
+        let real_ms = time.finish_ms - time.start_ms;
+        if time.run_s >= 0.2 && real_ms > 0.0 {
+            let seen = real_ms / time.run_s;
+            self.scale = Some(Scale(self.scale.map_or(seen, |s| s.0.min(seen))));
+        }
+        if method == Method::Delete {
+            self.cost.add(time.run_s);
+        }
+        let scale = self.scale();
+        let meter = self.meter(method);
+        meter.charge(time.finish_ms, charge_s(method, time.run_s), scale);
+        if let Some(operating) = time.operating_s {
+            meter.reconcile(time.finish_ms, operating, time.reset_ms, scale);
+        }
+    }
+
+    /// Takes in a whole request's real time (sent at `sent_ms`, answered at `now`) for the
+    /// ETA.
+    pub fn trip(&mut self, commands: usize, sent_ms: f64, now: f64) {
+        let per = (now - sent_ms) / commands.max(1) as f64;
+        self.command_ms = Some(self.command_ms.map_or(per, |ms| ms + (per - ms) / 4.0));
+    }
+
+    /// A request of `commands` commands got no answer (timeout, network, a 504 cut): the
+    /// portal may have run them all, and for at least its request limit. Charged so, and each
+    /// command is taken to cost at least its share of that limit, so the next batch is smaller.
+    pub fn lost(&mut self, commands: usize, now: f64) {
+        let n = commands.max(1) as f64;
+        let known_s = if self.cost.samples > 0 {
+            n * self.cost.high_s()
+        } else {
+            0.0
+        };
+        let run_s = known_s.max(REQUEST_LIMIT_S);
+        self.cost.mean_s = self.cost.mean_s.max(REQUEST_LIMIT_S / n);
+        self.cost.samples = self.cost.samples.max(1);
+        let scale = self.scale();
+        self.delete.charge(now, run_s, scale);
+        self.batch.charge(now, charge_s(Method::Batch, run_s), scale);
+    }
+
+    /// A 429 (`OPERATION_TIME_LIMIT`) for `method`: the method is banned, and the ban cleared
+    /// its baskets. `ends_ms` is the ban's end when the portal said it (a refused nested
+    /// command's `result_time`); a 429 answer says nothing, but the ban began by now, so it
+    /// ends within a ban's length. Returns when `method` may be called again.
+    pub fn refused(&mut self, method: Method, ends_ms: Option<f64>, now: f64) -> f64 {
+        let ends = ends_ms.unwrap_or(now + self.scale().late_ms(BAN_S));
+        let meter = self.meter(method);
+        meter.baskets.clear();
+        meter.banned_until_ms = meter.banned_until_ms.max(ends);
+        meter.banned_until_ms
+    }
+
+    /// The sum a command may start under.
+    fn room_s(&self) -> Option<f64> {
+        self.limit_s.map(|limit| limit * (1.0 - MARGIN))
+    }
+
+    /// The next batch of a job with `remaining` commands left: its size, or when to ask again.
+    /// No command of it starts while `crm.item.delete` would be within the margin of the limit
+    /// (at the measured cost), `batch` is under it too, its run stays near
+    /// [`BATCH_RUN_TARGET_S`], and it is at most one more than twice the commands measured so
+    /// far (a pilot of one first).
+    pub fn next_batch(&self, now: f64, remaining: usize) -> Pace {
+        let start = self.delete.free_at(now, self.room_s().unwrap_or(f64::INFINITY));
+        let start = start.max(self.batch.free_at(now, self.room_s().unwrap_or(f64::INFINITY)));
+        if start > now {
+            return Pace::Wait(start);
+        }
+        let grown = 2 * self.cost.samples as usize + 1;
+        let mut size = remaining.min(MAX_BATCH).min(grown);
+        if self.cost.samples > 0 {
+            let high_s = self.cost.high_s();
+            size = size.min((BATCH_RUN_TARGET_S / high_s) as usize);
+            let charge = charge_s(Method::Delete, high_s);
+            if let (Some(room), true) = (self.room_s(), charge > 0.0) {
+                let left = room - self.delete.operating(now);
+                size = size.min((left / charge) as usize + 1);
+            }
+        }
+        Pace::Send(size.max(1))
+    }
+
+    /// When a single `crm.item.delete` may be sent: `None` now, else the instant. A caller
+    /// whose deadline comes first fails at once instead of meeting a ban.
+    pub fn single_wait(&self, now: f64) -> Option<f64> {
+        let start = self
+            .delete
+            .free_at(now, self.room_s().unwrap_or(f64::INFINITY));
+        (start > now).then_some(start)
+    }
+
+    /// How long (ms) until `remaining` commands are done: this budget's own pacing played
+    /// forward on a copy, at the measured mean cost and real speed, the baskets expiring as
+    /// modelled. `None` until a command has been measured.
+    pub fn eta(&self, now: f64, remaining: usize) -> Option<f64> {
+        let command_ms = self.command_ms?;
+        if self.cost.samples == 0 {
+            return None;
+        }
+        let cost_s = self.cost.mean_s;
+        let mut plan = self.clone();
+        let scale = plan.scale();
+        let (mut at, mut left) = (now, remaining);
+        // A bound on the steps, should a figure be NaN or absurd.
+        for _ in 0..1_000_000 {
+            if left == 0 {
+                return Some(at - now);
+            }
+            match plan.next_batch(at, left) {
+                Pace::Wait(until) => at = until,
+                Pace::Send(size) => {
+                    at += size as f64 * command_ms;
+                    let run_s = size as f64 * cost_s;
+                    let spent_s = size as f64 * charge_s(Method::Delete, cost_s);
+                    plan.delete.charge(at, spent_s, scale);
+                    plan.batch.charge(at, charge_s(Method::Batch, run_s), scale);
+                    plan.cost.samples += size as u32;
+                    left -= size;
+                }
+            }
+        }
+        None
+    }
+}
