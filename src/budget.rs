@@ -381,3 +381,142 @@ impl Budget {
         None
     }
 }
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    /// A command's `time` as the portal reports it, on a clock where `at` is `finish`.
+    fn timing(finish_ms: f64, run_s: f64, operating_s: f64) -> Timing {
+        Timing {
+            start_ms: finish_ms - run_s * 1000.0,
+            finish_ms,
+            run_s,
+            operating_s: Some(operating_s),
+            reset_ms: None,
+        }
+    }
+
+    #[test]
+    fn portal_instants_are_anchored_on_the_answer() {
+        // The answer finished at portal 1000.5 s and arrived at monotonic 42 ms.
+        assert_eq!(monotonic_ms(1000.5, 1000.5, 42.0), 42.0);
+        assert_eq!(monotonic_ms(1010.0, 1000.5, 42.0), 9542.0);
+    }
+
+    #[test]
+    fn a_pilot_of_one_then_growth_as_the_cost_is_measured() {
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        assert_eq!(budget.next_batch(0.0, 10_000), Pace::Send(1));
+        assert_eq!(budget.eta(0.0, 10_000), None);
+        budget.record(Method::Delete, &timing(600.0, 0.6, 0.6));
+        // One sample: at most 3 commands; the first estimate is pessimistic (2 × 0.6 s).
+        assert_eq!(budget.next_batch(600.0, 10_000), Pace::Send(3));
+        let mut at = 600.0;
+        for _ in 0..40 {
+            at += 600.0;
+            let operating = budget.delete.operating(at) + 0.6;
+            budget.record(Method::Delete, &timing(at, 0.6, operating));
+        }
+        // Measured: 20 s / 0.6 s = 33 commands.
+        assert_eq!(budget.next_batch(at, 10_000), Pace::Send(33));
+        assert_eq!(budget.next_batch(at, 7), Pace::Send(7));
+        // A costly command shrinks the next batch at once (to 20 s / 3.35 s: mean 1.15 s,
+        // deviation 1.1 s).
+        at += 5000.0;
+        let operating = budget.delete.operating(at) + 5.0;
+        budget.record(Method::Delete, &timing(at, 5.0, operating));
+        assert_eq!(budget.next_batch(at, 10_000), Pace::Send(5));
+    }
+
+    #[test]
+    fn charges_follow_the_server_rules() {
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        // ≤ 0.1 s is free; a batch costs half its run.
+        budget.record(Method::Delete, &Timing { operating_s: None, ..timing(100.0, 0.1, 0.0) });
+        budget.record(Method::Batch, &Timing { operating_s: None, ..timing(200.0, 10.0, 0.0) });
+        assert_eq!(budget.delete.operating(200.0), 0.0);
+        assert_eq!(budget.batch.operating(200.0), 5.0);
+        // The portal's figure wins: more is someone else's (kept longest), less already expired.
+        budget.record(Method::Delete, &timing(300.0, 1.0, 50.0));
+        assert_eq!(budget.delete.operating(300.0), 50.0);
+        budget.record(Method::Delete, &timing(400.0, 1.0, 20.0));
+        assert_eq!(budget.delete.operating(400.0), 20.0);
+    }
+
+    #[test]
+    fn baskets_open_every_minute_and_expire_after_ten() {
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        // A real portal (1 s of real time per second): 3 charges, two baskets.
+        for (at, operating) in [(1_000.0, 10.0), (50_000.0, 20.0), (70_000.0, 30.0)] {
+            budget.record(Method::Delete, &timing(at, 10.0, operating));
+        }
+        assert_eq!(budget.delete.baskets.len(), 2);
+        let first_expiry = 1_000.0 + 606_000.0;
+        assert_eq!(budget.delete.operating(first_expiry - 1.0), 30.0);
+        assert_eq!(budget.delete.operating(first_expiry), 10.0);
+        // The portal's reset pulls the oldest expiry in when the mirror agrees with it.
+        let mut agreed = budget.clone();
+        agreed.record(
+            Method::Delete,
+            &Timing { reset_ms: Some(601_500.0), ..timing(80_000.0, 0.05, 30.0) },
+        );
+        assert_eq!(agreed.delete.operating(601_500.0), 10.0);
+    }
+
+    #[test]
+    fn the_next_batch_waits_until_a_command_fits() {
+        let mut budget = Budget::new(Some(100.0));
+        for i in 1..=40 {
+            let at = f64::from(i) * 2_000.0;
+            budget.record(Method::Delete, &timing(at, 2.0, 2.0 * f64::from(i)));
+        }
+        // 80 s spent in two baskets (opened at 2 s and at 64 s); room is 95 s: 8 more commands
+        // may start (the 8th at 94 s).
+        assert_eq!(budget.next_batch(80_000.0, 100), Pace::Send(8));
+        for i in 41..=48 {
+            let at = f64::from(i) * 2_000.0;
+            budget.record(Method::Delete, &timing(at, 2.0, 2.0 * f64::from(i)));
+        }
+        // 96 s: nothing fits until the first basket (31 × 2 s) expires.
+        let expiry = 2_000.0 + 606_000.0;
+        assert_eq!(budget.next_batch(96_000.0, 100), Pace::Wait(expiry));
+        assert_eq!(budget.single_wait(96_000.0), Some(expiry));
+        // 34 s left: the run target bounds it (20 s at a hair over 2 s each).
+        assert_eq!(budget.next_batch(expiry, 100), Pace::Send(9));
+        assert_eq!(budget.single_wait(expiry), None);
+        // Without a limit nothing waits.
+        let mut off = budget.clone();
+        off.limit_s = None;
+        assert_eq!(off.next_batch(96_000.0, 100), Pace::Send(9));
+        assert_eq!(off.single_wait(96_000.0), None);
+    }
+
+    #[test]
+    fn a_429_waits_for_the_ban_in_the_portals_time() {
+        // Never answered: the real portal's 300 s (predicted 1 % long).
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        assert_eq!(budget.refused(Method::Batch, None, 1_000.0), 304_000.0);
+        assert_eq!(budget.next_batch(1_000.0, 5), Pace::Wait(304_000.0));
+        assert_eq!(budget.single_wait(1_000.0), None, "only `batch` is banned");
+        // Under a time scale of 60 (a 0.6 s command took 10 ms): 5 s and a little.
+        let mut scaled = Budget::new(Some(DEFAULT_LIMIT_S));
+        scaled.record(Method::Delete, &Timing { start_ms: 990.0, ..timing(1_000.0, 0.6, 0.6) });
+        let until = scaled.refused(Method::Delete, None, 1_000.0);
+        assert!((until - 6_050.0).abs() < 1e-6, "{until}");
+        assert_eq!(scaled.delete.operating(1_000.0), 0.0, "a ban clears the baskets");
+        // A refused nested command's reset is the ban's end.
+        assert_eq!(scaled.refused(Method::Delete, Some(9_000.0), 2_000.0), 9_000.0);
+        assert_eq!(scaled.single_wait(2_000.0), Some(9_000.0));
+    }
+
+    #[test]
+    fn a_lost_request_is_charged_and_shrinks_the_next() {
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        budget.lost(1, 0.0);
+        assert_eq!(budget.delete.operating(0.0), REQUEST_LIMIT_S);
+        assert_eq!(budget.batch.operating(0.0), REQUEST_LIMIT_S / 2.0);
+        assert_eq!(budget.next_batch(0.0, 100), Pace::Send(1));
+    }
+}
