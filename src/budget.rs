@@ -519,4 +519,327 @@ mod tests {
         assert_eq!(budget.batch.operating(0.0), REQUEST_LIMIT_S / 2.0);
         assert_eq!(budget.next_batch(0.0, 100), Pace::Send(1));
     }
+
+    // ---- A model of the portal's limiter (emulator-limiter-spec.md), driven with a fake clock.
+
+    /// The portal's Unix time at the fake clock's 0.
+    const EPOCH_S: f64 = 1_700_000_000.37;
+
+    /// One key (method) of the limiter, in portal seconds.
+    #[derive(Default)]
+    struct Key {
+        /// (opened at, seconds), oldest first.
+        baskets: Vec<(f64, f64)>,
+        ban_until: f64,
+    }
+
+    impl Key {
+        fn expire(&mut self, p: f64) {
+            self.baskets.retain(|b| b.0 + 600.0 > p);
+        }
+
+        fn operating(&self) -> f64 {
+            self.baskets.iter().map(|b| b.1).sum()
+        }
+
+        /// The check before a call: `Err((ban end, whether this check banned))` when refused.
+        fn check(&mut self, p: f64, limit: f64) -> Result<(), (f64, bool)> {
+            self.expire(p);
+            if p < self.ban_until {
+                return Err((self.ban_until, false));
+            }
+            if self.operating() >= limit {
+                self.ban_until = p + 300.0;
+                self.baskets.clear();
+                return Err((self.ban_until, true));
+            }
+            Ok(())
+        }
+
+        fn charge(&mut self, p: f64, run: f64, weight: f64) {
+            if run <= 0.1 {
+                return;
+            }
+            self.expire(p);
+            match self.baskets.last_mut() {
+                Some(newest) if p - newest.0 <= 60.0 => newest.1 += weight * run,
+                _ => self.baskets.push((p, weight * run)),
+            }
+        }
+
+        /// `operating_reset_at` (portal seconds; rounded up on the Unix clock by the caller).
+        fn reset_at(&self, p: f64) -> Option<f64> {
+            if p < self.ban_until {
+                Some(self.ban_until)
+            } else {
+                self.baskets.first().map(|b| b.0 + 600.0)
+            }
+        }
+    }
+
+    /// A `time` object: Unix seconds for instants, portal seconds for the rest.
+    struct Time {
+        start: f64,
+        finish: f64,
+        run: f64,
+        operating: f64,
+        reset: Option<f64>,
+    }
+
+    enum Command {
+        Ran(Time),
+        /// Refused; the `result_time`'s reset (the ban's end).
+        Refused(f64),
+    }
+
+    enum Reply {
+        /// HTTP 429 for the batch itself, no `time`.
+        TooMany,
+        /// HTML 504: the run passed the request limit.
+        Cut,
+        Batch(Time, Vec<Command>),
+    }
+
+    /// The portal: one webhook's two keys, the items, and what it counted.
+    struct Portal {
+        /// The time scale: portal seconds per real second.
+        scale: f64,
+        limit: f64,
+        delete: Key,
+        batch: Key,
+        /// Per item: its cost, and whether it still exists.
+        items: Vec<(f64, bool)>,
+        /// Another script on the same webhook: the portal instants of its deletes, and their cost.
+        others: VecDeque<f64>,
+        other_cost: f64,
+        /// Our requests and commands refused, and bans our checks started.
+        refused: u32,
+        bans: u32,
+        cuts: u32,
+        longest_run: f64,
+    }
+
+    impl Portal {
+        fn new(scale: f64, costs: impl IntoIterator<Item = f64>) -> Portal {
+            Portal {
+                scale,
+                limit: DEFAULT_LIMIT_S,
+                delete: Key::default(),
+                batch: Key::default(),
+                items: costs.into_iter().map(|c| (c, true)).collect(),
+                others: VecDeque::new(),
+                other_cost: 0.0,
+                refused: 0,
+                bans: 0,
+                cuts: 0,
+                longest_run: 0.0,
+            }
+        }
+
+        fn portal_s(&self, ms: f64) -> f64 {
+            ms / 1000.0 * self.scale
+        }
+
+        fn real_ms(&self, portal_s: f64) -> f64 {
+            portal_s * 1000.0 / self.scale
+        }
+
+        fn unix(&self, portal_s: f64) -> f64 {
+            EPOCH_S + self.real_ms(portal_s) / 1000.0
+        }
+
+        /// The other script's deletes up to `p` (it ignores the limit).
+        fn others_until(&mut self, p: f64) {
+            while self.others.front().is_some_and(|&at| at <= p) {
+                let at = self.others.pop_front().unwrap();
+                if self.delete.check(at, self.limit).is_ok() {
+                    self.delete.charge(at + self.other_cost, self.other_cost, 1.0);
+                }
+            }
+        }
+
+        fn time(&self, key: &Key, start: f64, finish: f64) -> Time {
+            Time {
+                start: self.unix(start),
+                finish: self.unix(finish),
+                run: finish - start,
+                operating: key.operating(),
+                reset: key.reset_at(finish).map(|r| self.unix(r).ceil()),
+            }
+        }
+
+        /// One batch arriving at `ms` (real): the reply and when it leaves (real ms).
+        fn batch(&mut self, ms: f64, ids: &[usize]) -> (Reply, f64) {
+            let start = self.portal_s(ms);
+            self.others_until(start);
+            if let Err((_, banned)) = self.batch.check(start, self.limit) {
+                self.refused += 1;
+                self.bans += u32::from(banned);
+                return (Reply::TooMany, ms);
+            }
+            let mut p = start;
+            let mut commands = Vec::new();
+            for &id in ids {
+                self.others_until(p);
+                match self.delete.check(p, self.limit) {
+                    Err((ends, banned)) => {
+                        self.refused += 1;
+                        self.bans += u32::from(banned);
+                        commands.push(Command::Refused(self.unix(ends).ceil()));
+                    }
+                    Ok(()) => {
+                        // A missing item answers NOT_FOUND at once.
+                        let (cost, exists) = self.items[id];
+                        let run = if exists { cost } else { 0.01 };
+                        self.items[id].1 = false;
+                        let begun = p;
+                        p += run;
+                        self.delete.charge(p, run, 1.0);
+                        commands.push(Command::Ran(self.time(&self.delete, begun, p)));
+                        if p - start > REQUEST_LIMIT_S {
+                            // Cut: what ran stays done; the batch is not charged.
+                            self.cuts += 1;
+                            return (Reply::Cut, self.real_ms(start + REQUEST_LIMIT_S));
+                        }
+                    }
+                }
+            }
+            self.longest_run = self.longest_run.max(p - start);
+            self.batch.charge(p, p - start, 0.5);
+            let time = self.time(&self.batch, start, p);
+            (Reply::Batch(time, commands), self.real_ms(p))
+        }
+    }
+
+    /// A timing on the client's clock, anchored on the batch's `finish` and its arrival.
+    fn client_timing(time: &Time, finish: f64, arrived_ms: f64) -> Timing {
+        let mono = |unix_s| monotonic_ms(unix_s, finish, arrived_ms);
+        Timing {
+            start_ms: mono(time.start),
+            finish_ms: mono(time.finish),
+            run_s: time.run,
+            operating_s: Some(time.operating),
+            reset_ms: time.reset.map(mono),
+        }
+    }
+
+    /// What a job did.
+    struct Job {
+        finish_ms: f64,
+        sizes: Vec<usize>,
+        /// After the fifth batch: (when, the ETA then).
+        early_eta: Option<(f64, f64)>,
+    }
+
+    /// A bulk delete of every item, one batch in flight, as the bulk loop will run it: ask the
+    /// budget, wait or send, record the answer. Refused and cut commands are sent again.
+    fn run_job(portal: &mut Portal, budget: &mut Budget, trip_ms: f64) -> Job {
+        let mut queue: VecDeque<usize> = (0..portal.items.len()).collect();
+        let mut job = Job {
+            finish_ms: 0.0,
+            sizes: Vec::new(),
+            early_eta: None,
+        };
+        let mut now = 0.0;
+        while !queue.is_empty() {
+            assert!(job.sizes.len() < 100_000, "the job does not end");
+            if job.sizes.len() == 5 && job.early_eta.is_none() {
+                job.early_eta = Some((now, budget.eta(now, queue.len()).unwrap()));
+            }
+            let size = match budget.next_batch(now, queue.len()) {
+                Pace::Wait(until) => {
+                    assert!(until > now, "a wait moves on");
+                    now = until;
+                    continue;
+                }
+                Pace::Send(size) => size,
+            };
+            job.sizes.push(size);
+            let ids: Vec<usize> = queue.drain(..size).collect();
+            let sent = now;
+            let (reply, left) = portal.batch(now + trip_ms / 2.0, &ids);
+            now = left + trip_ms / 2.0;
+            match reply {
+                Reply::TooMany => {
+                    budget.refused(Method::Batch, None, now);
+                    ids.iter().rev().for_each(|&id| queue.push_front(id));
+                }
+                Reply::Cut => {
+                    budget.lost(ids.len(), now);
+                    ids.iter().rev().for_each(|&id| queue.push_front(id));
+                }
+                Reply::Batch(time, commands) => {
+                    let mut again = Vec::new();
+                    for (&id, command) in ids.iter().zip(&commands) {
+                        match command {
+                            Command::Ran(t) => budget.record(
+                                Method::Delete,
+                                &client_timing(t, time.finish, now),
+                            ),
+                            Command::Refused(reset) => {
+                                let ends = monotonic_ms(*reset, time.finish, now);
+                                budget.refused(Method::Delete, Some(ends), now);
+                                again.push(id);
+                            }
+                        }
+                    }
+                    budget.record(Method::Batch, &client_timing(&time, time.finish, now));
+                    budget.trip(ids.len(), sent, now);
+                    again.iter().rev().for_each(|&id| queue.push_front(id));
+                }
+            }
+        }
+        assert!(portal.items.iter().all(|item| !item.1), "every item deleted");
+        job.finish_ms = now;
+        job
+    }
+
+    /// The floor for `seconds` of deletes: 600 s for each full limit, then the rest.
+    fn floor_s(seconds: f64, limit: f64) -> f64 {
+        600.0 * (seconds / limit).floor() + seconds % limit
+    }
+
+    /// Runs `items` deletes of `cost` each alone on the webhook at a time `scale`, checks the
+    /// targets, and returns (time / floor, the ETA's error after five batches).
+    fn alone(items: usize, cost: f64, scale: f64, trip_ms: f64) -> (f64, f64) {
+        let mut portal = Portal::new(scale, std::iter::repeat(cost).take(items));
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        let job = run_job(&mut portal, &mut budget, trip_ms);
+        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+        assert!(portal.longest_run <= BATCH_RUN_TARGET_S + 1e-9, "{}", portal.longest_run);
+        let floor = floor_s(items as f64 * cost, DEFAULT_LIMIT_S);
+        let ratio = portal.portal_s(job.finish_ms) / floor;
+        let (at, eta) = job.early_eta.unwrap();
+        let error = (eta - (job.finish_ms - at)) / (job.finish_ms - at);
+        eprintln!(
+            "{items} × {cost} s at scale {scale}: {:.0} s, floor {floor:.0} s, ×{ratio:.3}, ETA error {:+.1} %, {} requests",
+            portal.portal_s(job.finish_ms),
+            error * 100.0,
+            job.sizes.len()
+        );
+        (ratio, error)
+    }
+
+    #[test]
+    fn ten_thousand_deletes_at_0_6_s_finish_at_the_floor_unrefused() {
+        let (ratio, eta_error) = alone(10_000, 0.6, 1.0, 80.0);
+        assert!(ratio <= 1.1, "{ratio}");
+        assert!(eta_error.abs() <= 0.15, "{eta_error}");
+    }
+
+    #[test]
+    fn a_thousand_deletes_at_2_s_finish_at_the_floor_unrefused() {
+        let (ratio, eta_error) = alone(1_000, 2.0, 1.0, 80.0);
+        assert!(ratio <= 1.1, "{ratio}");
+        assert!(eta_error.abs() <= 0.15, "{eta_error}");
+    }
+
+    #[test]
+    fn time_scaled_runs_learn_the_portals_second() {
+        for (items, cost) in [(10_000, 0.6), (1_000, 2.0)] {
+            let (ratio, eta_error) = alone(items, cost, 60.0, 2.0);
+            assert!(ratio <= 1.1, "{items} × {cost}: {ratio}");
+            assert!(eta_error.abs() <= 0.15, "{items} × {cost}: {eta_error}");
+        }
+    }
 }
