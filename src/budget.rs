@@ -615,6 +615,8 @@ mod tests {
         /// Our requests and commands refused, and bans our checks started.
         refused: u32,
         bans: u32,
+        /// Bans the other script's checks started.
+        other_bans: u32,
         cuts: u32,
         longest_run: f64,
     }
@@ -631,6 +633,7 @@ mod tests {
                 other_cost: 0.0,
                 refused: 0,
                 bans: 0,
+                other_bans: 0,
                 cuts: 0,
                 longest_run: 0.0,
             }
@@ -652,8 +655,9 @@ mod tests {
         fn others_until(&mut self, p: f64) {
             while self.others.front().is_some_and(|&at| at <= p) {
                 let at = self.others.pop_front().unwrap();
-                if self.delete.check(at, self.limit).is_ok() {
-                    self.delete.charge(at + self.other_cost, self.other_cost, 1.0);
+                match self.delete.check(at, self.limit) {
+                    Ok(()) => self.delete.charge(at + self.other_cost, self.other_cost, 1.0),
+                    Err((_, banned)) => self.other_bans += u32::from(banned),
                 }
             }
         }
@@ -840,6 +844,79 @@ mod tests {
             let (ratio, eta_error) = alone(items, cost, 60.0, 2.0);
             assert!(ratio <= 1.1, "{items} × {cost}: {ratio}");
             assert!(eta_error.abs() <= 0.15, "{items} × {cost}: {eta_error}");
+        }
+    }
+
+    #[test]
+    fn another_script_on_the_webhook_costs_waits_not_ids() {
+        // Ours: 2,000 × 0.6 s. Theirs, from 200 s to 2,000 s: a 1 s delete every 1.5 s, blind
+        // to the limit, so the key is banned again and again.
+        let mut portal = Portal::new(1.0, std::iter::repeat(0.6).take(2_000));
+        portal.others = (0..1_200).map(|i| 200.0 + 1.5 * f64::from(i)).collect();
+        portal.other_cost = 1.0;
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        let job = run_job(&mut portal, &mut budget, 80.0);
+        // Every id was deleted (run_job checks); we met the bans, and after each refusal sat
+        // it out: at most one batch refused per ban.
+        let bans = portal.bans + portal.other_bans;
+        assert!(portal.refused > 0 && bans > 0);
+        assert!(portal.refused as usize <= bans as usize * MAX_BATCH, "{} {bans}", portal.refused);
+        eprintln!(
+            "shared webhook: {:.0} s, {} of ours refused, {} bans by us, {} by them",
+            portal.portal_s(job.finish_ms),
+            portal.refused,
+            portal.bans,
+            portal.other_bans
+        );
+    }
+
+    #[test]
+    fn heavy_commands_go_one_by_one_and_no_request_is_cut() {
+        let mut portal = Portal::new(1.0, std::iter::repeat(20.0).take(30));
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        let job = run_job(&mut portal, &mut budget, 80.0);
+        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+        assert!(job.sizes.iter().all(|&size| size == 1), "{:?}", job.sizes);
+        // 5 s each: a pilot of one, then batches of up to 4 (20 s).
+        let mut portal = Portal::new(1.0, std::iter::repeat(5.0).take(200));
+        let job = run_job(&mut portal, &mut Budget::new(Some(DEFAULT_LIMIT_S)), 80.0);
+        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+        assert_eq!(job.sizes[0], 1);
+        assert!(portal.longest_run <= BATCH_RUN_TARGET_S, "{}", portal.longest_run);
+    }
+
+    /// A command longer than the request limit (a contact with a long history, ~100 s) cannot
+    /// be answered: each request carrying it is cut (HTML 504), an unknown outcome. The budget
+    /// charges the lost request a full request limit and keeps batches at one; the bulk loop
+    /// sends it again, and — the portal having finished it — `NOT_FOUND` counts it deleted.
+    /// (Where the portal drops a cut command instead, the repeats are cut too, and the id
+    /// fails after the retries, with no ban on the way.)
+    #[test]
+    fn commands_over_the_request_limit_are_cut_but_never_banned() {
+        let mut portal = Portal::new(1.0, std::iter::repeat(100.0).take(8));
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        let job = run_job(&mut portal, &mut budget, 80.0);
+        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 8));
+        assert!(job.sizes.iter().all(|&size| size == 1), "{:?}", job.sizes);
+    }
+
+    proptest::proptest! {
+        /// Alone on its webhook, whatever the cost (±30 % from item to item), the limit and the
+        /// time scale: never refused, never banned, no request near the request limit.
+        #[test]
+        fn alone_it_is_never_refused(
+            cost in 0.05f64..8.0,
+            spread in proptest::collection::vec(0u8..=255, 20..300),
+            limit in 60.0f64..600.0,
+            scaled in proptest::bool::ANY,
+        ) {
+            let scale = if scaled { 60.0 } else { 1.0 };
+            let costs = spread.iter().map(|&b| cost * (0.7 + 0.6 * f64::from(b) / 255.0));
+            let mut portal = Portal::new(scale, costs);
+            portal.limit = limit;
+            run_job(&mut portal, &mut Budget::new(Some(limit)), 80.0 / scale);
+            proptest::prop_assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+            proptest::prop_assert!(portal.longest_run <= 2.0 * BATCH_RUN_TARGET_S);
         }
     }
 }
