@@ -31,6 +31,8 @@ const BASKET_S: f64 = 60.0;
 const BAN_S: f64 = 300.0;
 /// Expiries and bans are predicted this much late (a fraction of their length).
 const LATE: f64 = 0.01;
+/// Runs at least this long (portal seconds) tell the real length of a portal second.
+const SCALE_MIN_RUN_S: f64 = 0.2;
 /// Two `operating` figures closer than this agree.
 const SAME_S: f64 = 0.01;
 
@@ -253,11 +255,14 @@ impl Budget {
         }
     }
 
-    /// Takes in one successful `time`: a single delete's, each nested command's (`Delete`, in
-    /// their order) and then the batch's own (`Batch`).
+    /// Takes in one successful `time`: a single delete's, each nested command's that ran
+    /// (`Delete`, in their order; a refused one goes to [`Budget::refused`]) and then the
+    /// batch's own (`Batch`). The real length of a portal second is learned from it too: the
+    /// shortest `finish − start` per second of run seen (an emulator's overhead only lengthens
+    /// it; a real portal's `duration` is `finish − start`).
     pub fn record(&mut self, method: Method, time: &Timing) {
         let real_ms = time.finish_ms - time.start_ms;
-        if time.run_s >= 0.2 && real_ms > 0.0 {
+        if time.run_s >= SCALE_MIN_RUN_S && real_ms > 0.0 {
             let seen = real_ms / time.run_s;
             self.scale = Some(Scale(self.scale.map_or(seen, |s| s.0.min(seen))));
         }
@@ -310,9 +315,10 @@ impl Budget {
         meter.banned_until_ms
     }
 
-    /// The sum a command may start under.
-    fn room_s(&self) -> Option<f64> {
-        self.limit_s.map(|limit| limit * (1.0 - MARGIN))
+    /// The sum a command may start under (infinite without a limit).
+    fn room_s(&self) -> f64 {
+        self.limit_s
+            .map_or(f64::INFINITY, |limit| limit * (1.0 - MARGIN))
     }
 
     /// The next batch of a job with `remaining` commands left: its size, or when to ask again.
@@ -321,13 +327,11 @@ impl Budget {
     /// [`BATCH_RUN_TARGET_S`], and it is at most one more than twice the commands measured so
     /// far (a pilot of one first).
     pub fn next_batch(&self, now: f64, remaining: usize) -> Pace {
+        let room = self.room_s();
         let start = self
             .delete
-            .free_at(now, self.room_s().unwrap_or(f64::INFINITY));
-        let start = start.max(
-            self.batch
-                .free_at(now, self.room_s().unwrap_or(f64::INFINITY)),
-        );
+            .free_at(now, room)
+            .max(self.batch.free_at(now, room));
         if start > now {
             return Pace::Wait(start);
         }
@@ -337,20 +341,25 @@ impl Budget {
             let high_s = self.cost.high_s();
             size = size.min((BATCH_RUN_TARGET_S / high_s) as usize);
             let charge = charge_s(Method::Delete, high_s);
-            if let (Some(room), true) = (self.room_s(), charge > 0.0) {
+            if charge > 0.0 {
+                // The commands that start under the room; `as` saturates an infinite room.
                 let left = room - self.delete.operating(now);
-                size = size.min((left / charge) as usize + 1);
+                size = size.min(((left / charge) as usize).saturating_add(1));
             }
         }
         Pace::Send(size.max(1))
     }
 
+    /// The longest a request can run before the portal cuts it, in real ms (the request
+    /// limit in this portal's seconds): an attempt timeout is this plus the network's share.
+    pub fn longest_request_ms(&self) -> f64 {
+        self.scale().ms(REQUEST_LIMIT_S)
+    }
+
     /// When a single `crm.item.delete` may be sent: `None` now, else the instant. A caller
     /// whose deadline comes first fails at once instead of meeting a ban.
     pub fn single_wait(&self, now: f64) -> Option<f64> {
-        let start = self
-            .delete
-            .free_at(now, self.room_s().unwrap_or(f64::INFINITY));
+        let start = self.delete.free_at(now, self.room_s());
         (start > now).then_some(start)
     }
 
@@ -546,6 +555,21 @@ mod tests {
     }
 
     #[test]
+    fn a_request_may_run_the_request_limit_in_real_time() {
+        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
+        assert_eq!(budget.longest_request_ms(), 60_000.0);
+        // 2 s of run in 100 ms: a time scale of 20.
+        budget.record(
+            Method::Batch,
+            &Timing {
+                start_ms: 900.0,
+                ..timing(1_000.0, 2.0, 1.0)
+            },
+        );
+        assert!((budget.longest_request_ms() - 3_000.0).abs() < 1e-6);
+    }
+
+    #[test]
     fn a_lost_request_is_charged_and_shrinks_the_next() {
         let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
         budget.lost(1, 0.0);
@@ -671,6 +695,11 @@ mod tests {
                 cuts: 0,
                 longest_run: 0.0,
             }
+        }
+
+        /// Our refusals, the bans our checks started, and the requests cut.
+        fn counts(&self) -> (u32, u32, u32) {
+            (self.refused, self.bans, self.cuts)
         }
 
         fn portal_s(&self, ms: f64) -> f64 {
@@ -841,13 +870,22 @@ mod tests {
         600.0 * (seconds / limit).floor() + seconds % limit
     }
 
+    /// A job of `items` deletes of `cost` each, alone on the webhook, default limit.
+    fn solo(items: usize, cost: f64, scale: f64, trip_ms: f64) -> (Portal, Job) {
+        let mut portal = Portal::new(scale, std::iter::repeat_n(cost, items));
+        let job = run_job(
+            &mut portal,
+            &mut Budget::new(Some(DEFAULT_LIMIT_S)),
+            trip_ms,
+        );
+        (portal, job)
+    }
+
     /// Runs `items` deletes of `cost` each alone on the webhook at a time `scale`, checks the
     /// targets, and returns (time / floor, the ETA's error after five batches).
     fn alone(items: usize, cost: f64, scale: f64, trip_ms: f64) -> (f64, f64) {
-        let mut portal = Portal::new(scale, std::iter::repeat_n(cost, items));
-        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
-        let job = run_job(&mut portal, &mut budget, trip_ms);
-        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+        let (portal, job) = solo(items, cost, scale, trip_ms);
+        assert_eq!(portal.counts(), (0, 0, 0));
         assert!(
             portal.longest_run <= BATCH_RUN_TARGET_S + 1e-9,
             "{}",
@@ -918,38 +956,32 @@ mod tests {
         );
     }
 
+    /// Heavy commands go one per batch. A command longer than the request limit (a contact
+    /// with a long history, ~100 s) cannot be answered: each request carrying it is cut (HTML
+    /// 504), an unknown outcome. The budget charges the lost request a full request limit and
+    /// keeps batches at one; the bulk loop sends it again, and — the portal having finished it
+    /// — `NOT_FOUND` counts it deleted. (Where the portal drops a cut command instead, the
+    /// repeats are cut too, and the id fails after the retries, with no ban on the way.)
     #[test]
-    fn heavy_commands_go_one_by_one_and_no_request_is_cut() {
-        let mut portal = Portal::new(1.0, std::iter::repeat_n(20.0, 30));
-        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
-        let job = run_job(&mut portal, &mut budget, 80.0);
-        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
-        assert!(job.sizes.iter().all(|&size| size == 1), "{:?}", job.sizes);
+    fn heavy_commands_go_one_by_one_and_are_never_banned() {
+        for (items, cost, cuts) in [(30, 20.0, 0), (8, 100.0, 8)] {
+            let (portal, job) = solo(items, cost, 1.0, 80.0);
+            assert_eq!(portal.counts(), (0, 0, cuts), "{cost} s");
+            assert!(
+                job.sizes.iter().all(|&size| size == 1),
+                "{cost} s: {:?}",
+                job.sizes
+            );
+        }
         // 5 s each: a pilot of one, then batches of up to 4 (20 s).
-        let mut portal = Portal::new(1.0, std::iter::repeat_n(5.0, 200));
-        let job = run_job(&mut portal, &mut Budget::new(Some(DEFAULT_LIMIT_S)), 80.0);
-        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+        let (portal, job) = solo(200, 5.0, 1.0, 80.0);
+        assert_eq!(portal.counts(), (0, 0, 0));
         assert_eq!(job.sizes[0], 1);
         assert!(
             portal.longest_run <= BATCH_RUN_TARGET_S,
             "{}",
             portal.longest_run
         );
-    }
-
-    /// A command longer than the request limit (a contact with a long history, ~100 s) cannot
-    /// be answered: each request carrying it is cut (HTML 504), an unknown outcome. The budget
-    /// charges the lost request a full request limit and keeps batches at one; the bulk loop
-    /// sends it again, and — the portal having finished it — `NOT_FOUND` counts it deleted.
-    /// (Where the portal drops a cut command instead, the repeats are cut too, and the id
-    /// fails after the retries, with no ban on the way.)
-    #[test]
-    fn commands_over_the_request_limit_are_cut_but_never_banned() {
-        let mut portal = Portal::new(1.0, std::iter::repeat_n(100.0, 8));
-        let mut budget = Budget::new(Some(DEFAULT_LIMIT_S));
-        let job = run_job(&mut portal, &mut budget, 80.0);
-        assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 8));
-        assert!(job.sizes.iter().all(|&size| size == 1), "{:?}", job.sizes);
     }
 
     proptest::proptest! {
@@ -967,7 +999,7 @@ mod tests {
             let mut portal = Portal::new(scale, costs);
             portal.limit = limit;
             run_job(&mut portal, &mut Budget::new(Some(limit)), 80.0 / scale);
-            proptest::prop_assert_eq!((portal.refused, portal.bans, portal.cuts), (0, 0, 0));
+            proptest::prop_assert_eq!(portal.counts(), (0, 0, 0));
             proptest::prop_assert!(portal.longest_run <= 2.0 * BATCH_RUN_TARGET_S);
         }
     }
