@@ -102,10 +102,14 @@ impl Meter {
         self.baskets.iter().filter(move |b| b.expires_ms > at_ms)
     }
 
+    fn expire(&mut self, at_ms: f64) {
+        self.baskets.retain(|b| b.expires_ms > at_ms);
+    }
+
     /// Adds `seconds` at `at_ms` the portal's way: into the newest basket while it is younger
     /// than a basket's length, else into a new one.
     fn charge(&mut self, at_ms: f64, seconds: f64, scale: Scale) {
-        self.baskets.retain(|b| b.expires_ms > at_ms);
+        self.expire(at_ms);
         if seconds <= 0.0 {
             return;
         }
@@ -129,6 +133,7 @@ impl Meter {
     /// it has too much of already expired (the oldest baskets). When the two agree, the
     /// portal's reset bounds the oldest basket's expiry.
     fn reconcile(&mut self, at_ms: f64, operating_s: f64, reset_ms: Option<f64>, scale: Scale) {
+        self.expire(at_ms);
         let mirror = self.operating(at_ms);
         if operating_s > mirror + SAME_S {
             self.charge(at_ms, operating_s - mirror, scale);
@@ -216,8 +221,9 @@ fn charge_s(method: Method, run_s: f64) -> f64 {
     }
 }
 
-/// One client's budget state: both methods' meters, the measured cost and speed. Plain data,
-/// so it can be copied into another tab's client.
+/// One client's budget state: both methods' meters, the measured cost and speed. Plain data
+/// (instants on the caller's clock), so tabs sharing one webhook could share it, on a clock
+/// they share.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Budget {
     /// `operatingLimit`; `None`: no pacing by the budget (bans are still sat out).
