@@ -6,11 +6,13 @@
 //! - [`envelope`] builds each request, [`response`] reads each answer ([`json`] parses it
 //!   natively; in the browser the engine's `JSON.parse` does),
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
+//! - [`budget`] paces bulk jobs by the portal's operating limit (pure, fake-clock friendly),
 //! - [`bulk`] splits a bulk delete into batches and accounts for every id,
 //! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Env`],
 //! - [`executor`] runs the calls' futures on the wasm's one thread,
 //! - `bindings` (wasm only) exposes it all to JS and holds the fetch and BX24 transports.
 
+pub mod budget;
 pub mod bulk;
 pub mod call;
 pub mod config;
