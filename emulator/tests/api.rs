@@ -1596,7 +1596,56 @@ async fn frame_host_page() {
     }
     assert!(html.contains("CRM_DYNAMIC_1268_DETAIL_TAB"));
     assert!(html.contains("DOMAIN=127.0.0.1%3A"));
+    assert!(
+        !html.contains("&quot;URI&quot;") && !html.contains(r#"\"URI\""#),
+        "no injected URI option"
+    );
+    assert!(html.contains(r#""INSTALL":false"#) && html.contains(r#""FIRST_RUN":false"#));
     assert_eq!(get(emu.port, "/app/demo").await.status, 400);
+    // the frame is named after the request's Host; PLACEMENT upper-case; INSTALL/FIRST_RUN settable
+    let r = raw(
+        emu.port,
+        "GET",
+        "/app/demo?url=/widget.html&placement=crm_dynamic_1268_detail_tab&install=1&first_run=true",
+        &[("Host", &format!("localhost:{}", emu.port))],
+        b"",
+    )
+    .await
+    .unwrap();
+    let html = String::from_utf8(r.body).unwrap();
+    assert!(
+        html.contains(&format!("name=\"localhost:{}|0|", emu.port)),
+        "{html}"
+    );
+    assert!(html.contains("DOMAIN=localhost%3A"));
+    assert!(html.contains("value=\"CRM_DYNAMIC_1268_DETAIL_TAB\""));
+    assert!(html.contains(r#""INSTALL":true"#) && html.contains(r#""FIRST_RUN":true"#));
+    // refreshAuth's server side mints a pair for the page's session: concurrent ones all succeed
+    let sid = html.split("APP_SID=").nth(1).unwrap()[..32].to_string();
+    let refresh = |sid: String| async move {
+        raw(
+            emu.port,
+            "POST",
+            "/app/_refresh",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            format!("app_sid={sid}").as_bytes(),
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = tokio::join!(refresh(sid.clone()), refresh(sid.clone()));
+    let (a, b) = (a.json(), b.json());
+    assert_ne!(a["access_token"], b["access_token"]);
+    for t in [&a, &b] {
+        let path = format!(
+            "/rest/user.current?auth={}",
+            t["access_token"].as_str().unwrap()
+        );
+        assert_eq!(get(emu.port, &path).await.status, 200);
+    }
+    assert_eq!(refresh("0".repeat(32)).await.status, 400);
+    post_json(emu.port, "/_emulator/reset", json!({})).await;
+    assert_eq!(refresh(sid).await.status, 400, "a reset ends the sessions");
     let js = get(emu.port, "/api/v1/").await;
     assert!(String::from_utf8(js.body)
         .unwrap()
