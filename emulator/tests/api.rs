@@ -92,15 +92,19 @@ async fn post_json(port: u16, path: &str, body: Value) -> Res {
     .unwrap()
 }
 
-/// The status of `crm.item.delete` of smart-process item `id` through the webhook `hook`.
-async fn delete_status(port: u16, hook: &str, id: u64) -> u16 {
+/// `crm.item.delete` of smart-process item `id` through the webhook `hook`.
+async fn delete(port: u16, hook: &str, id: u64) -> Res {
     post_json(
         port,
         &format!("{hook}crm.item.delete"),
         json!({"entityTypeId": 1268, "id": id}),
     )
     .await
-    .status
+}
+
+/// The status of `crm.item.delete` of smart-process item `id` through the webhook `hook`.
+async fn delete_status(port: u16, hook: &str, id: u64) -> u16 {
+    delete(port, hook, id).await.status
 }
 
 async fn get(port: u16, path: &str) -> Res {
@@ -813,10 +817,7 @@ async fn server_processing_is_spent_reported_and_free_up_to_a_tenth() {
     let (emu, clock) = start(|c| c.settings.processing = 0.1).await;
     let a = admin(&emu);
     let p = emu.port;
-    let del = |id: u64| {
-        let path = format!("{a}crm.item.delete");
-        async move { post_json(p, &path, json!({"entityTypeId":1268,"id":id})).await }
-    };
+    let del = |id| delete(p, &a, id);
     // 0.1 s: spent (the clock moved), reported, not charged
     let v = del(1).await.json();
     assert_eq!(v["result"], json!([]));
@@ -947,12 +948,7 @@ async fn server_ban_for_300_s_clears_the_baskets_and_429s_carry_no_time() {
     assert_eq!(delete_status(p, &a, 1).await, 200); // operating 1
     assert_eq!(delete_status(p, &a, 2).await, 200); // 1 < 2: runs, operating 2
     let at_ban = clock.now();
-    let r = post_json(
-        p,
-        &format!("{a}crm.item.delete"),
-        json!({"entityTypeId":1268,"id":3}),
-    )
-    .await;
+    let r = delete(p, &a, 3).await;
     assert_eq!(r.status, 429);
     assert_eq!(
         r.json(),
@@ -999,13 +995,7 @@ async fn server_ban_for_300_s_clears_the_baskets_and_429s_carry_no_time() {
     assert_eq!(deleted(&s), vec![1, 2]);
     // the ban is over after 300 s: a fresh window
     clock.set(at_ban + 300.0);
-    let v = post_json(
-        p,
-        &format!("{a}crm.item.delete"),
-        json!({"entityTypeId":1268,"id":3}),
-    )
-    .await
-    .json();
+    let v = delete(p, &a, 3).await.json();
     assert_eq!(v["time"]["operating"], 1);
     assert_eq!(
         v["time"]["operating_reset_at"],
@@ -1053,14 +1043,8 @@ async fn server_baskets_expire_600_s_after_they_opened_not_rolling() {
     let (emu, clock) = start(|c| c.settings.processing = 1.0).await;
     let a = admin(&emu);
     let p = emu.port;
-    let del = |id: u64| {
-        let path = format!("{a}crm.item.delete");
-        async move {
-            post_json(p, &path, json!({"entityTypeId":1268,"id":id}))
-                .await
-                .json()
-        }
-    };
+    let a = &a;
+    let del = |id| async move { delete(p, a, id).await.json() };
     let v = del(1).await; // opens a basket at T0 + 1
     assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601);
     clock.set(T0 + 50.0);

@@ -38,13 +38,13 @@ after(async () => {
   await emu?.stop();
 });
 
-async function openWidget(query) {
+async function openWidget(query, base = emu.url) {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e.message ?? e)));
   const posts = [];
   page.on('request', (r) => { if (r.url().includes('widget.html')) posts.push({ method: r.method(), url: r.url(), body: r.postData() }); });
-  await page.goto(`${emu.url}/app/test?${query}`);
+  await page.goto(`${base}/app/test?${query}`);
   const frame = await waitForFrame(page);
   await frame.waitForFunction(() => window.__done === true, null, { timeout: 10_000 });
   return { page, frame, errors, posts };
@@ -230,12 +230,10 @@ function ask(frame, cmd, params, waitMs = 600) {
 
 test('a host opened on localhost names the frame after it; PLACEMENT upper-case, no URI, INSTALL settable', { skip }, async () => {
   await emu.control.reset();
-  const page = await browser.newPage();
+  // the widget stays on 127.0.0.1 (another origin than the parent on localhost)
+  const { page, frame } = await openWidget('url=/fixtures/widget.html&placement=crm_dynamic_1268_detail_tab&install=1&options=%7B%22ID%22%3A%228%22%7D',
+    `http://localhost:${emu.port}`);
   try {
-    // the widget stays on 127.0.0.1 (another origin than the parent on localhost)
-    await page.goto(`http://localhost:${emu.port}/app/test?url=/fixtures/widget.html&placement=crm_dynamic_1268_detail_tab&install=1&options=%7B%22ID%22%3A%228%22%7D`);
-    const frame = await waitForFrame(page);
-    await frame.waitForFunction(() => window.__done === true, null, { timeout: 10_000 });
     const name = await frame.evaluate(() => window.name);
     assert.match(name, new RegExp(`^localhost:${emu.port}\\|0\\|[0-9a-f]{32}$`));
     assert.equal(await frame.evaluate(() => window.__domain), `localhost:${emu.port}`);
