@@ -1,4 +1,6 @@
-/* The emulated portal's side of an app frame: answers the frame's postMessage commands.
+/* The emulated portal's side of an app frame: answers the frame's postMessage commands as the
+ * portal's parent page does (shared/reference/bitrix24-rest.md §6): no reply to unknown commands,
+ * to commands the placement denies, or to a failed refreshAuth.
  * CFG is injected by the emulator's /app/{name} page. */
 (function (CFG) {
   'use strict';
@@ -39,9 +41,12 @@
       AUTH_ID: CFG.AUTH_ID, REFRESH_ID: CFG.REFRESH_ID, AUTH_EXPIRES: CFG.AUTH_EXPIRES,
       MEMBER_ID: CFG.MEMBER_ID, IS_ADMIN: CFG.IS_ADMIN, APP_OPTIONS: {}, USER_OPTIONS: {},
       PLACEMENT: CFG.PLACEMENT, PLACEMENT_OPTIONS: CFG.PLACEMENT_OPTIONS_OBJECT,
-      INSTALL: false, FIRST_RUN: false
+      INSTALL: CFG.INSTALL, FIRST_RUN: CFG.FIRST_RUN
     };
   }
+
+  // Outside the DEFAULT placement the portal ignores these.
+  var DEFAULT_ONLY = { setTitle: true, setScroll: true, reloadWindow: true };
 
   window.addEventListener('message', function (e) {
     if (e.source !== frame.contentWindow) return;
@@ -51,40 +56,46 @@
     if (e.origin !== CFG.frameOrigin) { entry.reason = 'origin'; return; }
     if (!m || m.sid !== CFG.APP_SID) { entry.reason = 'app_sid'; return; }
     entry.accepted = true;
+    if (DEFAULT_ONLY[m.cmd] && CFG.PLACEMENT !== 'DEFAULT') { entry.reason = 'denied'; return; }
     switch (m.cmd) {
       case 'getInitData':
         reply(m.cb, initData());
         break;
       case 'refreshAuth':
+        // Minted server-side for this page's session (no refresh token consumed), so concurrent
+        // refreshes all succeed; on failure the portal never replies.
         fetch('/app/_refresh', {
           method: 'POST',
           headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-          body: 'refresh_token=' + encodeURIComponent(CFG.REFRESH_ID)
+          body: 'app_sid=' + encodeURIComponent(CFG.APP_SID)
         }).then(function (r) { return r.json(); }).then(function (t) {
-          if (t.error) { reply(m.cb, t); return; }
+          if (!t || t.error) throw new Error(t ? t.error : 'no answer');
           CFG.AUTH_ID = t.access_token;
           CFG.REFRESH_ID = t.refresh_token;
           CFG.AUTH_EXPIRES = t.expires_in;
-          reply(m.cb, {
-            AUTH_ID: t.access_token, REFRESH_ID: t.refresh_token, AUTH_EXPIRES: t.expires_in,
-            access_token: t.access_token, refresh_token: t.refresh_token, expires_in: t.expires_in,
-            member_id: CFG.MEMBER_ID, domain: CFG.DOMAIN
-          });
-        }, function () { reply(m.cb, { error: 'refresh_failed' }); });
+          reply(m.cb, { AUTH_ID: t.access_token, REFRESH_ID: t.refresh_token, AUTH_EXPIRES: t.expires_in });
+        }).catch(function () { entry.reason = 'refresh_failed'; });
         break;
       case 'resizeWindow':
-        if (m.params && m.params.height) frame.style.height = String(m.params.height).match(/^\d+$/) ? m.params.height + 'px' : m.params.height;
-        reply(m.cb, {});
+        var size = function (v) { return /^\d+$/.test(String(v)) ? v + 'px' : String(v); };
+        if (m.params && m.params.width) frame.style.width = size(m.params.width);
+        if (m.params && m.params.height) frame.style.height = size(m.params.height);
+        reply(m.cb, { width: frame.offsetWidth, height: frame.offsetHeight });
         break;
       case 'setTitle':
         if (m.params && m.params.title) document.title = m.params.title;
-        reply(m.cb, {});
+        reply(m.cb, m.params);
+        break;
+      case 'setScroll':
+        if (m.params && m.params.scroll !== undefined) window.scrollTo(0, Number(m.params.scroll) || 0);
+        reply(m.cb, m.params);
         break;
       case 'reloadWindow':
         document.getElementById('b24-app-form').submit();
         break;
       default:
-        reply(m.cb, {});
+        // unknown commands and events (placement.bindEvent): the portal sends nothing
+        entry.reason = 'no reply';
     }
   });
 

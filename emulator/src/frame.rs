@@ -29,11 +29,28 @@ fn origin_of(url: &str) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-/// The parent page for `/app/{name}?url=WIDGET&placement=CODE&options=JSON&user=N&lang=xx`.
+/// The portal's DOMAIN as a frame sees it: the request's `Host` (a port kept unless it is 80 or
+/// 443), as the real portal names the frame; `None` for a missing or odd one.
+pub fn frame_domain(host: Option<&str>) -> Option<String> {
+    let host = host?.trim();
+    let ok = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+    if host.is_empty() || !host.chars().all(ok) {
+        return None;
+    }
+    let bare = host
+        .strip_suffix(":80")
+        .or_else(|| host.strip_suffix(":443"))
+        .unwrap_or(host);
+    Some(bare.to_string())
+}
+
+/// The parent page for `/app/{name}?url=WIDGET&placement=CODE&options=JSON&user=N&lang=xx
+/// &lifetime=S&install=1&first_run=1`; `host` is the request's `Host`.
 pub fn host_page(
     p: &mut Portal,
     name: &str,
     params: &Map<String, Value>,
+    host: Option<&str>,
     now: f64,
 ) -> Result<String, String> {
     let get = |k: &str| params.get(k).and_then(Value::as_str).map(str::to_string);
@@ -44,17 +61,16 @@ pub fn host_page(
         url
     };
     let frame_origin = origin_of(&url).ok_or("url must be an http(s) URL or a path")?;
-    let placement = get("placement").unwrap_or_else(|| "DEFAULT".to_string());
-    let mut options = match get("options") {
+    let placement = get("placement")
+        .unwrap_or_else(|| "DEFAULT".to_string())
+        .to_ascii_uppercase();
+    let options = match get("options") {
         Some(s) if !s.is_empty() => match serde_json::from_str::<Value>(&s) {
             Ok(Value::Object(m)) => m,
             _ => return Err("options must be a JSON object".into()),
         },
         _ => Map::new(),
     };
-    if !options.contains_key("URI") {
-        options.insert("URI".into(), json!(format!("/app/{name}")));
-    }
     let user_id = params
         .get("user")
         .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
@@ -68,9 +84,11 @@ pub fn host_page(
         .get("lifetime")
         .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_f64()))
         .unwrap_or(p.settings.token_lifetime);
+    let flag = |k: &str| crate::params::truthy(params.get(k));
     let (access, refresh, _) = p.issue_tokens(user_id, lifetime, now);
     let app_sid = derive(p.seed, &format!("app_sid{access}"), 32, b"0123456789abcdef");
-    let domain = p.domain();
+    p.frame_sessions.insert(app_sid.clone(), user_id);
+    let domain = frame_domain(host).unwrap_or_else(|| p.domain());
     let options_json = Value::Object(options.clone()).to_string();
     let frame_name = format!("{domain}|0|{app_sid}");
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -119,6 +137,8 @@ pub fn host_page(
         "PLACEMENT": placement,
         "PLACEMENT_OPTIONS": options_json,
         "PLACEMENT_OPTIONS_OBJECT": Value::Object(options),
+        "INSTALL": flag("install"),
+        "FIRST_RUN": flag("first_run"),
         "frameOrigin": frame_origin,
         "frameName": frame_name,
         "url": url,
@@ -153,5 +173,29 @@ mod tests {
             Some("http://a:1")
         );
         assert_eq!(super::origin_of("javascript:alert(1)"), None);
+    }
+
+    #[test]
+    fn frame_domain_is_the_host() {
+        use super::frame_domain;
+        assert_eq!(
+            frame_domain(Some("localhost:8080")).as_deref(),
+            Some("localhost:8080")
+        );
+        assert_eq!(
+            frame_domain(Some("portal.test:443")).as_deref(),
+            Some("portal.test")
+        );
+        assert_eq!(
+            frame_domain(Some("127.0.0.1:80")).as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            frame_domain(Some("[::1]:9000")).as_deref(),
+            Some("[::1]:9000")
+        );
+        assert_eq!(frame_domain(Some("a\"b")), None);
+        assert_eq!(frame_domain(Some("")), None);
+        assert_eq!(frame_domain(None), None);
     }
 }

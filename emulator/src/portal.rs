@@ -254,6 +254,8 @@ pub struct Portal {
     pub access: HashMap<String, AccessToken>,
     /// refresh token -> user
     pub refresh: HashMap<String, u64>,
+    /// The frame host's sessions: APP_SID -> user (a `refreshAuth` mints that user a new pair).
+    pub frame_sessions: HashMap<String, u64>,
     token_counter: u64,
     pub items: BTreeMap<i64, BTreeMap<i64, Item>>,
     next_id: HashMap<i64, i64>,
@@ -323,6 +325,7 @@ impl Portal {
             member_id: String::new(),
             access: HashMap::new(),
             refresh: HashMap::new(),
+            frame_sessions: HashMap::new(),
             token_counter: 0,
             items: BTreeMap::new(),
             next_id: HashMap::new(),
@@ -410,6 +413,7 @@ impl Portal {
         self.member_id = derive(s, "member_id", 32, HEX);
         self.access.clear();
         self.refresh.clear();
+        self.frame_sessions.clear();
         self.token_counter = 0;
         self.items.clear();
         self.next_id.clear();

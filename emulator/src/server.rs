@@ -631,20 +631,24 @@ pub fn apply_config(s: &mut Settings, body: &Value) -> Result<(), String> {
 
 async fn frame_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_string();
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
     let (parts, body) = read_body(req).await;
     let params = request_params(&parts, &body);
     let now = sh.clock.now();
     let mut p = sh.portal.lock().unwrap();
     if path == "/app/_refresh" {
-        // The frame host's server side of `refreshAuth` (the app's client_secret stays here).
-        let rt = params
-            .get("refresh_token")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let Some(user) = p.refresh.remove(rt) else {
+        // The frame host's server side of `refreshAuth`: as the portal, it mints a new pair for
+        // the page's user (its session, here its APP_SID) and consumes no refresh token, so
+        // concurrent refreshes all succeed.
+        let sid = params.get("app_sid").and_then(Value::as_str).unwrap_or("");
+        let Some(user) = p.frame_sessions.get(sid).copied() else {
             return json_response(
                 400,
-                &json!({"error": "invalid_grant", "error_description": "Invalid refresh token"}),
+                &json!({"error": "invalid_session", "error_description": "Unknown APP_SID"}),
             );
         };
         let lifetime = p.settings.token_lifetime;
@@ -652,7 +656,7 @@ async fn frame_http(sh: Arc<Shared>, req: Request<Incoming>) -> Resp {
         return json_response(200, &v);
     }
     let name = path.trim_start_matches("/app/").to_string();
-    let mut r = match frame::host_page(&mut p, &name, &params, now) {
+    let mut r = match frame::host_page(&mut p, &name, &params, host.as_deref(), now) {
         Ok(html) => response(200, "text/html; charset=utf-8", html),
         Err(e) => response(400, "text/plain; charset=utf-8", e),
     };

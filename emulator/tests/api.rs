@@ -92,15 +92,19 @@ async fn post_json(port: u16, path: &str, body: Value) -> Res {
     .unwrap()
 }
 
-/// The status of `crm.item.delete` of smart-process item `id` through the webhook `hook`.
-async fn delete_status(port: u16, hook: &str, id: u64) -> u16 {
+/// `crm.item.delete` of smart-process item `id` through the webhook `hook`.
+async fn delete(port: u16, hook: &str, id: u64) -> Res {
     post_json(
         port,
         &format!("{hook}crm.item.delete"),
         json!({"entityTypeId": 1268, "id": id}),
     )
     .await
-    .status
+}
+
+/// The status of `crm.item.delete` of smart-process item `id` through the webhook `hook`.
+async fn delete_status(port: u16, hook: &str, id: u64) -> u16 {
+    delete(port, hook, id).await.status
 }
 
 async fn get(port: u16, path: &str) -> Res {
@@ -813,10 +817,7 @@ async fn server_processing_is_spent_reported_and_free_up_to_a_tenth() {
     let (emu, clock) = start(|c| c.settings.processing = 0.1).await;
     let a = admin(&emu);
     let p = emu.port;
-    let del = |id: u64| {
-        let path = format!("{a}crm.item.delete");
-        async move { post_json(p, &path, json!({"entityTypeId":1268,"id":id})).await }
-    };
+    let del = |id| delete(p, &a, id);
     // 0.1 s: spent (the clock moved), reported, not charged
     let v = del(1).await.json();
     assert_eq!(v["result"], json!([]));
@@ -947,12 +948,7 @@ async fn server_ban_for_300_s_clears_the_baskets_and_429s_carry_no_time() {
     assert_eq!(delete_status(p, &a, 1).await, 200); // operating 1
     assert_eq!(delete_status(p, &a, 2).await, 200); // 1 < 2: runs, operating 2
     let at_ban = clock.now();
-    let r = post_json(
-        p,
-        &format!("{a}crm.item.delete"),
-        json!({"entityTypeId":1268,"id":3}),
-    )
-    .await;
+    let r = delete(p, &a, 3).await;
     assert_eq!(r.status, 429);
     assert_eq!(
         r.json(),
@@ -999,13 +995,7 @@ async fn server_ban_for_300_s_clears_the_baskets_and_429s_carry_no_time() {
     assert_eq!(deleted(&s), vec![1, 2]);
     // the ban is over after 300 s: a fresh window
     clock.set(at_ban + 300.0);
-    let v = post_json(
-        p,
-        &format!("{a}crm.item.delete"),
-        json!({"entityTypeId":1268,"id":3}),
-    )
-    .await
-    .json();
+    let v = delete(p, &a, 3).await.json();
     assert_eq!(v["time"]["operating"], 1);
     assert_eq!(
         v["time"]["operating_reset_at"],
@@ -1053,14 +1043,8 @@ async fn server_baskets_expire_600_s_after_they_opened_not_rolling() {
     let (emu, clock) = start(|c| c.settings.processing = 1.0).await;
     let a = admin(&emu);
     let p = emu.port;
-    let del = |id: u64| {
-        let path = format!("{a}crm.item.delete");
-        async move {
-            post_json(p, &path, json!({"entityTypeId":1268,"id":id}))
-                .await
-                .json()
-        }
-    };
+    let a = &a;
+    let del = |id| async move { delete(p, a, id).await.json() };
     let v = del(1).await; // opens a basket at T0 + 1
     assert_eq!(v["time"]["operating_reset_at"], T0 as i64 + 601);
     clock.set(T0 + 50.0);
@@ -1596,7 +1580,56 @@ async fn frame_host_page() {
     }
     assert!(html.contains("CRM_DYNAMIC_1268_DETAIL_TAB"));
     assert!(html.contains("DOMAIN=127.0.0.1%3A"));
+    assert!(
+        !html.contains("&quot;URI&quot;") && !html.contains(r#"\"URI\""#),
+        "no injected URI option"
+    );
+    assert!(html.contains(r#""INSTALL":false"#) && html.contains(r#""FIRST_RUN":false"#));
     assert_eq!(get(emu.port, "/app/demo").await.status, 400);
+    // the frame is named after the request's Host; PLACEMENT upper-case; INSTALL/FIRST_RUN settable
+    let r = raw(
+        emu.port,
+        "GET",
+        "/app/demo?url=/widget.html&placement=crm_dynamic_1268_detail_tab&install=1&first_run=true",
+        &[("Host", &format!("localhost:{}", emu.port))],
+        b"",
+    )
+    .await
+    .unwrap();
+    let html = String::from_utf8(r.body).unwrap();
+    assert!(
+        html.contains(&format!("name=\"localhost:{}|0|", emu.port)),
+        "{html}"
+    );
+    assert!(html.contains("DOMAIN=localhost%3A"));
+    assert!(html.contains("value=\"CRM_DYNAMIC_1268_DETAIL_TAB\""));
+    assert!(html.contains(r#""INSTALL":true"#) && html.contains(r#""FIRST_RUN":true"#));
+    // refreshAuth's server side mints a pair for the page's session: concurrent ones all succeed
+    let sid = html.split("APP_SID=").nth(1).unwrap()[..32].to_string();
+    let refresh = |sid: String| async move {
+        raw(
+            emu.port,
+            "POST",
+            "/app/_refresh",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            format!("app_sid={sid}").as_bytes(),
+        )
+        .await
+        .unwrap()
+    };
+    let (a, b) = tokio::join!(refresh(sid.clone()), refresh(sid.clone()));
+    let (a, b) = (a.json(), b.json());
+    assert_ne!(a["access_token"], b["access_token"]);
+    for t in [&a, &b] {
+        let path = format!(
+            "/rest/user.current?auth={}",
+            t["access_token"].as_str().unwrap()
+        );
+        assert_eq!(get(emu.port, &path).await.status, 200);
+    }
+    assert_eq!(refresh("0".repeat(32)).await.status, 400);
+    post_json(emu.port, "/_emulator/reset", json!({})).await;
+    assert_eq!(refresh(sid).await.status, 400, "a reset ends the sessions");
     let js = get(emu.port, "/api/v1/").await;
     assert!(String::from_utf8(js.body)
         .unwrap()

@@ -38,13 +38,13 @@ after(async () => {
   await emu?.stop();
 });
 
-async function openWidget(query) {
+async function openWidget(query, base = emu.url) {
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(String(e.message ?? e)));
   const posts = [];
   page.on('request', (r) => { if (r.url().includes('widget.html')) posts.push({ method: r.method(), url: r.url(), body: r.postData() }); });
-  await page.goto(`${emu.url}/app/test?${query}`);
+  await page.goto(`${base}/app/test?${query}`);
   const frame = await waitForFrame(page);
   await frame.waitForFunction(() => window.__done === true, null, { timeout: 10_000 });
   return { page, frame, errors, posts };
@@ -204,6 +204,93 @@ test('a widget on another origin works through the same handshake', { skip }, as
     assert.equal(await frame.evaluate(() => location.origin), `http://localhost:${emu.port}`);
     assert.deepEqual((await frame.evaluate(() => window.__deleteResult)).data, []);
     assert.ok(!(await emu.control.state()).items['1268'].includes(9));
+  } finally {
+    await page.close();
+  }
+});
+
+/** Post a raw command from the frame to its parent; the reply's data, or `null` if none comes in `waitMs`. */
+function ask(frame, cmd, params, waitMs = 600) {
+  return frame.evaluate(({ cmd, params, waitMs }) => new Promise((resolve) => {
+    const sid = window.name.split('|')[2];
+    const origin = 'http://' + window.name.split('|')[0];
+    const cb = 'ask' + Math.random().toString(36).slice(2);
+    const timer = setTimeout(() => { window.removeEventListener('message', on); resolve(null); }, waitMs);
+    function on(e) {
+      if (typeof e.data !== 'string' || !e.data.startsWith(cb + ':')) return;
+      clearTimeout(timer);
+      window.removeEventListener('message', on);
+      const json = e.data.slice(cb.length + 1);
+      resolve({ data: json ? JSON.parse(json) : undefined });
+    }
+    window.addEventListener('message', on);
+    window.parent.postMessage(cmd + ':' + (params === null ? '' : JSON.stringify(params)) + ':' + cb + ':' + sid, origin);
+  }), { cmd, params, waitMs });
+}
+
+test('a host opened on localhost names the frame after it; PLACEMENT upper-case, no URI, INSTALL settable', { skip }, async () => {
+  await emu.control.reset();
+  // the widget stays on 127.0.0.1 (another origin than the parent on localhost)
+  const { page, frame } = await openWidget('url=/fixtures/widget.html&placement=crm_dynamic_1268_detail_tab&install=1&options=%7B%22ID%22%3A%228%22%7D',
+    `http://localhost:${emu.port}`);
+  try {
+    const name = await frame.evaluate(() => window.name);
+    assert.match(name, new RegExp(`^localhost:${emu.port}\\|0\\|[0-9a-f]{32}$`));
+    assert.equal(await frame.evaluate(() => window.__domain), `localhost:${emu.port}`);
+    const info = await frame.evaluate(() => window.__info);
+    assert.equal(info.placement, 'CRM_DYNAMIC_1268_DETAIL_TAB');
+    assert.deepEqual(info.options, { ID: '8' }, 'no injected URI');
+    assert.deepEqual((await frame.evaluate(() => window.__deleteResult)).data, [], 'BX24 calls DOMAIN = localhost');
+    const init = (await ask(frame, 'getInitData', null)).data;
+    assert.equal(init.INSTALL, true);
+    assert.equal(init.FIRST_RUN, false);
+    assert.equal(init.PLACEMENT, 'CRM_DYNAMIC_1268_DETAIL_TAB');
+  } finally {
+    await page.close();
+  }
+});
+
+test('the host answers like the portal: concurrent refreshes all succeed, no reply to unknown, denied or failed commands', { skip }, async () => {
+  await emu.control.reset();
+  const { page, frame } = await openWidget('url=/fixtures/widget.html&placement=CRM_DYNAMIC_1268_DETAIL_TAB&options=%7B%22ID%22%3A%221%22%7D');
+  try {
+    // three refreshes at once: three new tokens, each one works
+    const fresh = await frame.evaluate(() => Promise.all([1, 2, 3].map(() => new Promise((r) => BX24.refreshAuth(r)))));
+    const tokens = fresh.map((a) => a && a.access_token);
+    assert.equal(new Set(tokens).size, 3, JSON.stringify(fresh));
+    for (const t of tokens) {
+      const r = await fetch(`${emu.url}/rest/user.current?auth=${t}`);
+      assert.equal(r.status, 200);
+    }
+    const reply = (await ask(frame, 'refreshAuth', {})).data;
+    assert.deepEqual(Object.keys(reply).sort(), ['AUTH_EXPIRES', 'AUTH_ID', 'REFRESH_ID']);
+    // resizeWindow answers the size; setTitle/setScroll are DEFAULT-only (no reply here)
+    const size = (await ask(frame, 'resizeWindow', { width: '100%', height: 321 })).data;
+    assert.equal(size.height, 321);
+    assert.ok(size.width > 0, JSON.stringify(size));
+    assert.equal(await ask(frame, 'setTitle', { title: 'x' }), null);
+    assert.equal(await ask(frame, 'setScroll', { scroll: 10 }), null);
+    // unknown commands and events: nothing
+    assert.equal(await ask(frame, 'noSuchCommand', {}), null);
+    assert.equal(await ask(frame, 'placement.bindEvent', { event: 'x' }), null);
+    // a failed refresh (the session is gone after a reset): no reply at all
+    await emu.control.reset();
+    assert.equal(await ask(frame, 'refreshAuth', {}, 800), null);
+    const log = await page.evaluate(() => window.__b24host.log);
+    assert.ok(log.some((e) => e.cmd === 'refreshAuth' && e.reason === 'refresh_failed'), JSON.stringify(log));
+    assert.ok(log.some((e) => e.cmd === 'setTitle' && e.reason === 'denied'), JSON.stringify(log));
+  } finally {
+    await page.close();
+  }
+});
+
+test('in the DEFAULT placement setTitle and setScroll echo', { skip }, async () => {
+  await emu.control.reset();
+  const { page, frame } = await openWidget('url=/fixtures/widget.html&options=%7B%22ID%22%3A%221%22%7D');
+  try {
+    assert.deepEqual((await ask(frame, 'setTitle', { title: 'My app' })).data, { title: 'My app' });
+    assert.equal(await page.title(), 'My app');
+    assert.deepEqual((await ask(frame, 'setScroll', { scroll: 0 })).data, { scroll: 0 });
   } finally {
     await page.close();
   }
