@@ -203,7 +203,7 @@ export function deleted(entityTypeId, id, hasTime, reply) {
 
 // The members the wasm reads from answers, by number (response::Key in src/response.rs, same
 // order; a native test compares the two lists).
-const KEYS = ['result', 'time', 'error', 'error_description', 'operating_reset_at', 'result_error', 'result_time'];
+const KEYS = ['result', 'time', 'error', 'error_description', 'operating_reset_at', 'result_error', 'result_time', 'finish'];
 
 /** `object[KEYS[key]]`, or `undefined` (see get()). */
 export const member = (object, key) => get(object, KEYS[key]);

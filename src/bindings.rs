@@ -132,8 +132,13 @@ extern "C" {
 
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_namespace = Date)]
+    /// The monotonic clock every relative time runs on.
+    #[wasm_bindgen(js_namespace = performance)]
     fn now() -> f64;
+
+    /// The wall clock: only for a portal's Unix time that comes without its own `finish`.
+    #[wasm_bindgen(js_namespace = Date, js_name = now)]
+    fn wall_now() -> f64;
 
     #[wasm_bindgen(js_namespace = Math)]
     fn random() -> f64;
@@ -293,7 +298,7 @@ pub fn client_delete_item(
     executor::spawn(async move {
         // `Client::delete_item`, its steps awaited here (one state machine less: −159 B gzip).
         let (deadline, job) = core.delete_job(env.now_ms(), entity_type_id, id, call_options);
-        let (ok, value) = match core.run(&env, deadline, job, 0.0).await {
+        let (ok, value) = match core.run(&env, deadline, job, None).await {
             Ok((answer, _)) => (
                 true,
                 deleted(
@@ -495,6 +500,10 @@ impl Env for WebEnv {
 
     fn now_ms(&self) -> f64 {
         now()
+    }
+
+    fn wall_ms(&self) -> f64 {
+        wall_now()
     }
 
     fn random(&self) -> f64 {

@@ -215,8 +215,8 @@ impl Client {
         // them (its outcome was unknown): their `NOT_FOUND` then still means "deleted".
         let mut again_unknown = false;
         let mut limit_waits = 0;
-        // When the next batch may be sent (Unix ms): the refused commands' reset.
-        let mut not_before = 0.0;
+        // When the next batch may be sent (monotonic ms): the refused commands' reset.
+        let mut not_before = None;
         loop {
             let refused_before = std::mem::take(&mut again);
             let resent_unknown = std::mem::take(&mut again_unknown);
@@ -269,8 +269,9 @@ impl Client {
                         let budget = f64::from(self.config().timeout_ms);
                         let remaining = min(run_deadline - now, budget);
                         let wait = answer
-                            .limit_reset_at
-                            .map(|at| policy::until_reset_ms(at, now))
+                            .limit_reset
+                            .and_then(|time| time.until_reset_ms(|| env.wall_ms()))
+                            .map(|until| policy::until_reset_ms(now + until, now))
                             // The wait must leave the batch time to run: min(10 s, half the budget).
                             .filter(|&ms| {
                                 !halt
@@ -295,7 +296,7 @@ impl Client {
                             // The next run waits (its pacing step) before it sends them.
                             Some(ms) if !again.is_empty() => {
                                 limit_waits += 1;
-                                not_before = now + ms;
+                                not_before = Some(now + ms);
                                 again_unknown = earlier_unknown;
                             }
                             _ => limit_waits = 0,
@@ -696,6 +697,7 @@ mod tests {
             impl Env for Scripted<'_> {
                 type Json = crate::json::Value<'static>;
                 fn now_ms(&self) -> f64 { self.fake.now_ms() }
+                fn wall_ms(&self) -> f64 { self.fake.wall_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
                 async fn refresh_token(&self, _first: bool, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }

@@ -31,8 +31,13 @@ pub struct RawResponse<J> {
 pub trait Env {
     /// The transport's parsed JSON values.
     type Json: Json;
-    /// Now, in Unix milliseconds.
+    /// Now, in milliseconds on a monotonic clock (`performance.now()`): every deadline, wait and
+    /// pacing slot is on it, so a wall clock set back or forward changes none of them.
     fn now_ms(&self) -> f64;
+    /// The wall clock, in Unix milliseconds: only to place a portal's Unix time on the monotonic
+    /// clock when its answer does not say when it was made (see
+    /// [`RequestTime::until_reset_ms`](crate::response::RequestTime::until_reset_ms)).
+    fn wall_ms(&self) -> f64;
     /// A random number in `[0, 1)`.
     fn random(&self) -> f64;
     /// Waits `ms` milliseconds; `Err(Aborted)` if the call is aborted first.
@@ -189,8 +194,8 @@ pub struct Client {
     /// In a frame: direct requests lost below HTTP before any direct answer. A CORS or CSP
     /// refusal loses every one; a network blip, one.
     direct_lost: Cell<u8>,
-    /// Per method: `[crm.item.delete, batch]` (see [`Job::method`]). An array indexed by the
-    /// job, not a list searched by method name: −189 B gzip.
+    /// Per method, `[crm.item.delete, batch]` (see [`Job::method`]): when its operating budget is
+    /// next released, on the monotonic clock ([`Env::now_ms`]).
     operating_reset_at: [Cell<Option<f64>>; 2],
 }
 
@@ -250,7 +255,7 @@ impl Client {
         options: CallOptions,
     ) -> Result<Deleted, CallError> {
         let (deadline, job) = self.delete_job(env.now_ms(), entity_type_id, id, options);
-        Ok(self.run(env, deadline, job, 0.0).await?.0.deleted())
+        Ok(self.run(env, deadline, job, None).await?.0.deleted())
     }
 
     /// What [`Client::delete_item`] runs, from `now_ms`: its deadline and its job. The binding
@@ -278,7 +283,7 @@ impl Client {
         env: &impl Env,
         deadline: f64,
         job: Job<'_>,
-        not_before: f64,
+        not_before: Option<f64>,
     ) -> Result<(Answer, bool), CallError> {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
@@ -330,6 +335,8 @@ impl Client {
                 (job.request(auth, outcome_unknown), self.generation.get())
             };
             if env.aborted() {
+                // Paced but not sent: the slot goes back.
+                self.release(slot);
                 break Error::Aborted;
             }
             attempts += 1;
@@ -370,8 +377,11 @@ impl Client {
                 outcome_unknown = true;
                 continue;
             }
-            if let Some(at) = failure.time.and_then(|time| time.operating_reset_at) {
-                reset_at.set(Some(at));
+            if let Some(until) = failure
+                .time
+                .and_then(|time| time.until_reset_ms(|| env.wall_ms()))
+            {
+                reset_at.set(Some(env.now_ms() + until));
             }
             outcome_unknown |= failure.error.outcome_unknown();
             let remaining = deadline - env.now_ms();
@@ -381,7 +391,7 @@ impl Client {
                     retries,
                     max_retries: self.config.max_retries,
                     remaining_ms: remaining,
-                    now_unix_ms: env.now_ms(),
+                    now_ms: env.now_ms(),
                     operating_reset_at: reset_at.get(),
                     can_refresh: !refreshed && !via_bx24 && self.can_refresh(),
                     random: env.random(),
@@ -439,10 +449,16 @@ impl Client {
     }
 
     /// Takes this request's slot in the client's bucket: the wait until it, and until
-    /// `not_before` (Unix ms; 0 for no such wait), and the slot, which an aborted wait gives back
+    /// `not_before` (monotonic ms), if any, and the slot, which an aborted wait gives back
     /// ([`Client::release`]). A slot past the deadline fails at once with `TIMEOUT`. Plain sync
     /// code: the caller awaits the wait (no nested state machine: −52 B gzip).
-    fn pace(&self, now: f64, deadline: f64, not_before: f64) -> Result<(f64, Option<f64>), Error> {
+    fn pace(
+        &self,
+        now: f64,
+        deadline: f64,
+        not_before: Option<f64>,
+    ) -> Result<(f64, Option<f64>), Error> {
+        let not_before = not_before.unwrap_or(now);
         // The slot is taken when the request will leave, not now (a wait for `not_before` thus
         // also spends the bucket's burst: the same method is limited by the portal meanwhile).
         let slot = self.bucket.as_ref().map(|cell| {
@@ -570,6 +586,10 @@ pub(crate) mod tests {
         pub new_token: RefCell<Result<Credentials, Error>>,
         /// How long each request takes, in fake milliseconds.
         pub latency_ms: f64,
+        /// How far the wall clock is off the monotonic one (which starts at a Unix time).
+        pub wall_skew_ms: Cell<f64>,
+        /// The call's signal has fired.
+        pub aborted: Cell<bool>,
     }
 
     impl FakeEnv {
@@ -582,6 +602,8 @@ pub(crate) mod tests {
                 firsts: RefCell::new(Vec::new()),
                 new_token: RefCell::new(Ok(token("fresh"))),
                 latency_ms: 10.0,
+                wall_skew_ms: Cell::new(0.0),
+                aborted: Cell::new(false),
             }
         }
     }
@@ -619,6 +641,9 @@ pub(crate) mod tests {
         fn now_ms(&self) -> f64 {
             self.now.get()
         }
+        fn wall_ms(&self) -> f64 {
+            self.now.get() + self.wall_skew_ms.get()
+        }
         fn random(&self) -> f64 {
             0.5
         }
@@ -655,7 +680,7 @@ pub(crate) mod tests {
             self.new_token.borrow().clone()
         }
         fn aborted(&self) -> bool {
-            false
+            self.aborted.get()
         }
     }
 
@@ -803,6 +828,27 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn the_operating_reset_is_placed_by_the_portals_clock_not_the_wall_clock() {
+        // The portal says: finished at 1700000000.5, reset at 1700000003 (2.5 s later). The
+        // client's wall clock is 10 minutes behind: the wait is still 2.5 s (+ 250 ms).
+        let near = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"finish":1700000000.5,"operating_reset_at":1700000003}}"#;
+        let env = FakeEnv::new(vec![answer(429, near), ok(SUCCESS)]);
+        env.wall_skew_ms.set(-600_000.0);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).is_ok());
+        let (first, second) = (env.sent.borrow()[0].0, env.sent.borrow()[1].0);
+        // Sent, answered after the fake latency, then the wait.
+        assert_eq!(second - first, 10.0 + 2_750.0);
+        // Without `finish`, the wall clock places it: 10 minutes behind, the reset is far off.
+        let wall = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating_reset_at":1700000003}}"#;
+        let env = FakeEnv::new(vec![answer(429, wall), ok(SUCCESS)]);
+        env.wall_skew_ms.set(-600_000.0);
+        let error =
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!(error.error.code(), "OPERATION_TIME_LIMIT");
+    }
+
     fn oauth_client(refreshable: bool) -> Client {
         Client::new(
             Config::parse(ConfigInput {
@@ -880,6 +926,9 @@ pub(crate) mod tests {
         type Json = Value<'static>;
         fn now_ms(&self) -> f64 {
             self.inner.now_ms()
+        }
+        fn wall_ms(&self) -> f64 {
+            self.inner.wall_ms()
         }
         fn random(&self) -> f64 {
             0.5
@@ -1052,6 +1101,35 @@ pub(crate) mod tests {
             .collect();
         // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
         // reserve), then one per 500 ms.
+        assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
+    }
+
+    #[test]
+    fn a_call_aborted_right_after_pacing_gives_its_slot_back() {
+        let client = webhook_client(
+            0.0,
+            RateLimitInput::Custom {
+                burst: 5.0,
+                per_second: 2.0,
+            },
+        );
+        let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        // Paced with no wait (the burst has room), then found aborted before sending.
+        env.aborted.set(true);
+        let error =
+            block_on(client.delete_item(&env, 1268, 9, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error, error.attempts), (Error::Aborted, 0));
+        env.aborted.set(false);
+        for id in 1..=4 {
+            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
+        }
+        let times: Vec<f64> = env
+            .sent
+            .borrow()
+            .iter()
+            .map(|s| s.0 - 1_700_000_000_000.0)
+            .collect();
+        // As if the aborted call had never come (see `pacing_spreads_a_burst`).
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
 

@@ -43,11 +43,13 @@ pub enum Key {
     ResultError,
     /// `result_time`
     ResultTime,
+    /// `finish`
+    Finish,
 }
 
 impl Key {
     /// Every key, in the order of runtime.js's `KEYS`.
-    pub const ALL: [Key; 7] = [
+    pub const ALL: [Key; 8] = [
         Key::Result,
         Key::Time,
         Key::Error,
@@ -55,6 +57,7 @@ impl Key {
         Key::OperatingResetAt,
         Key::ResultError,
         Key::ResultTime,
+        Key::Finish,
     ];
 
     /// The member's name in the portal's JSON.
@@ -67,6 +70,7 @@ impl Key {
             Key::OperatingResetAt => "operating_reset_at",
             Key::ResultError => "result_error",
             Key::ResultTime => "result_time",
+            Key::Finish => "finish",
         }
     }
 }
@@ -118,12 +122,15 @@ impl<'a> Body<crate::json::Value<'a>> {
     }
 }
 
-/// What the library uses of an answer's `time` object: only the operating-limit reset (JS hands
-/// the whole object to the caller; reading `operating` too cost 183 B gzip of wasm).
+/// What the library uses of an answer's `time` object: the operating-limit reset and the
+/// portal's clock at the answer (JS hands the whole object to the caller).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestTime {
     /// `operating_reset_at`: Unix time (s) when part of the method's budget is released.
     pub operating_reset_at: Option<f64>,
+    /// `finish`: Unix time (s, the portal's clock) when the portal finished the request; read
+    /// only with an `operating_reset_at`, to place it.
+    pub finish: Option<f64>,
 }
 
 impl RequestTime {
@@ -131,8 +138,25 @@ impl RequestTime {
         if value.kind() != Kind::Object {
             return None;
         }
+        let operating_reset_at = value.get(Key::OperatingResetAt).and_then(|v| v.as_f64());
         Some(RequestTime {
-            operating_reset_at: value.get(Key::OperatingResetAt).and_then(|v| v.as_f64()),
+            operating_reset_at,
+            // Only a reset needs placing.
+            finish: operating_reset_at
+                .and_then(|_| value.get(Key::Finish))
+                .and_then(|v| v.as_f64()),
+        })
+    }
+
+    /// How long after this answer's arrival its `operating_reset_at` falls, in ms. Measured on
+    /// the portal's own clock (against its `finish`), so a client clock set wrong does not
+    /// matter; only an answer without `finish` is placed against `wall_ms` (the client's Unix
+    /// time in ms, asked for only then).
+    pub fn until_reset_ms(&self, wall_ms: impl FnOnce() -> f64) -> Option<f64> {
+        let reset_at = self.operating_reset_at?;
+        Some(match self.finish {
+            Some(finish) => (reset_at - finish) * 1000.0,
+            None => reset_at * 1000.0 - wall_ms(),
         })
     }
 }
@@ -193,11 +217,10 @@ pub enum CommandOutcome {
 pub struct BatchAnswer {
     /// Outcomes by command index.
     pub outcomes: Vec<CommandOutcome>,
-    /// The batch's own `time`.
-    pub time: Option<RequestTime>,
-    /// The latest `operating_reset_at` (Unix seconds) of the commands refused with
-    /// `OPERATION_TIME_LIMIT`, from their `result_time`: when they can be sent again.
-    pub limit_reset_at: Option<f64>,
+    /// The `result_time` with the latest `operating_reset_at` of the commands refused with
+    /// `OPERATION_TIME_LIMIT` (its `finish`, when missing, the batch's own): when they can be
+    /// sent again.
+    pub limit_reset: Option<RequestTime>,
 }
 
 /// Reads an answer to a `batch` of `commands` commands keyed `k0..`, sent with `halt: 1` when
@@ -238,7 +261,7 @@ pub(crate) fn batch_answer<J: Json>(
     // Pushed one by one: `vec![NotRun; n]` would fill by cloning, which drags in the outcome's
     // (and the error's) `Clone` there (−205 B gzip).
     let mut outcomes = Vec::with_capacity(commands);
-    let mut limit_reset_at: Option<f64> = None;
+    let mut limit_reset: Option<RequestTime> = None;
     // Whether a command failed: only a halted batch leaves commands out, and only after one of
     // them failed.
     let mut any_failed = false;
@@ -252,13 +275,15 @@ pub(crate) fn batch_answer<J: Json>(
                 },
             };
             if error.is_api("OPERATION_TIME_LIMIT") {
-                if let Some(at) = command(&times, i)
+                if let Some(mut reset) = command(&times, i)
                     .and_then(RequestTime::read)
-                    .and_then(|t| t.operating_reset_at)
+                    .filter(|t| t.operating_reset_at.is_some())
                 {
                     // The latest (`None` is below any `Some`).
-                    if limit_reset_at < Some(at) {
-                        limit_reset_at = Some(at);
+                    let latest = limit_reset.as_ref().and_then(|t| t.operating_reset_at);
+                    if latest < reset.operating_reset_at {
+                        reset.finish = reset.finish.or(time.as_ref().and_then(|t| t.finish));
+                        limit_reset = Some(reset);
                     }
                 }
             }
@@ -286,8 +311,7 @@ pub(crate) fn batch_answer<J: Json>(
     }
     Ok(BatchAnswer {
         outcomes,
-        time,
-        limit_reset_at,
+        limit_reset,
     })
 }
 
