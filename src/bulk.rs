@@ -700,7 +700,7 @@ mod tests {
                 fn wall_ms(&self) -> f64 { self.fake.wall_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
-                async fn refresh_token(&self, _first: bool, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
+                async fn refresh_token(&self, _wanted: crate::call::Wanted, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
                 fn aborted(&self) -> bool { false }
                 async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::json::Value<'static>>, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);

@@ -51,9 +51,19 @@ pub trait Env {
     ) -> Result<RawResponse<Self::Json>, Error>;
     /// Whether the call's signal has fired.
     fn aborted(&self) -> bool;
-    /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (`first`:
-    /// the frame's current token, else a refreshed one). Gives up after `timeout_ms`.
-    async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error>;
+    /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (the
+    /// frame's current token, or a refreshed one: `wanted`). Gives up after `timeout_ms`.
+    async fn refresh_token(&self, wanted: Wanted, timeout_ms: f64) -> Result<Credentials, Error>;
+}
+
+/// Which credentials [`Env::refresh_token`] is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// No refresh has run yet: a frame's first look takes the token BX24 has now
+    /// (`onTokenExpired` is always asked for a new one).
+    Current,
+    /// The ones in use were refused (`expired_token`): new ones.
+    Renewed,
 }
 
 /// What a token refresh, or a frame's first look at BX24, gives.
@@ -182,8 +192,8 @@ pub struct Client {
     /// are `Cell`s, not in a `RefCell` (no borrow flag to check: −44 B gzip).
     bucket: Option<Cell<Bucket>>,
     token: RefCell<TokenState>,
-    /// Bumped by every successful refresh (0: no credentials yet).
-    generation: Cell<u32>,
+    /// Bumped by every successful refresh; `None` until the first.
+    generation: Cell<Option<u32>>,
     /// A refresh is in flight.
     refreshing: Cell<bool>,
     /// In a frame: requests go through `BX24.callMethod`.
@@ -254,25 +264,10 @@ impl Client {
         id: u64,
         options: CallOptions,
     ) -> Result<Deleted, CallError> {
-        let (deadline, job) = self.delete_job(env.now_ms(), entity_type_id, id, options);
-        Ok(self.run(env, deadline, job, None).await?.0.deleted())
-    }
-
-    /// What [`Client::delete_item`] runs, from `now_ms`: its deadline and its job. The binding
-    /// awaits [`Client::run`] with them itself (not `delete_item`: one state machine less in
-    /// the wasm, −159 B gzip).
-    pub fn delete_job(
-        &self,
-        now_ms: f64,
-        entity_type_id: u64,
-        id: u64,
-        options: CallOptions,
-    ) -> (f64, Job<'static>) {
         let timeout_ms = options.timeout_ms.unwrap_or(self.config.timeout_ms);
-        (
-            now_ms + f64::from(timeout_ms),
-            Job::Delete { entity_type_id, id },
-        )
+        let deadline = env.now_ms() + f64::from(timeout_ms);
+        let job = Job::Delete { entity_type_id, id };
+        Ok(self.run(env, deadline, job, None).await?.0.deleted())
     }
 
     /// Runs one REST request to completion: the retry loop every call shares (one copy of it in
@@ -288,8 +283,8 @@ impl Client {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
             // A frame's first call reads its auth from BX24 (shared with concurrent calls).
-            Endpoint::Frame if self.generation.get() == 0 => {
-                self.refresh(env, 0, deadline).await?;
+            Endpoint::Frame if self.generation.get().is_none() => {
+                self.refresh(env, None, deadline).await?;
             }
             _ => {}
         }
@@ -484,13 +479,13 @@ impl Client {
         }
     }
 
-    /// Makes sure the credentials are newer than `used_generation` (0: none yet): joins a
+    /// Makes sure the credentials are newer than `used_generation` (`None`: none yet): joins a
     /// refresh in flight, or runs one. Concurrent calls share one refresh; a failed one fails
     /// every call that waited on it.
     async fn refresh(
         &self,
         env: &impl Env,
-        used_generation: u32,
+        used_generation: Option<u32>,
         deadline: f64,
     ) -> Result<(), Error> {
         loop {
@@ -529,7 +524,11 @@ impl Client {
         }
         self.refreshing.set(true);
         let remaining = deadline - env.now_ms();
-        let result = env.refresh_token(used_generation == 0, remaining).await;
+        let wanted = match used_generation {
+            None => Wanted::Current,
+            Some(_) => Wanted::Renewed,
+        };
+        let result = env.refresh_token(wanted, remaining).await;
         let mut state = self.token.borrow_mut();
         self.refreshing.set(false);
         let outcome = match result {
@@ -543,9 +542,8 @@ impl Client {
                     }
                     Credentials::Bx24 => self.bx24.set(true),
                 }
-                // Never back to 0, which means "no credentials yet".
-                self.generation
-                    .set(self.generation.get().wrapping_add(1).max(1));
+                let next = self.generation.get().map_or(0, |g| g.wrapping_add(1));
+                self.generation.set(Some(next));
                 Ok(())
             }
             Err(error) => {
@@ -674,9 +672,14 @@ pub(crate) mod tests {
             self.now.set(self.now.get() + took);
             answer
         }
-        async fn refresh_token(&self, first: bool, _timeout_ms: f64) -> Result<Credentials, Error> {
+        async fn refresh_token(
+            &self,
+            wanted: Wanted,
+            _timeout_ms: f64,
+        ) -> Result<Credentials, Error> {
             self.refreshes.set(self.refreshes.get() + 1);
-            self.firsts.borrow_mut().push(first);
+            // Whether the frame's current token was asked for (its first look).
+            self.firsts.borrow_mut().push(wanted == Wanted::Current);
             self.new_token.borrow().clone()
         }
         fn aborted(&self) -> bool {
@@ -950,7 +953,7 @@ pub(crate) mod tests {
         }
         async fn refresh_token(
             &self,
-            _first: bool,
+            _wanted: Wanted,
             _timeout_ms: f64,
         ) -> Result<Credentials, Error> {
             self.inner.refreshes.set(self.inner.refreshes.get() + 1);

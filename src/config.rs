@@ -40,7 +40,24 @@ pub struct ConfigInput {
     pub max_retries: Option<f64>,
     /// `rateLimit`
     pub rate_limit: RateLimitInput,
+    /// `operatingLimit`
+    pub operating_limit: OperatingLimitInput,
 }
+
+/// `operatingLimit` as given.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub enum OperatingLimitInput {
+    /// Not given: [`DEFAULT_OPERATING_LIMIT_S`].
+    #[default]
+    Default,
+    /// `false`: no client-side operating budget.
+    Off,
+    /// Seconds of the portal's operating time per method per 10 minutes.
+    Seconds(f64),
+}
+
+/// The default `operatingLimit`: seconds per method per 10 minutes, below the portal's 480.
+pub const DEFAULT_OPERATING_LIMIT_S: f64 = 420.0;
 
 /// `rateLimit` as given.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -117,6 +134,8 @@ pub struct Config {
     pub max_retries: u32,
     /// Client-side pacing, if any.
     pub rate_limit: Option<RateLimit>,
+    /// The client-side operating budget, seconds per method per 10 minutes, if any.
+    pub operating_limit_s: Option<f64>,
 }
 
 impl Config {
@@ -200,6 +219,14 @@ impl Config {
                         burst: burst as u32,
                         per_second,
                     })
+                }
+            },
+            operating_limit_s: match input.operating_limit {
+                OperatingLimitInput::Default => Some(DEFAULT_OPERATING_LIMIT_S),
+                OperatingLimitInput::Off => None,
+                OperatingLimitInput::Seconds(s) if s > 0.0 && s <= 600.0 => Some(s),
+                OperatingLimitInput::Seconds(_) => {
+                    return Err("operatingLimit must be false or a number of seconds above 0, at most 600")
                 }
             },
         })
@@ -612,6 +639,26 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::parse(callback_without_oauth).is_err());
+    }
+
+    #[test]
+    fn operating_limit_is_false_or_seconds_up_to_600_and_420_by_default() {
+        let with = |limit| {
+            Config::parse(ConfigInput {
+                webhook_url: Some("https://a.b/rest/1/x/".into()),
+                operating_limit: limit,
+                ..Default::default()
+            })
+            .map(|config| config.operating_limit_s)
+        };
+        assert_eq!(with(OperatingLimitInput::Default), Ok(Some(420.0)));
+        assert_eq!(with(OperatingLimitInput::Off), Ok(None));
+        assert_eq!(with(OperatingLimitInput::Seconds(600.0)), Ok(Some(600.0)));
+        assert_eq!(with(OperatingLimitInput::Seconds(0.5)), Ok(Some(0.5)));
+        for bad in [0.0, -1.0, 600.5, f64::NAN, f64::INFINITY] {
+            let error = with(OperatingLimitInput::Seconds(bad)).unwrap_err();
+            assert_eq!(error.kind(), crate::error::Kind::Config, "{bad}");
+        }
     }
 
     #[test]

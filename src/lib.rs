@@ -8,6 +8,7 @@
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
 //! - [`bulk`] splits a bulk delete into batches and accounts for every id,
 //! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Env`],
+//! - [`protocol`] names the numbers that cross between the wasm and runtime.js,
 //! - [`executor`] runs the calls' futures on the wasm's one thread,
 //! - `bindings` (wasm only) exposes it all to JS and holds the fetch and BX24 transports.
 
@@ -20,6 +21,7 @@ pub mod executor;
 pub mod id;
 pub mod json;
 pub mod policy;
+pub mod protocol;
 pub mod response;
 pub mod secret;
 
