@@ -13,7 +13,7 @@ use crate::config::{Config, Endpoint};
 use crate::envelope::{self, Auth, HttpRequest};
 use crate::error::Error;
 use crate::policy::{self, Attempt, Bucket, Decision};
-use crate::response::{self, BatchAnswer, Body, Deleted, Failure, Json};
+use crate::response::{self, Body, Deleted, Failure, Json};
 use crate::secret::Secret;
 
 /// An HTTP answer as the transport got it: the status and the body, parsed (`J`) or classified.
@@ -101,25 +101,6 @@ pub enum Job<'a> {
     },
 }
 
-/// A successful answer to a [`Job`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// To [`Job::Delete`].
-    Deleted(Deleted),
-    /// To [`Job::Batch`].
-    Batch(BatchAnswer),
-}
-
-impl Answer {
-    /// The answer to a [`Job::Delete`].
-    pub fn deleted(self) -> Deleted {
-        match self {
-            Answer::Deleted(deleted) => deleted,
-            Answer::Batch(_) => unreachable!("a delete job gets a delete answer"),
-        }
-    }
-}
-
 impl Job<'_> {
     /// The REST method's index: 0 `crm.item.delete`, 1 `batch`.
     fn method(&self) -> usize {
@@ -137,32 +118,6 @@ impl Job<'_> {
                 halt,
             } => {
                 envelope::delete_batch(auth, entity_type_id, ids, halt && !earlier_outcome_unknown)
-            }
-        }
-    }
-
-    /// Reads an answer; `earlier_outcome_unknown`: an earlier attempt may have been executed.
-    fn read(
-        &self,
-        status: u16,
-        body: Body<impl Json>,
-        earlier_outcome_unknown: bool,
-    ) -> Result<Answer, Failure> {
-        // The envelope read in one place for both jobs (−53 B gzip).
-        let parsed = response::parse_envelope(status, body);
-        match *self {
-            Job::Delete { .. } => match parsed.and_then(|p| response::delete_answer(status, p)) {
-                // An earlier attempt deleted it; its answer was lost.
-                Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
-                    Ok(Answer::Deleted(Deleted::default()))
-                }
-                other => other.map(Answer::Deleted),
-            },
-            Job::Batch { ids, halt, .. } => {
-                let halt = halt && !earlier_outcome_unknown;
-                parsed
-                    .and_then(|p| response::batch_answer(status, p, ids.len(), halt))
-                    .map(Answer::Batch)
             }
         }
     }
@@ -267,19 +222,36 @@ impl Client {
         let timeout_ms = options.timeout_ms.unwrap_or(self.config.timeout_ms);
         let deadline = env.now_ms() + f64::from(timeout_ms);
         let job = Job::Delete { entity_type_id, id };
-        Ok(self.run(env, deadline, job, None).await?.0.deleted())
+        let mut deleted = Deleted::default();
+        let mut read = |status, body, earlier_outcome_unknown: bool| {
+            deleted = match response::read_delete(status, body) {
+                // An earlier attempt deleted it; its answer was lost.
+                Err(failure)
+                    if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") =>
+                {
+                    Deleted::default()
+                }
+                other => other?,
+            };
+            Ok(())
+        };
+        self.run(env, deadline, job, None, &mut read).await?;
+        Ok(deleted)
     }
 
     /// Runs one REST request to completion: the retry loop every call shares (one copy of it in
-    /// the wasm, whatever the job). Also says whether an earlier attempt's outcome was unknown:
-    /// it may have been executed, so a `NOT_FOUND` now means "deleted".
-    pub async fn run(
+    /// the wasm, whatever the job). Each HTTP answer goes to `read` (status, body, and whether
+    /// an earlier attempt's outcome was unknown: it may have been executed, so a `NOT_FOUND`
+    /// now means "deleted"), which keeps what it read and says whether it was a success. Gives
+    /// whether an earlier attempt's outcome was unknown.
+    pub(crate) async fn run<E: Env>(
         &self,
-        env: &impl Env,
+        env: &E,
         deadline: f64,
         job: Job<'_>,
         not_before: Option<f64>,
-    ) -> Result<(Answer, bool), CallError> {
+        read: &mut dyn FnMut(u16, Body<E::Json>, bool) -> Result<(), Failure>,
+    ) -> Result<bool, CallError> {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
             // A frame's first call reads its auth from BX24 (shared with concurrent calls).
@@ -348,8 +320,8 @@ impl Client {
                     if direct_frame {
                         self.direct_answered.set(true);
                     }
-                    match job.read(raw.status, raw.body, outcome_unknown) {
-                        Ok(answer) => return Ok((answer, outcome_unknown)),
+                    match read(raw.status, raw.body, outcome_unknown) {
+                        Ok(()) => return Ok(outcome_unknown),
                         Err(failure) => failure,
                     }
                 }

@@ -228,7 +228,7 @@ pub enum CommandOutcome {
 }
 
 /// A successful `batch` answer: one outcome per command key `k0..k{n-1}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchAnswer {
     /// Outcomes by command index.
     pub outcomes: Vec<CommandOutcome>,
