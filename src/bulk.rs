@@ -62,7 +62,6 @@ impl Distinct {
         let capacity = (count * 2).next_power_of_two().max(16);
         Distinct {
             slots: vec![0; capacity],
-            // Grown as ids come (a `with_capacity` here cost 12 B gzip).
             ids: Vec::new(),
         }
     }
@@ -272,7 +271,9 @@ impl<'a> BulkRun<'a> {
     ) -> Result<(), CallError> {
         let timeout_ms = f64::from(client.config().timeout_ms);
         let batch_deadline = env.now_ms() + timeout_ms;
-        let deadline = self.deadline.map_or(batch_deadline, |d| d.min(batch_deadline));
+        let deadline = self
+            .deadline
+            .map_or(batch_deadline, |d| d.min(batch_deadline));
         let job = Job::Batch {
             entity_type_id: self.entity_type_id,
             ids: &batch.ids,
@@ -353,9 +354,13 @@ impl<'a> BulkRun<'a> {
                     && self.limit_waits < client.config().max_retries
             });
         let collect = wait.is_some().then_some(&mut self.again);
-        let any_error =
-            self.report
-                .record(&batch.ids, &answer.outcomes, earlier_unknown, attempts, collect);
+        let any_error = self.report.record(
+            &batch.ids,
+            &answer.outcomes,
+            earlier_unknown,
+            attempts,
+            collect,
+        );
         if any_error && self.halt {
             self.stop = Some(Error::NotAttempted {
                 timeout: false,

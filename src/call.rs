@@ -144,7 +144,7 @@ impl From<Error> for CallError {
 pub struct Client {
     config: Config,
     /// The pacing bucket, when there is a rate limit. It and the token's flags and counter below
-    /// are `Cell`s, not in a `RefCell` (no borrow flag to check: −44 B gzip).
+    /// are `Cell`s, not in a `RefCell` (no borrow flag to check).
     bucket: Option<Cell<Bucket>>,
     token: RefCell<TokenState>,
     /// Bumped by every successful refresh; `None` until the first.
@@ -183,8 +183,9 @@ pub struct CallOptions {
 }
 
 impl Client {
-    /// A client for a checked configuration. Frame and auto endpoints are resolved by the binding
-    /// layer before it builds a `Client`; here they yield `NOT_CONFIGURED`.
+    /// A client for a checked configuration. A frame client reads its auth from BX24 at its
+    /// first call ([`Env::refresh_token`]); a configuration with no endpoint (`Endpoint::Auto`)
+    /// fails every call with `NOT_CONFIGURED`.
     pub fn new(config: Config) -> Client {
         let token = match &config.endpoint {
             Endpoint::OAuth { token, .. } => Some(token.clone()),
@@ -226,9 +227,7 @@ impl Client {
         let mut read = |status, body, earlier_outcome_unknown: bool| {
             deleted = match response::read_delete(status, body) {
                 // An earlier attempt deleted it; its answer was lost.
-                Err(failure)
-                    if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") =>
-                {
+                Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
                     Deleted::default()
                 }
                 other => other?,
@@ -268,10 +267,9 @@ impl Client {
         // This call goes through BX24.callMethod (its direct request was lost).
         let mut via_bx24 = false;
         // A retry's backoff, waited at the top of the next turn: one `sleep` await in the loop
-        // for pacing and backoff alike (−73 B gzip).
+        // for pacing and backoff alike.
         let mut backoff = None;
-        // Every failure breaks out with its error, made the call's error in one place (−53 B gzip
-        // against a `CallError` built at each exit).
+        // Every failure breaks out with its error, made the call's error in one place.
         let error = loop {
             let retry = backoff.take();
             // The backoff takes no slot: the turn after it paces.
@@ -389,7 +387,7 @@ impl Client {
     }
 
     /// The request auth for the configured endpoint; `None`: not configured. Kept out of
-    /// line until binaryen (which inlines it back), so LLVM shapes the loop better (−31 B gzip).
+    /// line until binaryen (which inlines it back), so LLVM shapes the loop better.
     #[inline(never)]
     fn auth<'a>(&'a self, state: &'a TokenState) -> Option<Auth<'a>> {
         match (&self.config.endpoint, &state.token, &state.rest_base) {
@@ -418,7 +416,7 @@ impl Client {
     /// Takes this request's slot in the client's bucket: the wait until it, and until
     /// `not_before` (monotonic ms), if any, and the slot, which an aborted wait gives back
     /// ([`Client::release`]). A slot past the deadline fails at once with `TIMEOUT`. Plain sync
-    /// code: the caller awaits the wait (no nested state machine: −52 B gzip).
+    /// code: the caller awaits the wait (no nested state machine).
     fn pace(
         &self,
         now: f64,
@@ -468,8 +466,7 @@ impl Client {
                 break;
             }
             // The refresh in flight, but not past this call's own deadline or abort: its end
-            // (which wakes the waiters) raced against a sleep, in one `poll_fn` (−82 B gzip
-            // against a generic race of two futures).
+            // (which wakes the waiters) raced against a sleep, in one `poll_fn`.
             let left = deadline - env.now_ms();
             let slept = {
                 let mut sleep = pin!(env.sleep(left));
@@ -527,7 +524,7 @@ impl Client {
                 Err(error)
             }
         };
-        // Woken by reference, then cleared: a `drain` costs 101 B gzip more.
+        // Woken by reference, then cleared.
         for waker in &state.waiters {
             waker.wake_by_ref();
         }

@@ -45,7 +45,7 @@ pub struct Attempt {
 }
 
 /// Decides what follows a failed attempt. Inlined into its one caller by LLVM already, not
-/// left to binaryen (−23 B gzip).
+/// left to binaryen.
 #[inline(always)]
 pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     if error.is_api("expired_token") || error.is_api("invalid_token") {

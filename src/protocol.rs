@@ -162,7 +162,10 @@ pub(crate) mod tests {
 
     #[test]
     fn runtime_js_names_the_send_failures() {
-        assert_eq!(js_table(SendFailure::JS_TABLE), rust_table(SendFailure::ALL));
+        assert_eq!(
+            js_table(SendFailure::JS_TABLE),
+            rust_table(SendFailure::ALL)
+        );
     }
 
     #[test]

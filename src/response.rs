@@ -274,7 +274,7 @@ pub(crate) fn batch_answer<J: Json>(
     let times = result.get(Key::ResultTime);
     let command = |container: &Option<J>, i: usize| container.as_ref().and_then(|c| c.command(i));
     // Pushed one by one: `vec![NotRun; n]` would fill by cloning, which drags in the outcome's
-    // (and the error's) `Clone` there (−205 B gzip).
+    // (and the error's) `Clone` there.
     let mut outcomes = Vec::with_capacity(commands);
     let mut limit_reset: Option<RequestTime> = None;
     // Whether a command failed: only a halted batch leaves commands out, and only after one of
@@ -367,7 +367,7 @@ fn error_code(value: &impl Json) -> Option<String> {
 }
 
 /// The portal's error `code` with the envelope's `error_description` (empty when missing).
-/// Both strings move into the error, not copied by `Error::api` (−40 B gzip).
+/// Both strings move into the error, not copied by `Error::api`.
 fn api_error(value: &impl Json, code: String, status: u16) -> Error {
     let description = value.get(Key::ErrorDescription).and_then(|v| v.as_str());
     Error::Api {
@@ -377,7 +377,7 @@ fn api_error(value: &impl Json, code: String, status: u16) -> Error {
     }
 }
 
-/// A `BAD_RESPONSE` failure. One copy for its six callers (−31 B gzip).
+/// A `BAD_RESPONSE` failure. One copy for its six callers.
 #[inline(never)]
 fn bad(status: u16, reason: &'static str) -> Failure {
     Failure {

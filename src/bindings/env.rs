@@ -139,13 +139,11 @@ impl WebEnv {
             return Ok(RawResponse { status, body });
         }
         *self.cause.borrow_mut() = at(&answer, 2);
-        Err(
-            match number(&answer, 1).and_then(SendFailure::from_js) {
-                Some(SendFailure::Timeout) => Error::Timeout,
-                Some(SendFailure::Aborted) => Error::Aborted,
-                Some(SendFailure::Network) | None => Error::Network,
-            },
-        )
+        Err(match number(&answer, 1).and_then(SendFailure::from_js) {
+            Some(SendFailure::Timeout) => Error::Timeout,
+            Some(SendFailure::Aborted) => Error::Aborted,
+            Some(SendFailure::Network) | None => Error::Network,
+        })
     }
 
     /// What a runtime.js `frameAuth` settled with.
