@@ -418,7 +418,7 @@ impl Client {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::call::tests::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
+    use crate::testing::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
     use crate::config::RateLimitInput;
 
     /// The ids without repeats, in first-seen order, through [`Distinct`] as the JS reader
@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn not_configured_rejects_the_whole_run_before_any_request() {
-        use crate::call::tests::frame_client;
+        use crate::testing::frame_client;
         use crate::config::{Config, ConfigInput};
         let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
         // A frame without BX24: found at the first batch, before anything is sent.
@@ -769,14 +769,14 @@ mod tests {
                 confirmed: &'a std::cell::RefCell<std::collections::HashSet<u64>>,
             }
             impl Env for Scripted<'_> {
-                type Json = crate::json::Value<'static>;
+                type Json = crate::testing::Value;
                 fn now_ms(&self) -> f64 { self.fake.now_ms() }
                 fn wall_ms(&self) -> f64 { self.fake.wall_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
                 async fn refresh_token(&self, _wanted: crate::call::Wanted, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
                 fn aborted(&self) -> bool { false }
-                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::json::Value<'static>>, Error> {
+                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::testing::Value>, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);
                     let body = request.body.expose();
                     let halt = body.starts_with(r#"{"halt":1"#);

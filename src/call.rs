@@ -537,145 +537,12 @@ impl Client {
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigInput, RateLimitInput};
-    use crate::json::Value;
-    use std::cell::Cell;
-    use std::collections::VecDeque;
+    use crate::testing::{
+        answer, api_error, block_on, frame_client, ok, token, webhook_client, FakeEnv, Value,
+    };
     use std::rc::Rc;
     use std::task::Context;
 
-    /// A scripted portal and a fake clock: sleeping advances time at once.
-    pub struct FakeEnv {
-        pub now: Cell<f64>,
-        pub answers: RefCell<VecDeque<Result<RawResponse<Value<'static>>, Error>>>,
-        pub sent: RefCell<Vec<(f64, String, String)>>,
-        pub refreshes: Cell<u32>,
-        pub firsts: RefCell<Vec<bool>>,
-        pub new_token: RefCell<Result<Credentials, Error>>,
-        /// How long each request takes, in fake milliseconds.
-        pub latency_ms: f64,
-        /// How far the wall clock is off the monotonic one (which starts at a Unix time).
-        pub wall_skew_ms: Cell<f64>,
-        /// The call's signal has fired.
-        pub aborted: Cell<bool>,
-    }
-
-    impl FakeEnv {
-        pub fn new(answers: Vec<Result<RawResponse<Value<'static>>, Error>>) -> FakeEnv {
-            FakeEnv {
-                now: Cell::new(1_700_000_000_000.0),
-                answers: RefCell::new(answers.into()),
-                sent: RefCell::new(Vec::new()),
-                refreshes: Cell::new(0),
-                firsts: RefCell::new(Vec::new()),
-                new_token: RefCell::new(Ok(token("fresh"))),
-                latency_ms: 10.0,
-                wall_skew_ms: Cell::new(0.0),
-                aborted: Cell::new(false),
-            }
-        }
-    }
-
-    pub fn token(value: &str) -> Credentials {
-        Credentials::Token {
-            token: Secret::new(value.into()),
-            rest_base: None,
-        }
-    }
-
-    pub fn ok(body: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        answer(200, body)
-    }
-
-    /// An answer whose body is read with the crate's JSON reader, as a native transport would.
-    pub fn answer(status: u16, body: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        // The parsed value borrows its text: a test's few answers may live as long as the test.
-        let text: &'static str = Box::leak(body.into());
-        Ok(RawResponse {
-            status,
-            body: Body::parse(text),
-        })
-    }
-
-    pub fn api_error(status: u16, code: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        answer(
-            status,
-            &["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat(),
-        )
-    }
-
-    impl Env for FakeEnv {
-        type Json = Value<'static>;
-        fn now_ms(&self) -> f64 {
-            self.now.get()
-        }
-        fn wall_ms(&self) -> f64 {
-            self.now.get() + self.wall_skew_ms.get()
-        }
-        fn random(&self) -> f64 {
-            0.5
-        }
-        async fn sleep(&self, ms: f64) -> Result<(), Error> {
-            self.now.set(self.now.get() + ms);
-            Ok(())
-        }
-        async fn send(
-            &self,
-            request: &HttpRequest,
-            timeout_ms: f64,
-        ) -> Result<RawResponse<Value<'static>>, Error> {
-            self.sent.borrow_mut().push((
-                self.now.get(),
-                request.url.expose().to_owned(),
-                request.body.expose().to_owned(),
-            ));
-            let answer = self
-                .answers
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or(Err(Error::Timeout));
-            let took = if matches!(answer, Err(Error::Timeout)) {
-                timeout_ms
-            } else {
-                self.latency_ms.min(timeout_ms)
-            };
-            self.now.set(self.now.get() + took);
-            answer
-        }
-        async fn refresh_token(
-            &self,
-            wanted: Wanted,
-            _timeout_ms: f64,
-        ) -> Result<Credentials, Error> {
-            self.refreshes.set(self.refreshes.get() + 1);
-            // Whether the frame's current token was asked for (its first look).
-            self.firsts.borrow_mut().push(wanted == Wanted::Current);
-            self.new_token.borrow().clone()
-        }
-        fn aborted(&self) -> bool {
-            self.aborted.get()
-        }
-    }
-
-    pub fn block_on<F: Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let mut cx = Context::from_waker(Waker::noop());
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(value) => value,
-            Poll::Pending => panic!("the fake environment never pends"),
-        }
-    }
-
-    pub fn webhook_client(max_retries: f64, rate_limit: RateLimitInput) -> Client {
-        Client::new(
-            Config::parse(ConfigInput {
-                webhook_url: Some("https://a.b/rest/1/s3cr3t/".into()),
-                max_retries: Some(max_retries),
-                rate_limit,
-                ..Default::default()
-            })
-            .unwrap(),
-        )
-    }
 
     const SUCCESS: &str = r#"{"result":[],"time":{"operating":0}}"#;
 
@@ -895,7 +762,7 @@ pub(crate) mod tests {
     }
 
     impl Env for GatedRefresh {
-        type Json = Value<'static>;
+        type Json = Value;
         fn now_ms(&self) -> f64 {
             self.inner.now_ms()
         }
@@ -914,7 +781,7 @@ pub(crate) mod tests {
             &self,
             request: &HttpRequest,
             timeout_ms: f64,
-        ) -> Result<RawResponse<Value<'static>>, Error> {
+        ) -> Result<RawResponse<Value>, Error> {
             self.inner.send(request, timeout_ms).await
         }
         fn aborted(&self) -> bool {
@@ -1137,16 +1004,6 @@ pub(crate) mod tests {
         assert_eq!(env.sent.borrow().len(), 1);
     }
 
-    pub fn frame_client() -> Client {
-        Client::new(
-            Config::parse(ConfigInput {
-                frame: Some(true),
-                rate_limit: RateLimitInput::Off,
-                ..Default::default()
-            })
-            .unwrap(),
-        )
-    }
 
     fn frame_token(value: &str) -> Credentials {
         Credentials::Token {
@@ -1196,7 +1053,7 @@ pub(crate) mod tests {
     /// Three deletes by a new frame client over a transport giving `answers`: the URLs sent
     /// (BX24's are the method name) and when.
     fn three_frame_deletes(
-        answers: Vec<Result<RawResponse<Value<'static>>, Error>>,
+        answers: Vec<Result<RawResponse<Value>, Error>>,
     ) -> (Vec<String>, Vec<f64>) {
         let client = frame_client();
         let env = FakeEnv::new(answers);

@@ -170,7 +170,7 @@ mod tests {
             request.body.expose(),
             r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#
         );
-        assert!(crate::json::parse(request.body.expose()).is_some());
+        assert!(serde_json::from_str::<serde_json::Value>(request.body.expose()).is_ok());
         assert!(!format!("{request:?}").contains("tok"));
     }
 

@@ -3,8 +3,8 @@
 //! The crate is a JS-free core plus a thin WebAssembly binding:
 //!
 //! - [`id`] validates ids, [`config`] checks the client configuration (https rule included),
-//! - [`envelope`] builds each request, [`response`] reads each answer ([`json`] parses it
-//!   natively; in the browser the engine's `JSON.parse` does),
+//! - [`envelope`] builds each request, [`response`] reads each answer (parsed by the engine's
+//!   `JSON.parse`; under `cargo test` by `serde_json`, see `testing`),
 //! - [`error`] is the one error type, [`secret`] keeps webhook secrets and tokens unprintable,
 //! - [`bulk`] splits a bulk delete into batches and accounts for every id,
 //! - [`policy`] decides retries, waits and pacing, [`call`] runs a call through a [`call::Env`],
@@ -19,7 +19,6 @@ pub mod envelope;
 pub mod error;
 pub mod executor;
 pub mod id;
-pub mod json;
 pub mod policy;
 pub mod protocol;
 pub mod response;
@@ -36,3 +35,6 @@ static ALLOCATOR: lol_alloc::AssumeSingleThreaded<lol_alloc::FreeListAllocator> 
     unsafe { lol_alloc::AssumeSingleThreaded::new(lol_alloc::FreeListAllocator::new()) };
 
 pub use error::{Error, Kind};
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod testing;

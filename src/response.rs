@@ -5,8 +5,8 @@
 //! body, JSON of another shape) is `BAD_RESPONSE` with the status kept — never a success.
 //!
 //! The readers work on any [`Json`] value: in the browser a value from the engine's own
-//! `JSON.parse` (no JSON parser in the wasm: see `src/bindings.rs`), natively our strict reader
-//! ([`crate::json`], used by `cargo test`).
+//! `JSON.parse` (no JSON parser in the wasm: see `src/bindings/env.rs`), under `cargo test` a
+//! `serde_json` value (`src/testing.rs`).
 
 use crate::error::Error;
 
@@ -120,21 +120,6 @@ pub enum Body<J> {
     Html,
     /// Not JSON.
     Invalid,
-}
-
-impl<'a> Body<crate::json::Value<'a>> {
-    /// Classifies a body's text with the crate's own JSON reader (the native transport's
-    /// way; runtime.js does the same with `JSON.parse`).
-    pub fn parse(text: &'a str) -> Self {
-        if text.trim_ascii().is_empty() {
-            return Body::Empty;
-        }
-        match crate::json::parse(text) {
-            Some(value) => Body::Json(value),
-            None if text.trim_ascii_start().starts_with('<') => Body::Html,
-            None => Body::Invalid,
-        }
-    }
 }
 
 /// What the library uses of an answer's `time` object: the operating-limit reset and the
@@ -392,11 +377,11 @@ mod tests {
 
     /// The readers on a body's text, through the crate's own JSON reader.
     fn delete(status: u16, text: &str) -> Result<Deleted, Failure> {
-        read_delete(status, Body::parse(text))
+        read_delete(status, crate::testing::body(text))
     }
 
     fn batch(status: u16, text: &str, commands: usize) -> Result<BatchAnswer, Failure> {
-        read_batch(status, Body::parse(text), commands, true)
+        read_batch(status, crate::testing::body(text), commands, true)
     }
 
     const SUCCESS: &str = r#"{"result": [], "time": {"start":1721657688.755373,"finish":1721657689.65017,"duration":0.8947970867156982,"processing":0.6092040538787842,"date_start":"2024-07-22T16:14:48+02:00","date_finish":"2024-07-22T16:14:49+02:00","operating":0}}"#;
@@ -487,7 +472,7 @@ mod tests {
             ]
         );
         // Sent without halt, a command the answer leaves out is a malformed answer, not "not run".
-        let unhalted = read_batch(200, Body::parse(body), 4, false).unwrap();
+        let unhalted = read_batch(200, crate::testing::body(body), 4, false).unwrap();
         let silent = Error::BadResponse {
             status: 200,
             reason: "the batch answer says nothing of this command",
