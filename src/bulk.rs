@@ -418,8 +418,8 @@ impl Client {
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::testing::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
     use crate::config::RateLimitInput;
+    use crate::testing::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
 
     /// The ids without repeats, in first-seen order, through [`Distinct`] as the JS reader
     /// feeds it.
@@ -540,8 +540,8 @@ mod tests {
 
     #[test]
     fn not_configured_rejects_the_whole_run_before_any_request() {
-        use crate::testing::frame_client;
         use crate::config::{Config, ConfigInput};
+        use crate::testing::frame_client;
         let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
         // A frame without BX24: found at the first batch, before anything is sent.
         let frame_env = FakeEnv::new(vec![ok(&batch_answer(&[1, 2], |_| true))]);

@@ -138,6 +138,45 @@ impl From<Error> for CallError {
     }
 }
 
+/// How a frame client reaches its portal: directly (with the token BX24 gives), or through
+/// `BX24.callMethod`, and the fallback from the one to the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Route {
+    /// Direct requests, none answered or lost yet. (A CORS or CSP refusal loses every direct
+    /// request; a network blip, one.)
+    #[default]
+    Untried,
+    /// One direct request lost below HTTP, none answered.
+    LostOnce,
+    /// A direct request has had an HTTP answer: later network errors are passing ones, not a
+    /// portal the page cannot reach.
+    Direct,
+    /// Through `BX24.callMethod`, for good: two direct requests lost before any answer, or BX24
+    /// gave no token (a refresh).
+    Bx24,
+}
+
+impl Route {
+    /// A direct request had an HTTP answer.
+    fn answered(self) -> Route {
+        match self {
+            Route::Untried | Route::LostOnce => Route::Direct,
+            other => other,
+        }
+    }
+
+    /// A direct request was lost below HTTP: the route after it, and whether the call repeats
+    /// the request through BX24 at once (not once a direct request was answered: the loss is
+    /// then a passing one, retried as any other). After a second such loss, BX24 for good.
+    fn lost(self) -> (Route, bool) {
+        match self {
+            Route::Untried => (Route::LostOnce, true),
+            Route::LostOnce | Route::Bx24 => (Route::Bx24, true),
+            Route::Direct => (Route::Direct, false),
+        }
+    }
+}
+
 /// State shared by every call of one client: the pacing bucket, the OAuth token and the latest
 /// operating-limit reset time per method.
 #[derive(Debug)]
@@ -151,14 +190,8 @@ pub struct Client {
     generation: Cell<Option<u32>>,
     /// A refresh is in flight.
     refreshing: Cell<bool>,
-    /// In a frame: requests go through `BX24.callMethod`.
-    bx24: Cell<bool>,
-    /// In a frame: a direct request has had an HTTP answer (its later network errors are
-    /// passing ones, not a portal the page cannot reach: CORS, a CSP).
-    direct_answered: Cell<bool>,
-    /// In a frame: direct requests lost below HTTP before any direct answer. A CORS or CSP
-    /// refusal loses every one; a network blip, one.
-    direct_lost: Cell<u8>,
+    /// In a frame: how requests reach the portal.
+    route: Cell<Route>,
     /// Per method, `[crm.item.delete, batch]` (see [`Job::method`]): when its operating budget is
     /// next released, on the monotonic clock ([`Env::now_ms`]).
     operating_reset_at: [Cell<Option<f64>>; 2],
@@ -199,9 +232,7 @@ impl Client {
             }),
             generation: Cell::default(),
             refreshing: Cell::default(),
-            bx24: Cell::default(),
-            direct_answered: Cell::default(),
-            direct_lost: Cell::default(),
+            route: Cell::default(),
             operating_reset_at: Default::default(),
             config,
         }
@@ -316,7 +347,7 @@ impl Client {
             let failure = match answer {
                 Ok(raw) => {
                     if direct_frame {
-                        self.direct_answered.set(true);
+                        self.route.set(self.route.get().answered());
                     }
                     match read(raw.status, raw.body, outcome_unknown) {
                         Ok(()) => return Ok(outcome_unknown),
@@ -326,21 +357,15 @@ impl Client {
                 Err(error) => Failure::from(error),
             };
             // A frame whose direct requests have never reached the portal repeats the request
-            // through BX24.callMethod at once; after a second such loss it uses BX24 for good
-            // (a blip loses one request, a CORS or CSP refusal all of them).
-            if direct_frame
-                && matches!(failure.error, Error::Network)
-                && !self.direct_answered.get()
-            {
-                let lost = self.direct_lost.get().saturating_add(1);
-                self.direct_lost.set(lost);
-                // Only ever switched on here: a refresh may have switched the client already.
-                if lost >= 2 {
-                    self.bx24.set(true);
+            // through BX24.callMethod at once (see `Route::lost`).
+            if direct_frame && matches!(failure.error, Error::Network) {
+                let (route, repeat_via_bx24) = self.route.get().lost();
+                self.route.set(route);
+                if repeat_via_bx24 {
+                    via_bx24 = true;
+                    outcome_unknown = true;
+                    continue;
                 }
-                via_bx24 = true;
-                outcome_unknown = true;
-                continue;
             }
             if let Some(until) = failure
                 .time
@@ -395,7 +420,7 @@ impl Client {
             (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
                 Some(Auth::OAuth { rest_base, token })
             }
-            (Endpoint::Frame, ..) if self.bx24.get() => Some(Auth::Bx24),
+            (Endpoint::Frame, ..) if self.route.get() == Route::Bx24 => Some(Auth::Bx24),
             (Endpoint::Frame, Some(token), Some(rest_base)) => {
                 Some(Auth::OAuth { rest_base, token })
             }
@@ -408,7 +433,7 @@ impl Client {
     fn can_refresh(&self) -> bool {
         match self.config.endpoint {
             Endpoint::OAuth { refreshable, .. } => refreshable,
-            Endpoint::Frame => !self.bx24.get(),
+            Endpoint::Frame => self.route.get() != Route::Bx24,
             _ => false,
         }
     }
@@ -509,7 +534,7 @@ impl Client {
                             state.rest_base = rest_base;
                         }
                     }
-                    Credentials::Bx24 => self.bx24.set(true),
+                    Credentials::Bx24 => self.route.set(Route::Bx24),
                 }
                 let next = self.generation.get().map_or(0, |g| g.wrapping_add(1));
                 self.generation.set(Some(next));
@@ -542,7 +567,6 @@ pub(crate) mod tests {
     };
     use std::rc::Rc;
     use std::task::Context;
-
 
     const SUCCESS: &str = r#"{"result":[],"time":{"operating":0}}"#;
 
@@ -1004,7 +1028,6 @@ pub(crate) mod tests {
         assert_eq!(env.sent.borrow().len(), 1);
     }
 
-
     fn frame_token(value: &str) -> Credentials {
         Credentials::Token {
             token: Secret::new(value.into()),
@@ -1103,6 +1126,14 @@ pub(crate) mod tests {
         let sent = env.sent.borrow();
         assert!(sent.iter().all(|(_, url, _)| url.starts_with("https://")));
         assert!(sent[2].0 - sent[1].0 >= 500.0, "backoff before the repeat");
+    }
+
+    #[test]
+    fn a_frame_route_falls_back_to_bx24_after_two_losses_before_any_answer() {
+        assert_eq!(Route::Untried.lost(), (Route::LostOnce, true));
+        assert_eq!(Route::LostOnce.lost(), (Route::Bx24, true));
+        assert_eq!(Route::LostOnce.answered().lost(), (Route::Direct, false));
+        assert_eq!(Route::Bx24.answered(), Route::Bx24);
     }
 
     #[test]

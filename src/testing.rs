@@ -157,11 +157,7 @@ impl Env for FakeEnv {
         self.now.set(self.now.get() + took);
         answer
     }
-    async fn refresh_token(
-        &self,
-        wanted: Wanted,
-        _timeout_ms: f64,
-    ) -> Result<Credentials, Error> {
+    async fn refresh_token(&self, wanted: Wanted, _timeout_ms: f64) -> Result<Credentials, Error> {
         self.refreshes.set(self.refreshes.get() + 1);
         // Whether the frame's current token was asked for (its first look).
         self.firsts.borrow_mut().push(wanted == Wanted::Current);
