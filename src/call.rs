@@ -953,18 +953,22 @@ pub(crate) mod tests {
             },
         );
         let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
-        for id in 1..=4 {
-            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
-        }
-        let times: Vec<f64> = env
-            .sent
-            .borrow()
-            .iter()
-            .map(|s| s.0 - 1_700_000_000_000.0)
-            .collect();
+        let times = four_deletes(&client, &env);
         // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
         // reserve), then one per 500 ms.
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
+    }
+
+    /// Four deletes in a row, each succeeding: when each was sent, from the fake clock's start.
+    fn four_deletes(client: &Client, env: &FakeEnv) -> Vec<f64> {
+        for id in 1..=4 {
+            assert!(block_on(client.delete_item(env, 1268, id, CallOptions::default())).is_ok());
+        }
+        env.sent
+            .borrow()
+            .iter()
+            .map(|s| s.0 - 1_700_000_000_000.0)
+            .collect()
     }
 
     #[test]
@@ -983,15 +987,7 @@ pub(crate) mod tests {
             block_on(client.delete_item(&env, 1268, 9, CallOptions::default())).unwrap_err();
         assert_eq!((error.error, error.attempts), (Error::Aborted, 0));
         env.aborted.set(false);
-        for id in 1..=4 {
-            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
-        }
-        let times: Vec<f64> = env
-            .sent
-            .borrow()
-            .iter()
-            .map(|s| s.0 - 1_700_000_000_000.0)
-            .collect();
+        let times = four_deletes(&client, &env);
         // As if the aborted call had never come (see `pacing_spreads_a_burst`).
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
