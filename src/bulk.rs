@@ -171,7 +171,8 @@ const OUT_OF_TIME: &str = "not attempted: the call ran out of time (timeoutMs)";
 
 /// One bulk run between its batches: what is left to send, what has been accounted for, and
 /// what the next batch waits for. [`Client::delete_items`] runs it step by step:
-/// [`BulkRun::next_batch`], then [`BulkRun::send`] (or [`BulkRun::skip`] once stopped).
+/// [`BulkRun::next_batch`], then [`BulkRun::job`] sent and [`BulkRun::record`]ed (or
+/// [`BulkRun::failed`]), or [`BulkRun::skip`] once stopped.
 struct BulkRun<'a> {
     entity_type_id: u64,
     /// Stop at the first id that fails (`halt: 1` on the wire).
@@ -261,16 +262,10 @@ impl<'a> BulkRun<'a> {
         self.report.fail_all(&batch.ids, error, method, 0);
     }
 
-    /// Sends one batch, paced and retried like a single call, and accounts for its ids. Fails
-    /// only with `NOT_CONFIGURED` found before any request.
-    async fn send(
-        &mut self,
-        client: &Client,
-        env: &impl Env,
-        batch: &Batch<'_>,
-    ) -> Result<(), CallError> {
-        let timeout_ms = f64::from(client.config().timeout_ms);
-        let batch_deadline = env.now_ms() + timeout_ms;
+    /// The deadline and the job of a batch about to be sent: the run's deadline, or the client's
+    /// `timeoutMs` for this batch if sooner.
+    fn job<'b>(&self, client: &Client, now: f64, batch: &'b Batch) -> (f64, Job<'b>) {
+        let batch_deadline = now + f64::from(client.config().timeout_ms);
         let deadline = self
             .deadline
             .map_or(batch_deadline, |d| d.min(batch_deadline));
@@ -279,50 +274,31 @@ impl<'a> BulkRun<'a> {
             ids: &batch.ids,
             halt: self.halt,
         };
-        let (commands, halt) = (batch.ids.len(), self.halt);
-        let mut answer = BatchAnswer::default();
-        let mut read = |status, body, earlier_outcome_unknown: bool| {
-            // A batch repeated after an unknown outcome was sent without `halt` (see `Job`).
-            let halt = halt && !earlier_outcome_unknown;
-            answer = response::read_batch(status, body, commands, halt)?;
-            Ok(())
+        (deadline, job)
+    }
+
+    /// Accounts for a batch whose request failed as a whole: its ids fail with the error, and
+    /// the run stops when every other id would fail the same way.
+    fn failed(&mut self, batch: &Batch, CallError { error, attempts }: CallError, now: f64) {
+        self.report
+            .fail_all(&batch.ids, &error, envelope::BATCH, attempts);
+        self.stop = match &error {
+            Error::Aborted => Some(Error::NotAttempted {
+                timeout: false,
+                reason: ABORTED,
+            }),
+            Error::Timeout if self.out_of_time(now) => Some(Error::NotAttempted {
+                timeout: true,
+                reason: OUT_OF_TIME,
+            }),
+            // The same request would fail the same way for every other id.
+            e if !e.retryable() => Some(error),
+            _ if self.halt => Some(Error::NotAttempted {
+                timeout: false,
+                reason: HALTED,
+            }),
+            _ => None,
         };
-        let outcome = client
-            .run(env, deadline, job, self.not_before.take(), &mut read)
-            .await;
-        match outcome {
-            Ok(earlier_unknown) => {
-                self.record(client, env, batch, answer, earlier_unknown);
-                Ok(())
-            }
-            Err(failure)
-                if failure.attempts == 0 && matches!(failure.error, Error::NotConfigured) =>
-            {
-                Err(failure)
-            }
-            Err(CallError { error, attempts }) => {
-                self.report
-                    .fail_all(&batch.ids, &error, envelope::BATCH, attempts);
-                self.stop = match &error {
-                    Error::Aborted => Some(Error::NotAttempted {
-                        timeout: false,
-                        reason: ABORTED,
-                    }),
-                    Error::Timeout if self.out_of_time(env.now_ms()) => Some(Error::NotAttempted {
-                        timeout: true,
-                        reason: OUT_OF_TIME,
-                    }),
-                    // The same request would fail the same way for every other id.
-                    e if !e.retryable() => Some(error),
-                    _ if self.halt => Some(Error::NotAttempted {
-                        timeout: false,
-                        reason: HALTED,
-                    }),
-                    _ => None,
-                };
-                Ok(())
-            }
-        }
     }
 
     /// Accounts for a batch's answer. Commands the operating limit refused (not run) are sent
@@ -403,7 +379,28 @@ impl Client {
             if run.stop.is_some() {
                 run.skip(&batch);
             } else {
-                run.send(self, env, &batch).await?;
+                // Sent: paced and retried like a single call.
+                let (deadline, job) = run.job(self, env.now_ms(), &batch);
+                let (commands, halt) = (batch.ids.len(), run.halt);
+                let mut answer = BatchAnswer::default();
+                let mut read = |status, body, earlier_outcome_unknown: bool| {
+                    // A batch repeated after an unknown outcome is sent without `halt` (see `Job`).
+                    let halt = halt && !earlier_outcome_unknown;
+                    answer = response::read_batch(status, body, commands, halt)?;
+                    Ok(())
+                };
+                let not_before = run.not_before.take();
+                match self.run(env, deadline, job, not_before, &mut read).await {
+                    Ok(earlier_unknown) => run.record(self, env, &batch, answer, earlier_unknown),
+                    // Found before any request: no id could escape it.
+                    Err(failure)
+                        if failure.attempts == 0
+                            && matches!(failure.error, Error::NotConfigured) =>
+                    {
+                        return Err(failure)
+                    }
+                    Err(failure) => run.failed(&batch, failure, env.now_ms()),
+                }
             }
             // Sent or not, the batch ends at one progress call.
             on_progress(run.report.len(), ids.len());

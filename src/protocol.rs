@@ -27,12 +27,13 @@ macro_rules! table {
             /// Every value with its JS name.
             pub const ALL: &'static [($name, &'static str)] = &[$(($name::$variant, $js_name),)*];
 
-            /// The value runtime.js sent as `number`, if it is one of the table's.
+            /// The value runtime.js sent as `number`, if it is one of the table's (runtime.js
+            /// sends only the table's integers; anything else is read as its integer part).
             pub fn from_js(number: f64) -> Option<$name> {
-                $(if number == $number as f64 {
-                    return Some($name::$variant);
-                })*
-                None
+                match number as u32 {
+                    $($number => Some($name::$variant),)*
+                    _ => None,
+                }
             }
         }
     };
@@ -207,6 +208,6 @@ pub(crate) mod tests {
             assert_eq!(FrameAuth::from_js(value as u32 as f64), Some(value));
         }
         assert_eq!(FrameAuth::from_js(6.0), None);
-        assert_eq!(BodyClass::from_js(0.5), None);
+        assert_eq!(SendFailure::from_js(0.0), None);
     }
 }
