@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::num::NonZeroU32;
 use std::pin::pin;
 use std::task::{Poll, Waker};
 
@@ -187,7 +188,7 @@ pub struct Client {
     bucket: Option<Cell<Bucket>>,
     token: RefCell<TokenState>,
     /// Bumped by every successful refresh; `None` until the first.
-    generation: Cell<Option<u32>>,
+    generation: Cell<Option<NonZeroU32>>,
     /// A refresh is in flight.
     refreshing: Cell<bool>,
     /// In a frame: how requests reach the portal.
@@ -480,7 +481,7 @@ impl Client {
     async fn refresh(
         &self,
         env: &impl Env,
-        used_generation: Option<u32>,
+        used_generation: Option<NonZeroU32>,
         deadline: f64,
     ) -> Result<(), Error> {
         loop {
@@ -536,8 +537,8 @@ impl Client {
                     }
                     Credentials::Bx24 => self.route.set(Route::Bx24),
                 }
-                let next = self.generation.get().map_or(0, |g| g.wrapping_add(1));
-                self.generation.set(Some(next));
+                let next = self.generation.get().and_then(|g| g.checked_add(1));
+                self.generation.set(Some(next.unwrap_or(NonZeroU32::MIN)));
                 Ok(())
             }
             Err(error) => {

@@ -191,6 +191,9 @@ pub(crate) mod tests {
             .map(|&(kind, name)| (name.to_owned(), kind as u32))
             .collect();
         assert_eq!(js_table("JSON_KIND"), rust);
+        for (kind, _) in Kind::ALL {
+            assert_eq!(Kind::from_js(kind as u32), kind);
+        }
     }
 
     #[test]

@@ -107,6 +107,19 @@ impl Kind {
         (Kind::Array, "ARRAY"),
         (Kind::Object, "OBJECT"),
     ];
+
+    /// The kind runtime.js's `jsonKind` answered (an object for any other number).
+    pub fn from_js(number: u32) -> Kind {
+        match number {
+            0 => Kind::Null,
+            1 => Kind::True,
+            2 => Kind::False,
+            3 => Kind::Number,
+            4 => Kind::Str,
+            5 => Kind::Array,
+            _ => Kind::Object,
+        }
+    }
 }
 
 /// An answer's body as the transport classified it.

@@ -276,11 +276,7 @@ impl response::Json for JsJson {
 
     fn kind(&self) -> Kind {
         // One trip to JS instead of a typeof check per kind.
-        let kind = json_kind(&self.0);
-        Kind::ALL
-            .iter()
-            .find(|&&(k, _)| k as u32 == kind)
-            .map_or(Kind::Object, |&(k, _)| k)
+        Kind::from_js(json_kind(&self.0))
     }
 
     fn as_str(&self) -> Option<String> {
