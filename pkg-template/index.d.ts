@@ -24,6 +24,12 @@ export interface ClientConfig {
   maxRetries?: number;
   /** Client-side pacing as a leaky bucket (default 50 / 2 per second), or `false` for none. */
   rateLimit?: { burst: number; perSecond: number } | false;
+  /**
+   * The client's share of the portal's operating limit: seconds of execution time per method
+   * per 10 minutes (above 0, at most 600; the portal allows 480), or `false` for none.
+   * Default 420. (Checked, not yet acted on.)
+   */
+  operatingLimit?: number | false;
 }
 
 /** Options of one call. */

@@ -2,6 +2,23 @@
 // The policy (what to send, when to retry, how long to wait) is decided in Rust;
 // these functions only carry it out, and never throw.
 
+// The numbers that cross to the wasm, by name. Each table is an enum of src/protocol.rs (or
+// src/response.rs) of the same name; a native test per table compares the two.
+/** send's answer classes: [status, body, BODY.*] (protocol::BodyClass). */
+const BODY = { JSON: 0, EMPTY: 1, HTML: 2, OTHER: 3 };
+/** Why send got no answer: [0, FAILURE.*, cause] (protocol::SendFailure). */
+const FAILURE = { NETWORK: 1, TIMEOUT: 2, ABORTED: 3 };
+/** What frameAuth found: [FRAME_AUTH.*, ...] (protocol::FrameAuth). */
+const FRAME_AUTH = { NO_BX24: 0, NO_ANSWER: 1, VIA_BX24: 2, DIRECT: 3, ABORTED: 4, INIT_THREW: 5 };
+/** What refreshToken got: [REFRESH.*, token or cause] (protocol::Refresh). */
+const REFRESH = { TOKEN: 0, FAILED: 1, TIMED_OUT: 2 };
+/** signalGet's member (protocol::SignalRead). */
+const SIGNAL = { ABORTED: 0, REASON: 1 };
+/** jsonKind's answers (response::Kind). */
+const JSON_KIND = { NULL: 0, TRUE: 1, FALSE: 2, NUMBER: 3, STRING: 4, ARRAY: 5, OBJECT: 6 };
+/** The members the wasm reads from answers, by number (response::Key, same order). */
+const KEYS = ['result', 'time', 'error', 'error_description', 'operating_reset_at', 'result_error', 'result_time', 'finish'];
+
 /** The error every rejection of b24-crm-item carries. See the README's error table. */
 export class B24Error extends Error {
   constructor(code, description = '', details = {}) {
@@ -49,7 +66,8 @@ export function install(callback) {
 }
 
 export function resume(promise, slot) {
-  // The promises of this file never reject; `[]` reads as a failure everywhere, just in case.
+  // The promises of this file never reject. Were one to, the wasm would read `[]` as whatever
+  // its first member's absence means where it waits: a failed send, refresh or frame auth.
   promise.then((value) => wake(slot, value), () => wake(slot, []));
 }
 
@@ -117,53 +135,6 @@ export function get(object, key) {
   }
 }
 
-// The configuration's members and their types, in the order they are checked (CONFIG_ERRORS in
-// src/bindings.rs gives each its message).
-const CONFIG = ['onTokenExpired', 'function', 'webhookUrl', 'string', 'portal', 'string', 'accessToken', 'string',
-  'frame', 'boolean', 'timeoutMs', 'number', 'maxRetries', 'number'];
-
-/**
- * The configuration's members, type-checked: CONFIG's values (each `undefined` when not given),
- * then rateLimit as `undefined`, `false`, or `burst, perSecond`; or the number of the first rule
- * broken (CONFIG_ERRORS in src/bindings.rs).
- */
-export function readConfig(config) {
-  if (typeof config != 'object' || config === null) return 0;
-  const values = [];
-  for (let i = 0; i < CONFIG.length; i += 2) {
-    const value = get(config, CONFIG[i]);
-    if (value !== undefined && typeof value != CONFIG[i + 1]) return i / 2 + 1;
-    values.push(value);
-  }
-  const rateLimit = get(config, 'rateLimit');
-  if (rateLimit === undefined || rateLimit === false) return [...values, rateLimit];
-  const burst = get(rateLimit, 'burst'), perSecond = get(rateLimit, 'perSecond');
-  return typeof burst != 'number' || typeof perSecond != 'number' || typeof rateLimit != 'object' ? 8
-    : [...values, burst, perSecond];
-}
-
-/**
- * A call's options, type-checked in the order the errors are reported: `[signal, timeoutMs]`
- * (and `haltOnError, onProgress` when `bulk`), each `undefined` when not given; or the number of
- * the first rule broken (OPTION_ERRORS in src/bindings.rs). The rule for timeoutMs's value is the
- * core's (config::parse_timeout), checked after every type here.
- */
-export function readOptions(options, bulk) {
-  // (Not `options == null`: document.all is refused, as any other non-object.)
-  if (typeof options != 'object') return options === undefined ? [] : 0;
-  if (options === null) return [];
-  const signal = get(options, 'signal');
-  // null is an object without addEventListener: refused too.
-  if (signal !== undefined && (typeof signal != 'object' || typeof get(signal, 'addEventListener') != 'function')) return 1;
-  const timeoutMs = get(options, 'timeoutMs');
-  if (timeoutMs !== undefined && typeof timeoutMs != 'number') return 2;
-  if (!bulk) return [signal, timeoutMs];
-  const halt = get(options, 'haltOnError');
-  if (halt !== undefined && typeof halt != 'boolean') return 3;
-  const onProgress = get(options, 'onProgress');
-  return onProgress !== undefined && typeof onProgress != 'function' ? 4 : [signal, timeoutMs, halt, onProgress];
-}
-
 export function items(iterable) {
   if (typeof iterable === 'string') return undefined;
   try {
@@ -201,22 +172,22 @@ export function deleted(entityTypeId, id, hasTime, reply) {
   return result;
 }
 
-// The members the wasm reads from answers, by number (response::Key in src/response.rs, same
-// order; a native test compares the two lists).
-const KEYS = ['result', 'time', 'error', 'error_description', 'operating_reset_at', 'result_error', 'result_time'];
-
 /** `object[KEYS[key]]`, or `undefined` (see get()). */
 export const member = (object, key) => get(object, KEYS[key]);
 
-/** A JSON value's kind as response::Kind: 0 null, 1 true, 2 false, 3 number, 4 string, 5 array, 6 object. */
-export const jsonKind = (v) => (v === null ? 0 : v === true ? 1 : v === false ? 2 : typeof v === 'number' ? 3
-  : typeof v === 'string' ? 4 : Array.isArray(v) ? 5 : 6);
+/** A JSON value's kind (JSON_KIND). */
+export const jsonKind = (v) => (v === null ? JSON_KIND.NULL : v === true ? JSON_KIND.TRUE : v === false ? JSON_KIND.FALSE
+  : typeof v === 'number' ? JSON_KIND.NUMBER : typeof v === 'string' ? JSON_KIND.STRING
+    : Array.isArray(v) ? JSON_KIND.ARRAY : JSON_KIND.OBJECT);
 
 /** A batch command's member `k<index>` of `object`, or `undefined` (see get()). */
 export const command = (object, index) => get(object, `k${index}`);
 
-/** `signal.reason`, or `signal.aborted` (see get()). */
-export const signalGet = (signal, reason) => get(signal, reason ? 'reason' : 'aborted');
+/** `signal.reason` or `signal.aborted` (SIGNAL; see get()). */
+export const signalGet = (signal, read) => get(signal, read === SIGNAL.REASON ? 'reason' : 'aborted');
+
+/** `object[name]` (UTF-8 bytes; see get()): the config and option readers ask for each member by name. */
+export const field = (object, name) => get(object, text(name));
 
 let decoder;
 /** The text of UTF-8 `bytes` (a view of wasm memory): ASCII, as most texts are, without a TextDecoder call. A leading BOM is kept. */
@@ -228,15 +199,14 @@ function text(bytes) {
 }
 
 /**
- * An HTTP answer for the wasm: [status, value, 0] when the body is JSON (parsed by the engine's
- * JSON.parse: the wasm carries no parser), else [status, undefined, class]: 1 empty, 2 an HTML
- * page, 3 anything else.
+ * An HTTP answer for the wasm: [status, value, BODY.JSON] when the body is JSON (parsed by the
+ * engine's JSON.parse: the wasm carries no parser), else [status, undefined, BODY.EMPTY | HTML | OTHER].
  */
 function answer(status, text) {
   try {
-    return [status, JSON.parse(text), 0];
+    return [status, JSON.parse(text), BODY.JSON];
   } catch {
-    return [status, undefined, /^[\t\n\f\r ]*$/.test(text) ? 1 : /^[\t\n\f\r ]*</.test(text) ? 2 : 3];
+    return [status, undefined, /^[\t\n\f\r ]*$/.test(text) ? BODY.EMPTY : /^[\t\n\f\r ]*</.test(text) ? BODY.HTML : BODY.OTHER];
   }
 }
 
@@ -248,7 +218,6 @@ export function addFailed(report, id, error) {
 }
 
 const HEADERS = { 'Content-Type': 'application/json', Accept: 'application/json' };
-const NETWORK = 1, TIMEOUT = 2, ABORTED = 3;
 
 /**
  * Runs `start(done)` and resolves what `done` is given, or `expired` after `timeoutMs`, or
@@ -290,14 +259,14 @@ export const cancelSleep = (sleep) => sleep.end();
  * POSTs `body` to `url` and reads the whole answer within `timeoutMs`; or, when `bx24`, calls
  * BX24.callMethod(url, body) within `timeoutMs` (BX24 never calls back on a 5xx or a network
  * error). Resolves [status, body, class] (see answer()) for any answer, or
- * [0, NETWORK|TIMEOUT|ABORTED, cause]. One bounded() for both: −60 B gzip.
+ * [0, FAILURE.*, cause].
  */
 export function send(bx24, url, bytes, timeoutMs, signal) {
   url = text(url);
   const body = text(bytes);
   const controller = new AbortController();
   const request = (done) => {
-    const failed = (cause) => done([0, NETWORK, cause]);
+    const failed = (cause) => done([0, FAILURE.NETWORK, cause]);
     const post = () => fetch(url, { method: 'POST', headers: HEADERS, body, signal: controller.signal, credentials: 'omit' })
       .then(async (response) => answer(response.status, await response.text()))
       .then(done, failed);
@@ -317,7 +286,7 @@ export function send(bx24, url, bytes, timeoutMs, signal) {
     // (A fetch that throws, as a mock may, fails like one that rejects.)
     attempt(bx24 ? call : post, failed);
   };
-  const sent = bounded(request, timeoutMs, signal, [0, TIMEOUT], () => [0, ABORTED, signal.reason]);
+  const sent = bounded(request, timeoutMs, signal, [0, FAILURE.TIMEOUT], () => [0, FAILURE.ABORTED, signal.reason]);
   // Out of time or aborted (no status), a fetch stops; after an answer there is nothing to stop.
   sent.then((answer) => answer[0] || controller.abort());
   return sent;
@@ -325,33 +294,34 @@ export function send(bx24, url, bytes, timeoutMs, signal) {
 
 /**
  * Calls the user's onTokenExpired within `timeoutMs`, or until `signal` aborts.
- * Resolves [token] or [undefined, cause] (it threw, returned no string, or the call was aborted:
- * then the cause is the abort reason), or [undefined, cause, true] when it took too long.
+ * Resolves [REFRESH.TOKEN, token] or [REFRESH.FAILED, cause] (it threw, returned no string, or
+ * the call was aborted: then the cause is the abort reason), or [REFRESH.TIMED_OUT, cause].
  */
 export function refreshToken(callback, timeoutMs, signal) {
   const run = (done) => {
     Promise.resolve()
       .then(callback)
       .then(
-        (token) => done(typeof token === 'string' && token ? [token] : [undefined, new TypeError('onTokenExpired returned no token')]),
-        (cause) => done([undefined, cause]),
+        (token) => done(typeof token === 'string' && token ? [REFRESH.TOKEN, token]
+          : [REFRESH.FAILED, new TypeError('onTokenExpired returned no token')]),
+        (cause) => done([REFRESH.FAILED, cause]),
       );
   };
-  // (The third member: it ran out of time.)
-  const expired = [undefined, new Error('onTokenExpired did not settle in time'), true];
-  return bounded(run, timeoutMs, signal, expired, () => [undefined, signal.reason]);
+  const expired = [REFRESH.TIMED_OUT, new Error('onTokenExpired did not settle in time')];
+  return bounded(run, timeoutMs, signal, expired, () => [REFRESH.FAILED, signal.reason]);
 }
 
 /**
- * The frame's auth, for calling the portal directly: [3, restBase, token]; or [2] to go through
- * BX24.callMethod (no token to be had), [1] when BX24 did not answer within `timeoutMs`, [4] when
- * `signal` aborted, [5, error] when BX24.init threw, [0] when there is no BX24. `first`: the
+ * The frame's auth, for calling the portal directly: [FRAME_AUTH.DIRECT, restBase, token]; or
+ * [VIA_BX24] to go through BX24.callMethod (no token to be had), [NO_ANSWER] when BX24 did not
+ * answer within `timeoutMs`, [ABORTED] when `signal` aborted, [INIT_THREW, error] when BX24.init
+ * threw, [NO_BX24] when there is no BX24. `first`: the
  * current token (BX24.getAuth); else a refreshed one (BX24.refreshAuth). Both waits end at once
  * when `signal` aborts.
  */
 export async function frameAuth(first, timeoutMs, signal) {
   const bx24 = globalThis.BX24;
-  if (!bx24 || typeof bx24.callMethod !== 'function') return [0];
+  if (!bx24 || typeof bx24.callMethod !== 'function') return [FRAME_AUTH.NO_BX24];
   // Both waits share the one deadline.
   const end = performance.now() + timeoutMs;
   const aborted = () => undefined;
@@ -360,26 +330,26 @@ export async function frameAuth(first, timeoutMs, signal) {
   const init = (done) => {
     if (typeof bx24.init !== 'function') return done(true);
     attempt(() => bx24.init(() => done(true)), (error) => {
-      threw = [5, error];
+      threw = [FRAME_AUTH.INIT_THREW, error];
       done(false);
     });
   };
   const ready = await bounded(init, timeoutMs, signal, null, aborted);
-  if (ready === undefined) return [4];
-  if (ready === null) return [1];
+  if (ready === undefined) return [FRAME_AUTH.ABORTED];
+  if (ready === null) return [FRAME_AUTH.NO_ANSWER];
   if (!ready) return threw;
   let auth = false;
   if (first && typeof bx24.getAuth === 'function') attempt(() => (auth = bx24.getAuth()), () => {});
   if (!auth && typeof bx24.refreshAuth === 'function') {
     const refresh = (done) => attempt(() => bx24.refreshAuth((fresh) => done(fresh || false)), () => done(false));
     auth = await bounded(refresh, Math.max(0, end - performance.now()), signal, null, aborted);
-    if (auth === undefined) return [4];
-    if (auth === null) return [1];
+    if (auth === undefined) return [FRAME_AUTH.ABORTED];
+    if (auth === null) return [FRAME_AUTH.NO_ANSWER];
   }
-  if (!auth || typeof auth.access_token !== 'string' || !auth.access_token) return [2];
+  if (!auth || typeof auth.access_token !== 'string' || !auth.access_token) return [FRAME_AUTH.VIA_BX24];
   // window.name is "DOMAIN|PROTOCOL|APP_SID"; PROTOCOL 1 is https.
   const [domain, protocol] = String(globalThis.name).split('|');
-  return [3, `${protocol === '1' ? 'https' : 'http'}://${auth.domain || domain}/rest/`, auth.access_token];
+  return [FRAME_AUTH.DIRECT, `${protocol === '1' ? 'https' : 'http'}://${auth.domain || domain}/rest/`, auth.access_token];
 }
 
 /** Runs `f`; if it throws, hands the error to `failed`. */

@@ -6,12 +6,12 @@
 //! of its commands means an earlier attempt deleted the item, so it counts as deleted. Commands
 //! the operating limit refused (not run) are sent again after its reset.
 
-use crate::call::{Answer, CallError, Client, Env, Job};
+use crate::call::{CallError, Client, Env, Job};
 use crate::config::Endpoint;
 use crate::envelope::{self, BATCH_LIMIT};
 use crate::error::Error;
 use crate::policy;
-use crate::response::CommandOutcome;
+use crate::response::{self, BatchAnswer, CommandOutcome};
 
 /// One id that was not deleted.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,6 @@ impl Distinct {
         let capacity = (count * 2).next_power_of_two().max(16);
         Distinct {
             slots: vec![0; capacity],
-            // Grown as ids come (a `with_capacity` here cost 12 B gzip).
             ids: Vec::new(),
         }
     }
@@ -170,12 +169,189 @@ const HALTED: &str = "not attempted: the run halted at an earlier error (haltOnE
 const ABORTED: &str = "not attempted: the call was aborted";
 const OUT_OF_TIME: &str = "not attempted: the call ran out of time (timeoutMs)";
 
-/// The smaller of two numbers, neither NaN here: without `f64::min`'s NaN handling (−20 B gzip).
-fn min(a: f64, b: f64) -> f64 {
-    if a < b {
-        a
-    } else {
-        b
+/// One bulk run between its batches: what is left to send, what has been accounted for, and
+/// what the next batch waits for. [`Client::delete_items`] runs it step by step:
+/// [`BulkRun::next_batch`], then [`BulkRun::job`] sent and [`BulkRun::record`]ed (or
+/// [`BulkRun::failed`]), or [`BulkRun::skip`] once stopped.
+struct BulkRun<'a> {
+    entity_type_id: u64,
+    /// Stop at the first id that fails (`halt: 1` on the wire).
+    halt: bool,
+    /// The whole run's deadline, when it has a `timeoutMs`.
+    deadline: Option<f64>,
+    /// The ids not yet sent, 50 at a time.
+    chunks: std::slice::Chunks<'a, u64>,
+    report: BulkReport,
+    /// Once set, the remaining ids are not sent and fail with this error: `batch`'s own when
+    /// the request failed for all, else not attempted (`crm.item.delete`).
+    stop: Option<Error>,
+    /// Ids whose commands the operating limit refused (not run): sent again after the wait,
+    /// before the next chunk.
+    again: Vec<u64>,
+    /// Whether an earlier attempt of the batch that carried the ids in `again` may have run
+    /// them (its outcome was unknown): their `NOT_FOUND` then still means "deleted".
+    again_unknown: bool,
+    /// Consecutive waits for the operating limit (at most maxRetries).
+    limit_waits: u32,
+    /// When the next batch may be sent (monotonic ms): the refused commands' reset.
+    not_before: Option<f64>,
+}
+
+/// The ids of one batch: a chunk of the input, or the refused commands sent again.
+struct Batch<'a> {
+    ids: std::borrow::Cow<'a, [u64]>,
+    /// The ids were refused by the operating limit in a batch whose outcome was unknown.
+    resent_unknown: bool,
+}
+
+impl<'a> BulkRun<'a> {
+    fn new(now: f64, entity_type_id: u64, ids: &'a [u64], options: BulkOptions) -> Self {
+        BulkRun {
+            entity_type_id,
+            halt: options.halt_on_error,
+            deadline: options.timeout_ms.map(|ms| now + f64::from(ms)),
+            chunks: ids.chunks(BATCH_LIMIT),
+            report: BulkReport::default(),
+            stop: None,
+            again: Vec::new(),
+            again_unknown: false,
+            limit_waits: 0,
+            not_before: None,
+        }
+    }
+
+    /// The next batch: the refused commands first, then the next chunk; `None` when done.
+    fn next_batch(&mut self) -> Option<Batch<'a>> {
+        let resent_unknown = std::mem::take(&mut self.again_unknown);
+        if !self.again.is_empty() {
+            let ids = std::mem::take(&mut self.again);
+            return Some(Batch {
+                ids: ids.into(),
+                resent_unknown,
+            });
+        }
+        self.chunks.next().map(|chunk| Batch {
+            ids: chunk.into(),
+            resent_unknown: false,
+        })
+    }
+
+    /// Whether the run's deadline has passed at `now`.
+    fn out_of_time(&self, now: f64) -> bool {
+        self.deadline.is_some_and(|deadline| now >= deadline)
+    }
+
+    /// Stops the run when its deadline has passed: the remaining ids are not sent.
+    fn stop_if_out_of_time(&mut self, now: f64) {
+        if self.stop.is_none() && self.out_of_time(now) {
+            self.stop = Some(Error::NotAttempted {
+                timeout: true,
+                reason: OUT_OF_TIME,
+            });
+        }
+    }
+
+    /// Fails a batch that is not sent, with the stop's error.
+    fn skip(&mut self, batch: &Batch) {
+        let Some(error) = &self.stop else { return };
+        let method = if matches!(error, Error::NotAttempted { .. }) {
+            envelope::DELETE
+        } else {
+            envelope::BATCH
+        };
+        self.report.fail_all(&batch.ids, error, method, 0);
+    }
+
+    /// The deadline and the job of a batch about to be sent: the run's deadline, or the client's
+    /// `timeoutMs` for this batch if sooner.
+    fn job<'b>(&self, client: &Client, now: f64, batch: &'b Batch) -> (f64, Job<'b>) {
+        let batch_deadline = now + f64::from(client.config().timeout_ms);
+        let deadline = self
+            .deadline
+            .map_or(batch_deadline, |d| d.min(batch_deadline));
+        let job = Job::Batch {
+            entity_type_id: self.entity_type_id,
+            ids: &batch.ids,
+            halt: self.halt,
+        };
+        (deadline, job)
+    }
+
+    /// Accounts for a batch whose request failed as a whole: its ids fail with the error, and
+    /// the run stops when every other id would fail the same way.
+    fn failed(&mut self, batch: &Batch, CallError { error, attempts }: CallError, now: f64) {
+        self.report
+            .fail_all(&batch.ids, &error, envelope::BATCH, attempts);
+        self.stop = match &error {
+            Error::Aborted => Some(Error::NotAttempted {
+                timeout: false,
+                reason: ABORTED,
+            }),
+            Error::Timeout if self.out_of_time(now) => Some(Error::NotAttempted {
+                timeout: true,
+                reason: OUT_OF_TIME,
+            }),
+            // The same request would fail the same way for every other id.
+            e if !e.retryable() => Some(error),
+            _ if self.halt => Some(Error::NotAttempted {
+                timeout: false,
+                reason: HALTED,
+            }),
+            _ => None,
+        };
+    }
+
+    /// Accounts for a batch's answer. Commands the operating limit refused (not run) are sent
+    /// again after its reset, as a single call's 429 waits, if the next batch's budget allows,
+    /// at most maxRetries times in a row; under haltOnError, or with no reset time, a refusal
+    /// is an error like any other.
+    fn record(
+        &mut self,
+        client: &Client,
+        env: &impl Env,
+        batch: &Batch,
+        answer: BatchAnswer,
+        earlier_unknown: bool,
+    ) {
+        let earlier_unknown = earlier_unknown || batch.resent_unknown;
+        // Per-command errors carry the batch's last attempt.
+        let attempts = 1;
+        let now = env.now_ms();
+        let budget = f64::from(client.config().timeout_ms);
+        let remaining = self.deadline.map_or(budget, |d| (d - now).min(budget));
+        let wait = answer
+            .limit_reset
+            .and_then(|time| time.until_reset_ms(|| env.wall_ms()))
+            .map(|until| policy::until_reset_ms(now + until, now))
+            // The wait must leave the batch time to run: min(10 s, half the budget).
+            .filter(|&ms| {
+                !self.halt
+                    && ms + policy::MIN_ATTEMPT_MS.min(remaining / 2.0) < remaining
+                    && self.limit_waits < client.config().max_retries
+            });
+        let collect = wait.is_some().then_some(&mut self.again);
+        let any_error = self.report.record(
+            &batch.ids,
+            &answer.outcomes,
+            earlier_unknown,
+            attempts,
+            collect,
+        );
+        if any_error && self.halt {
+            self.stop = Some(Error::NotAttempted {
+                timeout: false,
+                reason: HALTED,
+            });
+        }
+        match wait {
+            // The next run waits (its pacing step) before it sends them.
+            Some(ms) if !self.again.is_empty() => {
+                self.limit_waits += 1;
+                self.not_before = Some(now + ms);
+                self.again_unknown = earlier_unknown;
+            }
+            _ => self.limit_waits = 0,
+        }
     }
 }
 
@@ -197,154 +373,50 @@ impl Client {
             // Found before any request, even with no ids to send.
             return Err(Error::NotConfigured.into());
         }
-        // Infinite without a timeoutMs: every comparison below then holds as with no deadline,
-        // with no `Option` to test at each (−25 B gzip).
-        let run_deadline = options
-            .timeout_ms
-            .map_or(f64::INFINITY, |ms| env.now_ms() + f64::from(ms));
-        let mut report = BulkReport::default();
-        // Once set, the remaining ids are not sent and fail with this error: `batch`'s own when
-        // the request failed for all, else not attempted (`crm.item.delete`). No method beside
-        // it (−55 B gzip).
-        let mut stop: Option<Error> = None;
-        let mut chunks = ids.chunks(BATCH_LIMIT);
-        // Ids whose commands the operating limit refused (not run): sent again after the wait,
-        // before the next chunk. `limit_waits` counts consecutive waits (at most maxRetries).
-        let mut again: Vec<u64> = Vec::new();
-        // Whether an earlier attempt of the batch that carried the ids in `again` may have run
-        // them (its outcome was unknown): their `NOT_FOUND` then still means "deleted".
-        let mut again_unknown = false;
-        let mut limit_waits = 0;
-        // When the next batch may be sent (Unix ms): the refused commands' reset.
-        let mut not_before = 0.0;
-        loop {
-            let refused_before = std::mem::take(&mut again);
-            let resent_unknown = std::mem::take(&mut again_unknown);
-            let chunk: &[u64] = if refused_before.is_empty() {
-                match chunks.next() {
-                    Some(chunk) => chunk,
-                    None => break,
-                }
+        let mut run = BulkRun::new(env.now_ms(), entity_type_id, ids, options);
+        while let Some(batch) = run.next_batch() {
+            run.stop_if_out_of_time(env.now_ms());
+            if run.stop.is_some() {
+                run.skip(&batch);
             } else {
-                &refused_before
-            };
-            if stop.is_none() && env.now_ms() >= run_deadline {
-                stop = Some(Error::NotAttempted {
-                    timeout: true,
-                    reason: OUT_OF_TIME,
-                });
-            }
-            // Sent or not, the chunk ends at the one progress call below (a second call site for
-            // the stopped path cost 33 B gzip).
-            if let Some(error) = &stop {
-                let method = if matches!(error, Error::NotAttempted { .. }) {
-                    envelope::DELETE
-                } else {
-                    envelope::BATCH
+                // Sent: paced and retried like a single call.
+                let (deadline, job) = run.job(self, env.now_ms(), &batch);
+                let (commands, halt) = (batch.ids.len(), run.halt);
+                let mut answer = BatchAnswer::default();
+                let mut read = |status, body, earlier_outcome_unknown: bool| {
+                    // A batch repeated after an unknown outcome is sent without `halt` (see `Job`).
+                    let halt = halt && !earlier_outcome_unknown;
+                    answer = response::read_batch(status, body, commands, halt)?;
+                    Ok(())
                 };
-                report.fail_all(chunk, error, method, 0);
-            } else {
-                let batch_deadline = env.now_ms() + f64::from(self.config().timeout_ms);
-                let deadline = min(run_deadline, batch_deadline);
-                let halt = options.halt_on_error;
-                let job = Job::Batch {
-                    entity_type_id,
-                    ids: chunk,
-                    halt,
-                };
-                match self
-                    .run(env, deadline, job, std::mem::take(&mut not_before))
-                    .await
-                {
-                    Ok((Answer::Deleted(_), _)) => unreachable!("a batch job gets a batch answer"),
-                    Ok((Answer::Batch(answer), earlier_unknown)) => {
-                        let earlier_unknown = earlier_unknown || resent_unknown;
-                        // Per-command errors carry the batch's last attempt.
-                        let attempts = 1;
-                        // Commands the operating limit refused (not run) are sent again after its
-                        // reset, as a single call's 429 waits, if the next batch's budget allows, at
-                        // most maxRetries times in a row; under haltOnError, or with no reset time, a
-                        // refusal is an error like any other.
-                        let now = env.now_ms();
-                        let budget = f64::from(self.config().timeout_ms);
-                        let remaining = min(run_deadline - now, budget);
-                        let wait = answer
-                            .limit_reset_at
-                            .map(|at| policy::until_reset_ms(at, now))
-                            // The wait must leave the batch time to run: min(10 s, half the budget).
-                            .filter(|&ms| {
-                                !halt
-                                    && ms + min(policy::MIN_ATTEMPT_MS, remaining / 2.0) < remaining
-                                    && limit_waits < self.config().max_retries
-                            });
-                        let collect = wait.is_some().then_some(&mut again);
-                        if report.record(
-                            chunk,
-                            &answer.outcomes,
-                            earlier_unknown,
-                            attempts,
-                            collect,
-                        ) && halt
-                        {
-                            stop = Some(Error::NotAttempted {
-                                timeout: false,
-                                reason: HALTED,
-                            });
-                        }
-                        match wait {
-                            // The next run waits (its pacing step) before it sends them.
-                            Some(ms) if !again.is_empty() => {
-                                limit_waits += 1;
-                                not_before = now + ms;
-                                again_unknown = earlier_unknown;
-                            }
-                            _ => limit_waits = 0,
-                        }
-                    }
+                let not_before = run.not_before.take();
+                match self.run(env, deadline, job, not_before, &mut read).await {
+                    Ok(earlier_unknown) => run.record(self, env, &batch, answer, earlier_unknown),
+                    // Found before any request: no id could escape it.
                     Err(failure)
                         if failure.attempts == 0
                             && matches!(failure.error, Error::NotConfigured) =>
                     {
-                        return Err(failure);
+                        return Err(failure)
                     }
-                    Err(CallError { error, attempts }) => {
-                        report.fail_all(chunk, &error, envelope::BATCH, attempts);
-                        stop = match &error {
-                            Error::Aborted => Some(Error::NotAttempted {
-                                timeout: false,
-                                reason: ABORTED,
-                            }),
-                            Error::Timeout if env.now_ms() >= run_deadline => {
-                                Some(Error::NotAttempted {
-                                    timeout: true,
-                                    reason: OUT_OF_TIME,
-                                })
-                            }
-                            // The same request would fail the same way for every other id.
-                            e if !e.retryable() => Some(error),
-                            _ if halt => Some(Error::NotAttempted {
-                                timeout: false,
-                                reason: HALTED,
-                            }),
-                            _ => None,
-                        };
-                    }
+                    Err(failure) => run.failed(&batch, failure, env.now_ms()),
                 }
             }
-            on_progress(report.len(), ids.len());
+            // Sent or not, the batch ends at one progress call.
+            on_progress(run.report.len(), ids.len());
         }
         if ids.is_empty() {
             on_progress(0, 0);
         }
-        Ok(report)
+        Ok(run.report)
     }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use crate::call::tests::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
     use crate::config::RateLimitInput;
+    use crate::testing::{answer, api_error, block_on, ok, webhook_client, FakeEnv};
 
     /// The ids without repeats, in first-seen order, through [`Distinct`] as the JS reader
     /// feeds it.
@@ -465,8 +537,8 @@ mod tests {
 
     #[test]
     fn not_configured_rejects_the_whole_run_before_any_request() {
-        use crate::call::tests::frame_client;
         use crate::config::{Config, ConfigInput};
+        use crate::testing::frame_client;
         let auto = Client::new(Config::parse(ConfigInput::default()).unwrap());
         // A frame without BX24: found at the first batch, before anything is sent.
         let frame_env = FakeEnv::new(vec![ok(&batch_answer(&[1, 2], |_| true))]);
@@ -694,13 +766,14 @@ mod tests {
                 confirmed: &'a std::cell::RefCell<std::collections::HashSet<u64>>,
             }
             impl Env for Scripted<'_> {
-                type Json = crate::json::Value<'static>;
+                type Json = crate::testing::Value;
                 fn now_ms(&self) -> f64 { self.fake.now_ms() }
+                fn wall_ms(&self) -> f64 { self.fake.wall_ms() }
                 fn random(&self) -> f64 { 0.5 }
                 async fn sleep(&self, ms: f64) -> Result<(), Error> { self.fake.sleep(ms).await }
-                async fn refresh_token(&self, _first: bool, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
+                async fn refresh_token(&self, _wanted: crate::call::Wanted, _timeout_ms: f64) -> Result<crate::call::Credentials, Error> { Err(Error::NotConfigured) }
                 fn aborted(&self) -> bool { false }
-                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::json::Value<'static>>, Error> {
+                async fn send(&self, request: &crate::envelope::HttpRequest, _timeout: f64) -> Result<crate::call::RawResponse<crate::testing::Value>, Error> {
                     self.fake.now.set(self.fake.now.get() + 10.0);
                     let body = request.body.expose();
                     let halt = body.starts_with(r#"{"halt":1"#);

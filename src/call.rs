@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
+use std::num::NonZeroU32;
 use std::pin::pin;
 use std::task::{Poll, Waker};
 
@@ -13,7 +14,7 @@ use crate::config::{Config, Endpoint};
 use crate::envelope::{self, Auth, HttpRequest};
 use crate::error::Error;
 use crate::policy::{self, Attempt, Bucket, Decision};
-use crate::response::{self, BatchAnswer, Body, Deleted, Failure, Json};
+use crate::response::{self, Body, Deleted, Failure, Json};
 use crate::secret::Secret;
 
 /// An HTTP answer as the transport got it: the status and the body, parsed (`J`) or classified.
@@ -31,8 +32,13 @@ pub struct RawResponse<J> {
 pub trait Env {
     /// The transport's parsed JSON values.
     type Json: Json;
-    /// Now, in Unix milliseconds.
+    /// Now, in milliseconds on a monotonic clock (`performance.now()`): every deadline, wait and
+    /// pacing slot is on it, so a wall clock set back or forward changes none of them.
     fn now_ms(&self) -> f64;
+    /// The wall clock, in Unix milliseconds: only to place a portal's Unix time on the monotonic
+    /// clock when its answer does not say when it was made (see
+    /// [`RequestTime::until_reset_ms`](crate::response::RequestTime::until_reset_ms)).
+    fn wall_ms(&self) -> f64;
     /// A random number in `[0, 1)`.
     fn random(&self) -> f64;
     /// Waits `ms` milliseconds; `Err(Aborted)` if the call is aborted first.
@@ -46,9 +52,19 @@ pub trait Env {
     ) -> Result<RawResponse<Self::Json>, Error>;
     /// Whether the call's signal has fired.
     fn aborted(&self) -> bool;
-    /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (`first`:
-    /// the frame's current token, else a refreshed one). Gives up after `timeout_ms`.
-    async fn refresh_token(&self, first: bool, timeout_ms: f64) -> Result<Credentials, Error>;
+    /// New credentials: the user's `onTokenExpired` for OAuth; in a frame, BX24's auth (the
+    /// frame's current token, or a refreshed one: `wanted`). Gives up after `timeout_ms`.
+    async fn refresh_token(&self, wanted: Wanted, timeout_ms: f64) -> Result<Credentials, Error>;
+}
+
+/// Which credentials [`Env::refresh_token`] is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wanted {
+    /// No refresh has run yet: a frame's first look takes the token BX24 has now
+    /// (`onTokenExpired` is always asked for a new one).
+    Current,
+    /// The ones in use were refused (`expired_token`): new ones.
+    Renewed,
 }
 
 /// What a token refresh, or a frame's first look at BX24, gives.
@@ -86,25 +102,6 @@ pub enum Job<'a> {
     },
 }
 
-/// A successful answer to a [`Job`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    /// To [`Job::Delete`].
-    Deleted(Deleted),
-    /// To [`Job::Batch`].
-    Batch(BatchAnswer),
-}
-
-impl Answer {
-    /// The answer to a [`Job::Delete`].
-    pub fn deleted(self) -> Deleted {
-        match self {
-            Answer::Deleted(deleted) => deleted,
-            Answer::Batch(_) => unreachable!("a delete job gets a delete answer"),
-        }
-    }
-}
-
 impl Job<'_> {
     /// The REST method's index: 0 `crm.item.delete`, 1 `batch`.
     fn method(&self) -> usize {
@@ -125,32 +122,6 @@ impl Job<'_> {
             }
         }
     }
-
-    /// Reads an answer; `earlier_outcome_unknown`: an earlier attempt may have been executed.
-    fn read(
-        &self,
-        status: u16,
-        body: Body<impl Json>,
-        earlier_outcome_unknown: bool,
-    ) -> Result<Answer, Failure> {
-        // The envelope read in one place for both jobs (−53 B gzip).
-        let parsed = response::parse_envelope(status, body);
-        match *self {
-            Job::Delete { .. } => match parsed.and_then(|p| response::delete_answer(status, p)) {
-                // An earlier attempt deleted it; its answer was lost.
-                Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
-                    Ok(Answer::Deleted(Deleted::default()))
-                }
-                other => other.map(Answer::Deleted),
-            },
-            Job::Batch { ids, halt, .. } => {
-                let halt = halt && !earlier_outcome_unknown;
-                parsed
-                    .and_then(|p| response::batch_answer(status, p, ids.len(), halt))
-                    .map(Answer::Batch)
-            }
-        }
-    }
 }
 
 /// Why a call failed, after how many requests.
@@ -168,29 +139,62 @@ impl From<Error> for CallError {
     }
 }
 
+/// How a frame client reaches its portal: directly (with the token BX24 gives), or through
+/// `BX24.callMethod`, and the fallback from the one to the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Route {
+    /// Direct requests, none answered or lost yet. (A CORS or CSP refusal loses every direct
+    /// request; a network blip, one.)
+    #[default]
+    Untried,
+    /// One direct request lost below HTTP, none answered.
+    LostOnce,
+    /// A direct request has had an HTTP answer: later network errors are passing ones, not a
+    /// portal the page cannot reach.
+    Direct,
+    /// Through `BX24.callMethod`, for good: two direct requests lost before any answer, or BX24
+    /// gave no token (a refresh).
+    Bx24,
+}
+
+impl Route {
+    /// A direct request had an HTTP answer.
+    fn answered(self) -> Route {
+        match self {
+            Route::Untried | Route::LostOnce => Route::Direct,
+            other => other,
+        }
+    }
+
+    /// A direct request was lost below HTTP: the route after it, and whether the call repeats
+    /// the request through BX24 at once (not once a direct request was answered: the loss is
+    /// then a passing one, retried as any other). After a second such loss, BX24 for good.
+    fn lost(self) -> (Route, bool) {
+        match self {
+            Route::Untried => (Route::LostOnce, true),
+            Route::LostOnce | Route::Bx24 => (Route::Bx24, true),
+            Route::Direct => (Route::Direct, false),
+        }
+    }
+}
+
 /// State shared by every call of one client: the pacing bucket, the OAuth token and the latest
 /// operating-limit reset time per method.
 #[derive(Debug)]
 pub struct Client {
     config: Config,
     /// The pacing bucket, when there is a rate limit. It and the token's flags and counter below
-    /// are `Cell`s, not in a `RefCell` (no borrow flag to check: −44 B gzip).
+    /// are `Cell`s, not in a `RefCell` (no borrow flag to check).
     bucket: Option<Cell<Bucket>>,
     token: RefCell<TokenState>,
-    /// Bumped by every successful refresh (0: no credentials yet).
-    generation: Cell<u32>,
+    /// Bumped by every successful refresh; `None` until the first.
+    generation: Cell<Option<NonZeroU32>>,
     /// A refresh is in flight.
     refreshing: Cell<bool>,
-    /// In a frame: requests go through `BX24.callMethod`.
-    bx24: Cell<bool>,
-    /// In a frame: a direct request has had an HTTP answer (its later network errors are
-    /// passing ones, not a portal the page cannot reach: CORS, a CSP).
-    direct_answered: Cell<bool>,
-    /// In a frame: direct requests lost below HTTP before any direct answer. A CORS or CSP
-    /// refusal loses every one; a network blip, one.
-    direct_lost: Cell<u8>,
-    /// Per method: `[crm.item.delete, batch]` (see [`Job::method`]). An array indexed by the
-    /// job, not a list searched by method name: −189 B gzip.
+    /// In a frame: how requests reach the portal.
+    route: Cell<Route>,
+    /// Per method, `[crm.item.delete, batch]` (see [`Job::method`]): when its operating budget is
+    /// next released, on the monotonic clock ([`Env::now_ms`]).
     operating_reset_at: [Cell<Option<f64>>; 2],
 }
 
@@ -213,8 +217,9 @@ pub struct CallOptions {
 }
 
 impl Client {
-    /// A client for a checked configuration. Frame and auto endpoints are resolved by the binding
-    /// layer before it builds a `Client`; here they yield `NOT_CONFIGURED`.
+    /// A client for a checked configuration. A frame client reads its auth from BX24 at its
+    /// first call ([`Env::refresh_token`]); a configuration with no endpoint (`Endpoint::Auto`)
+    /// fails every call with `NOT_CONFIGURED`.
     pub fn new(config: Config) -> Client {
         let token = match &config.endpoint {
             Endpoint::OAuth { token, .. } => Some(token.clone()),
@@ -228,9 +233,7 @@ impl Client {
             }),
             generation: Cell::default(),
             refreshing: Cell::default(),
-            bx24: Cell::default(),
-            direct_answered: Cell::default(),
-            direct_lost: Cell::default(),
+            route: Cell::default(),
             operating_reset_at: Default::default(),
             config,
         }
@@ -249,42 +252,42 @@ impl Client {
         id: u64,
         options: CallOptions,
     ) -> Result<Deleted, CallError> {
-        let (deadline, job) = self.delete_job(env.now_ms(), entity_type_id, id, options);
-        Ok(self.run(env, deadline, job, 0.0).await?.0.deleted())
-    }
-
-    /// What [`Client::delete_item`] runs, from `now_ms`: its deadline and its job. The binding
-    /// awaits [`Client::run`] with them itself (not `delete_item`: one state machine less in
-    /// the wasm, −159 B gzip).
-    pub fn delete_job(
-        &self,
-        now_ms: f64,
-        entity_type_id: u64,
-        id: u64,
-        options: CallOptions,
-    ) -> (f64, Job<'static>) {
         let timeout_ms = options.timeout_ms.unwrap_or(self.config.timeout_ms);
-        (
-            now_ms + f64::from(timeout_ms),
-            Job::Delete { entity_type_id, id },
-        )
+        let deadline = env.now_ms() + f64::from(timeout_ms);
+        let job = Job::Delete { entity_type_id, id };
+        let mut deleted = Deleted::default();
+        let mut read = |status, body, earlier_outcome_unknown: bool| {
+            deleted = match response::read_delete(status, body) {
+                // An earlier attempt deleted it; its answer was lost.
+                Err(failure) if earlier_outcome_unknown && failure.error.is_api("NOT_FOUND") => {
+                    Deleted::default()
+                }
+                other => other?,
+            };
+            Ok(())
+        };
+        self.run(env, deadline, job, None, &mut read).await?;
+        Ok(deleted)
     }
 
     /// Runs one REST request to completion: the retry loop every call shares (one copy of it in
-    /// the wasm, whatever the job). Also says whether an earlier attempt's outcome was unknown:
-    /// it may have been executed, so a `NOT_FOUND` now means "deleted".
-    pub async fn run(
+    /// the wasm, whatever the job). Each HTTP answer goes to `read` (status, body, and whether
+    /// an earlier attempt's outcome was unknown: it may have been executed, so a `NOT_FOUND`
+    /// now means "deleted"), which keeps what it read and says whether it was a success. Gives
+    /// whether an earlier attempt's outcome was unknown.
+    pub(crate) async fn run<E: Env>(
         &self,
-        env: &impl Env,
+        env: &E,
         deadline: f64,
         job: Job<'_>,
-        not_before: f64,
-    ) -> Result<(Answer, bool), CallError> {
+        not_before: Option<f64>,
+        read: &mut dyn FnMut(u16, Body<E::Json>, bool) -> Result<(), Failure>,
+    ) -> Result<bool, CallError> {
         match self.config.endpoint {
             Endpoint::Auto => return Err(Error::NotConfigured.into()),
             // A frame's first call reads its auth from BX24 (shared with concurrent calls).
-            Endpoint::Frame if self.generation.get() == 0 => {
-                self.refresh(env, 0, deadline).await?;
+            Endpoint::Frame if self.generation.get().is_none() => {
+                self.refresh(env, None, deadline).await?;
             }
             _ => {}
         }
@@ -296,10 +299,9 @@ impl Client {
         // This call goes through BX24.callMethod (its direct request was lost).
         let mut via_bx24 = false;
         // A retry's backoff, waited at the top of the next turn: one `sleep` await in the loop
-        // for pacing and backoff alike (−73 B gzip).
+        // for pacing and backoff alike.
         let mut backoff = None;
-        // Every failure breaks out with its error, made the call's error in one place (−53 B gzip
-        // against a `CallError` built at each exit).
+        // Every failure breaks out with its error, made the call's error in one place.
         let error = loop {
             let retry = backoff.take();
             // The backoff takes no slot: the turn after it paces.
@@ -330,6 +332,8 @@ impl Client {
                 (job.request(auth, outcome_unknown), self.generation.get())
             };
             if env.aborted() {
+                // Paced but not sent: the slot goes back.
+                self.release(slot);
                 break Error::Aborted;
             }
             attempts += 1;
@@ -344,34 +348,31 @@ impl Client {
             let failure = match answer {
                 Ok(raw) => {
                     if direct_frame {
-                        self.direct_answered.set(true);
+                        self.route.set(self.route.get().answered());
                     }
-                    match job.read(raw.status, raw.body, outcome_unknown) {
-                        Ok(answer) => return Ok((answer, outcome_unknown)),
+                    match read(raw.status, raw.body, outcome_unknown) {
+                        Ok(()) => return Ok(outcome_unknown),
                         Err(failure) => failure,
                     }
                 }
                 Err(error) => Failure::from(error),
             };
             // A frame whose direct requests have never reached the portal repeats the request
-            // through BX24.callMethod at once; after a second such loss it uses BX24 for good
-            // (a blip loses one request, a CORS or CSP refusal all of them).
-            if direct_frame
-                && matches!(failure.error, Error::Network)
-                && !self.direct_answered.get()
-            {
-                let lost = self.direct_lost.get().saturating_add(1);
-                self.direct_lost.set(lost);
-                // Only ever switched on here: a refresh may have switched the client already.
-                if lost >= 2 {
-                    self.bx24.set(true);
+            // through BX24.callMethod at once (see `Route::lost`).
+            if direct_frame && matches!(failure.error, Error::Network) {
+                let (route, repeat_via_bx24) = self.route.get().lost();
+                self.route.set(route);
+                if repeat_via_bx24 {
+                    via_bx24 = true;
+                    outcome_unknown = true;
+                    continue;
                 }
-                via_bx24 = true;
-                outcome_unknown = true;
-                continue;
             }
-            if let Some(at) = failure.time.and_then(|time| time.operating_reset_at) {
-                reset_at.set(Some(at));
+            if let Some(until) = failure
+                .time
+                .and_then(|time| time.until_reset_ms(|| env.wall_ms()))
+            {
+                reset_at.set(Some(env.now_ms() + until));
             }
             outcome_unknown |= failure.error.outcome_unknown();
             let remaining = deadline - env.now_ms();
@@ -381,7 +382,7 @@ impl Client {
                     retries,
                     max_retries: self.config.max_retries,
                     remaining_ms: remaining,
-                    now_unix_ms: env.now_ms(),
+                    now_ms: env.now_ms(),
                     operating_reset_at: reset_at.get(),
                     can_refresh: !refreshed && !via_bx24 && self.can_refresh(),
                     random: env.random(),
@@ -412,7 +413,7 @@ impl Client {
     }
 
     /// The request auth for the configured endpoint; `None`: not configured. Kept out of
-    /// line until binaryen (which inlines it back), so LLVM shapes the loop better (−31 B gzip).
+    /// line until binaryen (which inlines it back), so LLVM shapes the loop better.
     #[inline(never)]
     fn auth<'a>(&'a self, state: &'a TokenState) -> Option<Auth<'a>> {
         match (&self.config.endpoint, &state.token, &state.rest_base) {
@@ -420,7 +421,7 @@ impl Client {
             (Endpoint::OAuth { rest_base, .. }, Some(token), _) => {
                 Some(Auth::OAuth { rest_base, token })
             }
-            (Endpoint::Frame, ..) if self.bx24.get() => Some(Auth::Bx24),
+            (Endpoint::Frame, ..) if self.route.get() == Route::Bx24 => Some(Auth::Bx24),
             (Endpoint::Frame, Some(token), Some(rest_base)) => {
                 Some(Auth::OAuth { rest_base, token })
             }
@@ -433,16 +434,22 @@ impl Client {
     fn can_refresh(&self) -> bool {
         match self.config.endpoint {
             Endpoint::OAuth { refreshable, .. } => refreshable,
-            Endpoint::Frame => !self.bx24.get(),
+            Endpoint::Frame => self.route.get() != Route::Bx24,
             _ => false,
         }
     }
 
     /// Takes this request's slot in the client's bucket: the wait until it, and until
-    /// `not_before` (Unix ms; 0 for no such wait), and the slot, which an aborted wait gives back
+    /// `not_before` (monotonic ms), if any, and the slot, which an aborted wait gives back
     /// ([`Client::release`]). A slot past the deadline fails at once with `TIMEOUT`. Plain sync
-    /// code: the caller awaits the wait (no nested state machine: −52 B gzip).
-    fn pace(&self, now: f64, deadline: f64, not_before: f64) -> Result<(f64, Option<f64>), Error> {
+    /// code: the caller awaits the wait (no nested state machine).
+    fn pace(
+        &self,
+        now: f64,
+        deadline: f64,
+        not_before: Option<f64>,
+    ) -> Result<(f64, Option<f64>), Error> {
+        let not_before = not_before.unwrap_or(now);
         // The slot is taken when the request will leave, not now (a wait for `not_before` thus
         // also spends the bucket's burst: the same method is limited by the portal meanwhile).
         let slot = self.bucket.as_ref().map(|cell| {
@@ -468,13 +475,13 @@ impl Client {
         }
     }
 
-    /// Makes sure the credentials are newer than `used_generation` (0: none yet): joins a
+    /// Makes sure the credentials are newer than `used_generation` (`None`: none yet): joins a
     /// refresh in flight, or runs one. Concurrent calls share one refresh; a failed one fails
     /// every call that waited on it.
     async fn refresh(
         &self,
         env: &impl Env,
-        used_generation: u32,
+        used_generation: Option<NonZeroU32>,
         deadline: f64,
     ) -> Result<(), Error> {
         loop {
@@ -485,8 +492,7 @@ impl Client {
                 break;
             }
             // The refresh in flight, but not past this call's own deadline or abort: its end
-            // (which wakes the waiters) raced against a sleep, in one `poll_fn` (−82 B gzip
-            // against a generic race of two futures).
+            // (which wakes the waiters) raced against a sleep, in one `poll_fn`.
             let left = deadline - env.now_ms();
             let slept = {
                 let mut sleep = pin!(env.sleep(left));
@@ -513,7 +519,11 @@ impl Client {
         }
         self.refreshing.set(true);
         let remaining = deadline - env.now_ms();
-        let result = env.refresh_token(used_generation == 0, remaining).await;
+        let wanted = match used_generation {
+            None => Wanted::Current,
+            Some(_) => Wanted::Renewed,
+        };
+        let result = env.refresh_token(wanted, remaining).await;
         let mut state = self.token.borrow_mut();
         self.refreshing.set(false);
         let outcome = match result {
@@ -525,11 +535,10 @@ impl Client {
                             state.rest_base = rest_base;
                         }
                     }
-                    Credentials::Bx24 => self.bx24.set(true),
+                    Credentials::Bx24 => self.route.set(Route::Bx24),
                 }
-                // Never back to 0, which means "no credentials yet".
-                self.generation
-                    .set(self.generation.get().wrapping_add(1).max(1));
+                let next = self.generation.get().and_then(|g| g.checked_add(1));
+                self.generation.set(Some(next.unwrap_or(NonZeroU32::MIN)));
                 Ok(())
             }
             Err(error) => {
@@ -541,7 +550,7 @@ impl Client {
                 Err(error)
             }
         };
-        // Woken by reference, then cleared: a `drain` costs 101 B gzip more.
+        // Woken by reference, then cleared.
         for waker in &state.waiters {
             waker.wake_by_ref();
         }
@@ -554,131 +563,11 @@ impl Client {
 pub(crate) mod tests {
     use super::*;
     use crate::config::{ConfigInput, RateLimitInput};
-    use crate::json::Value;
-    use std::cell::Cell;
-    use std::collections::VecDeque;
+    use crate::testing::{
+        answer, api_error, block_on, frame_client, ok, token, webhook_client, FakeEnv, Value,
+    };
     use std::rc::Rc;
     use std::task::Context;
-
-    /// A scripted portal and a fake clock: sleeping advances time at once.
-    pub struct FakeEnv {
-        pub now: Cell<f64>,
-        pub answers: RefCell<VecDeque<Result<RawResponse<Value<'static>>, Error>>>,
-        pub sent: RefCell<Vec<(f64, String, String)>>,
-        pub refreshes: Cell<u32>,
-        pub firsts: RefCell<Vec<bool>>,
-        pub new_token: RefCell<Result<Credentials, Error>>,
-        /// How long each request takes, in fake milliseconds.
-        pub latency_ms: f64,
-    }
-
-    impl FakeEnv {
-        pub fn new(answers: Vec<Result<RawResponse<Value<'static>>, Error>>) -> FakeEnv {
-            FakeEnv {
-                now: Cell::new(1_700_000_000_000.0),
-                answers: RefCell::new(answers.into()),
-                sent: RefCell::new(Vec::new()),
-                refreshes: Cell::new(0),
-                firsts: RefCell::new(Vec::new()),
-                new_token: RefCell::new(Ok(token("fresh"))),
-                latency_ms: 10.0,
-            }
-        }
-    }
-
-    pub fn token(value: &str) -> Credentials {
-        Credentials::Token {
-            token: Secret::new(value.into()),
-            rest_base: None,
-        }
-    }
-
-    pub fn ok(body: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        answer(200, body)
-    }
-
-    /// An answer whose body is read with the crate's JSON reader, as a native transport would.
-    pub fn answer(status: u16, body: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        // The parsed value borrows its text: a test's few answers may live as long as the test.
-        let text: &'static str = Box::leak(body.into());
-        Ok(RawResponse {
-            status,
-            body: Body::parse(text),
-        })
-    }
-
-    pub fn api_error(status: u16, code: &str) -> Result<RawResponse<Value<'static>>, Error> {
-        answer(
-            status,
-            &["{\"error\":\"", code, "\",\"error_description\":\"x\"}"].concat(),
-        )
-    }
-
-    impl Env for FakeEnv {
-        type Json = Value<'static>;
-        fn now_ms(&self) -> f64 {
-            self.now.get()
-        }
-        fn random(&self) -> f64 {
-            0.5
-        }
-        async fn sleep(&self, ms: f64) -> Result<(), Error> {
-            self.now.set(self.now.get() + ms);
-            Ok(())
-        }
-        async fn send(
-            &self,
-            request: &HttpRequest,
-            timeout_ms: f64,
-        ) -> Result<RawResponse<Value<'static>>, Error> {
-            self.sent.borrow_mut().push((
-                self.now.get(),
-                request.url.expose().to_owned(),
-                request.body.expose().to_owned(),
-            ));
-            let answer = self
-                .answers
-                .borrow_mut()
-                .pop_front()
-                .unwrap_or(Err(Error::Timeout));
-            let took = if matches!(answer, Err(Error::Timeout)) {
-                timeout_ms
-            } else {
-                self.latency_ms.min(timeout_ms)
-            };
-            self.now.set(self.now.get() + took);
-            answer
-        }
-        async fn refresh_token(&self, first: bool, _timeout_ms: f64) -> Result<Credentials, Error> {
-            self.refreshes.set(self.refreshes.get() + 1);
-            self.firsts.borrow_mut().push(first);
-            self.new_token.borrow().clone()
-        }
-        fn aborted(&self) -> bool {
-            false
-        }
-    }
-
-    pub fn block_on<F: Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let mut cx = Context::from_waker(Waker::noop());
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(value) => value,
-            Poll::Pending => panic!("the fake environment never pends"),
-        }
-    }
-
-    pub fn webhook_client(max_retries: f64, rate_limit: RateLimitInput) -> Client {
-        Client::new(
-            Config::parse(ConfigInput {
-                webhook_url: Some("https://a.b/rest/1/s3cr3t/".into()),
-                max_retries: Some(max_retries),
-                rate_limit,
-                ..Default::default()
-            })
-            .unwrap(),
-        )
-    }
 
     const SUCCESS: &str = r#"{"result":[],"time":{"operating":0}}"#;
 
@@ -803,6 +692,27 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn the_operating_reset_is_placed_by_the_portals_clock_not_the_wall_clock() {
+        // The portal says: finished at 1700000000.5, reset at 1700000003 (2.5 s later). The
+        // client's wall clock is 10 minutes behind: the wait is still 2.5 s (+ 250 ms).
+        let near = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"finish":1700000000.5,"operating_reset_at":1700000003}}"#;
+        let env = FakeEnv::new(vec![answer(429, near), ok(SUCCESS)]);
+        env.wall_skew_ms.set(-600_000.0);
+        let client = webhook_client(3.0, RateLimitInput::Off);
+        assert!(block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).is_ok());
+        let (first, second) = (env.sent.borrow()[0].0, env.sent.borrow()[1].0);
+        // Sent, answered after the fake latency, then the wait.
+        assert_eq!(second - first, 10.0 + 2_750.0);
+        // Without `finish`, the wall clock places it: 10 minutes behind, the reset is far off.
+        let wall = r#"{"error":"OPERATION_TIME_LIMIT","error_description":"x","time":{"operating_reset_at":1700000003}}"#;
+        let env = FakeEnv::new(vec![answer(429, wall), ok(SUCCESS)]);
+        env.wall_skew_ms.set(-600_000.0);
+        let error =
+            block_on(client.delete_item(&env, 1268, 1, CallOptions::default())).unwrap_err();
+        assert_eq!(error.error.code(), "OPERATION_TIME_LIMIT");
+    }
+
     fn oauth_client(refreshable: bool) -> Client {
         Client::new(
             Config::parse(ConfigInput {
@@ -877,9 +787,12 @@ pub(crate) mod tests {
     }
 
     impl Env for GatedRefresh {
-        type Json = Value<'static>;
+        type Json = Value;
         fn now_ms(&self) -> f64 {
             self.inner.now_ms()
+        }
+        fn wall_ms(&self) -> f64 {
+            self.inner.wall_ms()
         }
         fn random(&self) -> f64 {
             0.5
@@ -893,7 +806,7 @@ pub(crate) mod tests {
             &self,
             request: &HttpRequest,
             timeout_ms: f64,
-        ) -> Result<RawResponse<Value<'static>>, Error> {
+        ) -> Result<RawResponse<Value>, Error> {
             self.inner.send(request, timeout_ms).await
         }
         fn aborted(&self) -> bool {
@@ -901,7 +814,7 @@ pub(crate) mod tests {
         }
         async fn refresh_token(
             &self,
-            _first: bool,
+            _wanted: Wanted,
             _timeout_ms: f64,
         ) -> Result<Credentials, Error> {
             self.inner.refreshes.set(self.inner.refreshes.get() + 1);
@@ -1041,17 +954,42 @@ pub(crate) mod tests {
             },
         );
         let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        let times = four_deletes(&client, &env);
+        // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
+        // reserve), then one per 500 ms.
+        assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
+    }
+
+    /// Four deletes in a row, each succeeding: when each was sent, from the fake clock's start.
+    fn four_deletes(client: &Client, env: &FakeEnv) -> Vec<f64> {
         for id in 1..=4 {
-            assert!(block_on(client.delete_item(&env, 1268, id, CallOptions::default())).is_ok());
+            assert!(block_on(client.delete_item(env, 1268, id, CallOptions::default())).is_ok());
         }
-        let times: Vec<f64> = env
-            .sent
+        env.sent
             .borrow()
             .iter()
             .map(|s| s.0 - 1_700_000_000_000.0)
-            .collect();
-        // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
-        // reserve), then one per 500 ms.
+            .collect()
+    }
+
+    #[test]
+    fn a_call_aborted_right_after_pacing_gives_its_slot_back() {
+        let client = webhook_client(
+            0.0,
+            RateLimitInput::Custom {
+                burst: 5.0,
+                per_second: 2.0,
+            },
+        );
+        let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        // Paced with no wait (the burst has room), then found aborted before sending.
+        env.aborted.set(true);
+        let error =
+            block_on(client.delete_item(&env, 1268, 9, CallOptions::default())).unwrap_err();
+        assert_eq!((error.error, error.attempts), (Error::Aborted, 0));
+        env.aborted.set(false);
+        let times = four_deletes(&client, &env);
+        // As if the aborted call had never come (see `pacing_spreads_a_burst`).
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
     }
 
@@ -1085,17 +1023,6 @@ pub(crate) mod tests {
         .unwrap_err();
         assert_eq!((error.error, error.attempts), (Error::Timeout, 0));
         assert_eq!(env.sent.borrow().len(), 1);
-    }
-
-    pub fn frame_client() -> Client {
-        Client::new(
-            Config::parse(ConfigInput {
-                frame: Some(true),
-                rate_limit: RateLimitInput::Off,
-                ..Default::default()
-            })
-            .unwrap(),
-        )
     }
 
     fn frame_token(value: &str) -> Credentials {
@@ -1146,7 +1073,7 @@ pub(crate) mod tests {
     /// Three deletes by a new frame client over a transport giving `answers`: the URLs sent
     /// (BX24's are the method name) and when.
     fn three_frame_deletes(
-        answers: Vec<Result<RawResponse<Value<'static>>, Error>>,
+        answers: Vec<Result<RawResponse<Value>, Error>>,
     ) -> (Vec<String>, Vec<f64>) {
         let client = frame_client();
         let env = FakeEnv::new(answers);
@@ -1196,6 +1123,14 @@ pub(crate) mod tests {
         let sent = env.sent.borrow();
         assert!(sent.iter().all(|(_, url, _)| url.starts_with("https://")));
         assert!(sent[2].0 - sent[1].0 >= 500.0, "backoff before the repeat");
+    }
+
+    #[test]
+    fn a_frame_route_falls_back_to_bx24_after_two_losses_before_any_answer() {
+        assert_eq!(Route::Untried.lost(), (Route::LostOnce, true));
+        assert_eq!(Route::LostOnce.lost(), (Route::Bx24, true));
+        assert_eq!(Route::LostOnce.answered().lost(), (Route::Direct, false));
+        assert_eq!(Route::Bx24.answered(), Route::Bx24);
     }
 
     #[test]

@@ -40,7 +40,24 @@ pub struct ConfigInput {
     pub max_retries: Option<f64>,
     /// `rateLimit`
     pub rate_limit: RateLimitInput,
+    /// `operatingLimit`
+    pub operating_limit: OperatingLimitInput,
 }
+
+/// `operatingLimit` as given.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub enum OperatingLimitInput {
+    /// Not given: [`DEFAULT_OPERATING_LIMIT_S`].
+    #[default]
+    Default,
+    /// `false`: no client-side operating budget.
+    Off,
+    /// Seconds of the portal's operating time per method per 10 minutes.
+    Seconds(f64),
+}
+
+/// The default `operatingLimit`: seconds per method per 10 minutes, below the portal's 480.
+pub const DEFAULT_OPERATING_LIMIT_S: f64 = 420.0;
 
 /// `rateLimit` as given.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -96,7 +113,7 @@ impl Endpoint {
     /// parse it: the browser's URL parser has the last word on hosts (`1.2.3.4.5`, `999.1.1.1`
     /// and bad punycode pass the checks here but make `fetch` throw, quoting the URL and its
     /// secret). (A message, not an `Error`: the caller builds one only when it refuses the URL,
-    /// not one to drop for every URL that parses: −28 B gzip.)
+    /// not one to drop for every URL that parses.)
     pub fn base_url(&self) -> Option<(&str, &'static str)> {
         match self {
             Endpoint::Webhook { base } => Some((base.expose(), WEBHOOK_SHAPE)),
@@ -117,14 +134,15 @@ pub struct Config {
     pub max_retries: u32,
     /// Client-side pacing, if any.
     pub rate_limit: Option<RateLimit>,
+    /// The client-side operating budget, seconds per method per 10 minutes, if any.
+    pub operating_limit_s: Option<f64>,
 }
 
 impl Config {
     /// Checks a configuration.
     pub fn parse(input: ConfigInput) -> Result<Config, Error> {
         // Read by reference: the input is dropped here once, not on every error exit. Every
-        // refusal is a config error: the checks give its message, made an `Error` here once
-        // (−68 B gzip).
+        // refusal is a config error: the checks give its message, made an `Error` here once.
         Config::check(&input).map_err(Error::InvalidConfig)
     }
 
@@ -181,7 +199,7 @@ impl Config {
                 Some(_) => return Err(TIMEOUT_RULE),
             },
             // Closed ranges with finite ends refuse NaN and the infinities: no `is_finite` before
-            // them (−22 B gzip).
+            // them.
             max_retries: match input.max_retries {
                 None => DEFAULT_MAX_RETRIES,
                 Some(n) if within(n, 0.0, 100.0) && n.fract() == 0.0 => n as u32,
@@ -202,6 +220,16 @@ impl Config {
                     })
                 }
             },
+            operating_limit_s: match input.operating_limit {
+                OperatingLimitInput::Default => Some(DEFAULT_OPERATING_LIMIT_S),
+                OperatingLimitInput::Off => None,
+                OperatingLimitInput::Seconds(s) if s > 0.0 && s <= 600.0 => Some(s),
+                OperatingLimitInput::Seconds(_) => {
+                    return Err(
+                        "operatingLimit must be false or a number of seconds above 0, at most 600",
+                    )
+                }
+            },
         })
     }
 }
@@ -220,7 +248,7 @@ pub fn parse_timeout(timeout_ms: Option<f64>) -> Result<Option<u32>, &'static st
 }
 
 /// The `timeoutMs` rule, shared: the config's check is a plain match on it, not a `map_err` of
-/// `parse_timeout`'s error (−48 B gzip).
+/// `parse_timeout`'s error.
 fn timeout_ok(ms: f64) -> bool {
     within(ms, 1.0, MAX_TIMEOUT_MS)
 }
@@ -236,7 +264,7 @@ fn parse_webhook(url: &str) -> Result<Endpoint, &'static str> {
     // its origin lower-cased and that slash ensured, made in place.
     let mut base = String::from(url);
     base[..origin].make_ascii_lowercase();
-    // A slice pattern, not `str::ends_with` and its char encoding (−51 B gzip).
+    // A slice pattern, not `str::ends_with` and its char encoding.
     if !matches!(base.as_bytes(), [.., b'/']) {
         base.push('/');
     }
@@ -248,8 +276,7 @@ fn parse_webhook(url: &str) -> Result<Endpoint, &'static str> {
 /// `/rest/USER_ID/SECRET`, with or without a final slash. (A `bool`, with the one error built by
 /// the caller: an `ok_or` per step built and dropped an `Error` on success.)
 fn is_webhook_path(path: &[u8]) -> bool {
-    // Bytes and slice patterns, like split_origin: no `str` prefix and suffix searches (−90 B
-    // gzip).
+    // Bytes and slice patterns, like split_origin: no `str` prefix and suffix searches.
     let [b'/', b'r', b'e', b's', b't', b'/', rest @ ..] = path else {
         return false;
     };
@@ -261,7 +288,7 @@ fn is_webhook_path(path: &[u8]) -> bool {
         return false;
     };
     let (user, secret) = (&rest[..slash], &rest[slash + 1..]);
-    // 1 to 16 digits: the crate's decimal reader says so (−37 B gzip over its own loop).
+    // 1 to 16 digits: the crate's decimal reader says so.
     let user_ok = decimal(user, 16).is_some();
     let secret_ok = !secret.is_empty()
         && secret.len() <= 128
@@ -290,11 +317,11 @@ pub fn parse_portal(url: &str) -> Result<String, &'static str> {
 /// The length of `scheme://host[:port]`, the path following it. Refuses user info, queries,
 /// fragments, spaces, and `http:` for anything but a loopback host: with the caller's `shape`
 /// message, or the https rule's own (not an `Option` each caller maps: with the webhook path
-/// read as bytes, −26 B gzip). (A length, not a lower-cased `String`: the callers build their URL
-/// once, lower-casing the origin in it; with `is_webhook_path`, −39 B gzip.)
+/// read as bytes). (A length, not a lower-cased `String`: the callers build their URL
+/// once, lower-casing the origin in it; with `is_webhook_path`.)
 fn split_origin(url: &str, shape: &'static str) -> Result<usize, &'static str> {
     // The URL is read as bytes throughout (slices, their iterators and slice patterns): no
-    // `str::bytes` (−176 B gzip) and no char-boundary checks on slicing (−42 B gzip).
+    // `str::bytes` and no char-boundary checks on slicing.
     let url = url.as_bytes();
     if url
         .iter()
@@ -312,10 +339,10 @@ fn split_origin(url: &str, shape: &'static str) -> Result<usize, &'static str> {
     let end = first(rest, b'/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(end);
     // `[v6]:port` or `host:port`: the port follows the last colon, if no bracket follows it.
-    // (One search from the end, −25 B gzip: a second colon after the host fails the host or the
+    // (One search from the end: a second colon after the host fails the host or the
     // port check.)
     // The port, when there is one, is checked where it is found (1 to 5 digits, at most 65535),
-    // and the host's brackets matched by a slice pattern, not `strip_prefix`: −37 B gzip.
+    // and the host's brackets matched by a slice pattern, not `strip_prefix`.
     let (host, port_ok) = match authority.iter().rposition(|&b| b == b':' || b == b']') {
         Some(i) if authority[i] == b':' => (
             &authority[..i],
@@ -355,7 +382,7 @@ fn is_loopback(host: &[u8]) -> bool {
         return false;
     };
     // Three more octets of 1 to 3 digits, each at most 255, separated by dots.
-    // Counted in the same pass that checks them, not in a pass of its own (−52 B gzip).
+    // Counted in the same pass that checks them, not in a pass of its own.
     let mut octets = 0;
     rest.split(|&b| b == b'.').all(|o| {
         octets += 1;
@@ -364,14 +391,14 @@ fn is_loopback(host: &[u8]) -> bool {
 }
 
 /// `min <= x <= max` (false for NaN). Two comparisons, not `(min..=max).contains(&x)`, whose
-/// `f64` instance is a function of its own in the wasm (−193 B gzip).
+/// `f64` instance is a function of its own in the wasm.
 #[allow(clippy::manual_range_contains)]
 fn within(x: f64, min: f64, max: f64) -> bool {
     x >= min && x <= max
 }
 
 /// Where byte `b` first occurs in `s`. (A `char` pattern would bring a generic searcher and
-/// memchr into the wasm; a slice iterator, not `str::bytes`, is −55 B gzip.)
+/// memchr into the wasm.)
 fn first(s: &[u8], b: u8) -> Option<usize> {
     s.iter().position(|&c| c == b)
 }
@@ -612,6 +639,26 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::parse(callback_without_oauth).is_err());
+    }
+
+    #[test]
+    fn operating_limit_is_false_or_seconds_up_to_600_and_420_by_default() {
+        let with = |limit| {
+            Config::parse(ConfigInput {
+                webhook_url: Some("https://a.b/rest/1/x/".into()),
+                operating_limit: limit,
+                ..Default::default()
+            })
+            .map(|config| config.operating_limit_s)
+        };
+        assert_eq!(with(OperatingLimitInput::Default), Ok(Some(420.0)));
+        assert_eq!(with(OperatingLimitInput::Off), Ok(None));
+        assert_eq!(with(OperatingLimitInput::Seconds(600.0)), Ok(Some(600.0)));
+        assert_eq!(with(OperatingLimitInput::Seconds(0.5)), Ok(Some(0.5)));
+        for bad in [0.0, -1.0, 600.5, f64::NAN, f64::INFINITY] {
+            let error = with(OperatingLimitInput::Seconds(bad)).unwrap_err();
+            assert_eq!(error.kind(), crate::error::Kind::Config, "{bad}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Webhook: `POST https://host/rest/USER/SECRET/crm.item.delete` with `{"entityTypeId":1268,"id":1}`.
 //! OAuth: `POST https://host/rest/crm.item.delete` with `{"entityTypeId":1268,"id":1,"auth":"TOKEN"}`.
 //! Batch: `POST {base}batch` with `{"halt":0,"cmd":{"k0":"crm.item.delete?entityTypeId=1268&id=1"}}`.
-//! Both headers are `Content-Type: application/json` and `Accept: application/json` (see
-//! [`HEADERS`]). The method URL is constant per method, so a browser caches one CORS preflight.
+//! The headers (`Content-Type: application/json`, `Accept: application/json`) are runtime.js's
+//! `send`'s. The method URL is constant per method, so a browser caches one CORS preflight.
 
 use crate::secret::Secret;
 
@@ -14,11 +14,6 @@ pub const DELETE: &str = "crm.item.delete";
 pub const BATCH: &str = "batch";
 /// Most commands one `batch` request may carry.
 pub const BATCH_LIMIT: usize = 50;
-/// The request headers of every call.
-pub const HEADERS: [(&str, &str); 2] = [
-    ("Content-Type", "application/json"),
-    ("Accept", "application/json"),
-];
 
 /// Where and how a request is authenticated.
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +38,7 @@ pub enum Auth<'a> {
 /// request shows neither.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
-    /// The REST method.
-    pub method: &'static str,
-    /// The full URL.
+    /// The full URL (through BX24: the REST method alone).
     pub url: Secret,
     /// The JSON body.
     pub body: Secret,
@@ -64,7 +57,7 @@ pub fn delete_item(auth: Auth<'_>, entity_type_id: u64, id: u64) -> HttpRequest 
 }
 
 /// The `batch` request deleting `ids` (at most [`BATCH_LIMIT`]); command `k{i}` deletes `ids[i]`.
-/// Inlined into its one caller by LLVM already, not left to binaryen (−28 B gzip).
+/// Inlined into its one caller by LLVM already, not left to binaryen.
 #[inline(always)]
 pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool) -> HttpRequest {
     debug_assert!(ids.len() <= BATCH_LIMIT);
@@ -92,8 +85,7 @@ pub fn delete_batch(auth: Auth<'_>, entity_type_id: u64, ids: &[u64], halt: bool
 
 /// Completes `params` (an open JSON object) with the auth and builds the request.
 fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpRequest {
-    // What comes before the method in the URL: one URL built and one `}` pushed for all three
-    // (−21 B gzip).
+    // What comes before the method in the URL: one URL built and one `}` pushed for all three.
     let (base, bx24) = match auth {
         Auth::Webhook { base } => (base.expose(), false),
         Auth::OAuth { rest_base, token } => {
@@ -106,8 +98,6 @@ fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpReques
     };
     params.push('}');
     HttpRequest {
-        method,
-        // `+`, not a general join (`concat` or a loop over parts): −71 B gzip.
         url: Secret::new(base.to_owned() + method),
         body: Secret::new(params),
         bx24,
@@ -116,7 +106,7 @@ fn build(auth: Auth<'_>, method: &'static str, mut params: String) -> HttpReques
 
 /// Appends a decimal number (no `format!`: it costs wasm bytes).
 pub fn push_u64(out: &mut String, n: u64) {
-    // Recursion (at most 20 deep), not a digit buffer and a copy loop (−73 B gzip).
+    // Recursion: at most 20 deep.
     if n >= 10 {
         push_u64(out, n / 10);
     }
@@ -180,7 +170,7 @@ mod tests {
             request.body.expose(),
             r#"{"entityTypeId":2,"id":9007199254740991,"auth":"tok\"en"}"#
         );
-        assert!(crate::json::parse(request.body.expose()).is_some());
+        assert!(serde_json::from_str::<serde_json::Value>(request.body.expose()).is_ok());
         assert!(!format!("{request:?}").contains("tok"));
     }
 

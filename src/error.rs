@@ -91,8 +91,7 @@ impl Error {
         }
     }
 
-    /// The stable `code`: the portal's `error`, or one of the library's own. Out of line
-    /// (−73 B gzip).
+    /// The stable `code`: the portal's `error`, or one of the library's own. Out of line.
     #[inline(never)]
     pub fn code(&self) -> &str {
         match self {
@@ -108,8 +107,7 @@ impl Error {
         }
     }
 
-    /// Whether this is the portal's error `code`. One out-of-line test for every such check
-    /// (−54 B gzip).
+    /// Whether this is the portal's error `code`. One out-of-line test for every such check.
     #[inline(never)]
     pub fn is_api(&self, code: &str) -> bool {
         matches!(self, Error::Api { code: c, .. } if c == code)
@@ -167,7 +165,8 @@ impl Error {
                 "OVERLOAD_LIMIT" | "PORTAL_DELETED" => false,
                 _ => *status >= 500,
             },
-            // Nothing was sent: the same call may well succeed.
+            // Passing failures: the same call may well succeed. (A lost or timed-out request
+            // may have been executed: a repeat then reads its NOT_FOUND as "deleted".)
             Error::Network | Error::Timeout | Error::NotAttempted { .. } => true,
             // A 5xx page or a lost 2xx body: the portal may answer properly next time.
             Error::BadResponse { status, .. } => *status >= 500 || (200..300).contains(status),

@@ -23,10 +23,10 @@ enum Slot {
 }
 
 /// The executor's state. One thread-local for all of it: every access to a thread-local is an
-/// indirect call in the wasm (one thread-local, not three: −60 B gzip).
+/// indirect call in the wasm (one thread-local, not three).
 struct Executor {
     tasks: RefCell<Vec<Slot>>,
-    /// Woken tasks, first woken first. A `Vec` used as a queue, not a `VecDeque` (−73 B gzip): it
+    /// Woken tasks, first woken first. A `Vec` used as a queue, not a `VecDeque`: it
     /// stays short (one task per host wake; the waiters of a token refresh).
     ready: RefCell<Vec<usize>>,
     running: Cell<bool>,
@@ -56,14 +56,13 @@ pub fn spawn(future: impl Future<Output = ()> + 'static) {
     start(Box::pin(future));
 }
 
-/// [`spawn`] past the boxing: one copy for every kind of task, not one per future type
-/// (−141 B gzip).
+/// [`spawn`] past the boxing: one copy for every kind of task, not one per future type.
 #[inline(never)]
 fn start(task: Task) {
     EXECUTOR.with(|executor| {
         let mut tasks = executor.tasks.borrow_mut();
         // The first free slot, or a new one (a loop, not `position`, here and in
-        // `Waits::open`: −24 B gzip).
+        // `Waits::open`).
         let mut index = 0;
         while tasks.get(index).is_some_and(|s| !matches!(s, Slot::Free)) {
             index += 1;
@@ -88,7 +87,7 @@ pub fn run() {
             let task = {
                 let mut tasks = executor.tasks.borrow_mut();
                 // Only a parked task is taken out (a stale wake finds its slot free, or polling);
-                // matched in place, not replaced and put back (with `fill`: −54 B gzip).
+                // matched in place, not replaced and put back (with `fill`).
                 let slot = &mut tasks[index];
                 match slot {
                     Slot::Parked(_) => match std::mem::replace(slot, Slot::Polling) {
@@ -260,7 +259,7 @@ impl<T: 'static> Drop for Wait<T> {
         self.key.with(|w| {
             let mut slots = w.slots.borrow_mut();
             let entry = &mut slots[slot];
-            // A look at the slot, not a `mem::replace` of it (−28 B gzip).
+            // A look at the slot, not a `mem::replace` of it.
             *entry = if matches!(entry, WaitSlot::Pending(_)) {
                 WaitSlot::Abandoned
             } else {

@@ -22,7 +22,7 @@ pub fn parse_id(raw: RawId<'_>) -> Option<u64> {
     match raw {
         RawId::Number(n) => {
             // The range on the float first (NaN and infinities fail it): `n as u64` saturates.
-            // Whole by `trunc`, one wasm instruction, not a round trip through u64 (−14 B gzip).
+            // Whole by `trunc`, one wasm instruction, not a round trip through u64.
             if n >= 1.0 && n <= MAX_SAFE_INTEGER as f64 && n == n.trunc() {
                 Some(n as u64)
             } else {

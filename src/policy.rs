@@ -33,9 +33,10 @@ pub struct Attempt {
     pub max_retries: u32,
     /// Milliseconds left before the call's deadline.
     pub remaining_ms: f64,
-    /// Now, as Unix milliseconds (to compare with `operating_reset_at`).
-    pub now_unix_ms: f64,
-    /// The method's latest known `operating_reset_at` (Unix seconds).
+    /// Now, on the monotonic clock ([`crate::call::Env::now_ms`]).
+    pub now_ms: f64,
+    /// When the method's operating budget is next released, on the same clock (the portal's
+    /// `operating_reset_at`, placed on it when its answer arrived).
     pub operating_reset_at: Option<f64>,
     /// Whether the client can refresh its token and has not yet done so for this call.
     pub can_refresh: bool,
@@ -44,7 +45,7 @@ pub struct Attempt {
 }
 
 /// Decides what follows a failed attempt. Inlined into its one caller by LLVM already, not
-/// left to binaryen (−23 B gzip).
+/// left to binaryen.
 #[inline(always)]
 pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     if error.is_api("expired_token") || error.is_api("invalid_token") {
@@ -59,7 +60,7 @@ pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     }
     let wait = if error.is_api("OPERATION_TIME_LIMIT") {
         match attempt.operating_reset_at {
-            Some(reset_at) => until_reset_ms(reset_at, attempt.now_unix_ms),
+            Some(reset_at) => until_reset_ms(reset_at, attempt.now_ms),
             None => OPERATING_FALLBACK_MS,
         }
     } else {
@@ -73,10 +74,10 @@ pub fn decide(error: &Error, attempt: Attempt) -> Decision {
     }
 }
 
-/// How long to wait for an `operating_reset_at` (Unix s) from `now_unix_ms`: until the oldest
-/// basket drops out, plus a little for clock skew.
-pub fn until_reset_ms(reset_at: f64, now_unix_ms: f64) -> f64 {
-    (reset_at * 1000.0 - now_unix_ms).max(0.0) + 250.0
+/// How long to wait from `now_ms` for a reset at `reset_at_ms` (both on the monotonic clock):
+/// until the oldest basket drops out, plus a little for the portal's rounding.
+pub fn until_reset_ms(reset_at_ms: f64, now_ms: f64) -> f64 {
+    (reset_at_ms - now_ms).max(0.0) + 250.0
 }
 
 /// Exponential backoff with ±25 % jitter: about 1 s, 2 s, 4 s, ... capped at 15 s.
@@ -141,9 +142,13 @@ impl Bucket {
     }
 
     /// Gives back a slot reserved at `send_at` that was never used (an aborted or timed-out
-    /// wait), when it is still the latest one.
+    /// wait), when it is still the latest one: the schedule then ends one interval after a
+    /// point between `send_at` (a slot inside the burst, taken at once) and `send_at` plus the
+    /// tolerance (a slot that had to wait).
     pub fn release(&mut self, send_at_ms: f64) {
-        if (self.empty_at_ms - self.interval_ms - (send_at_ms + self.tolerance_ms)).abs() < 1e-6 {
+        let reserved_at = self.empty_at_ms - self.interval_ms;
+        if reserved_at >= send_at_ms - 1e-6 && reserved_at <= send_at_ms + self.tolerance_ms + 1e-6
+        {
             self.empty_at_ms -= self.interval_ms;
         }
     }
@@ -158,7 +163,7 @@ mod tests {
             retries: 0,
             max_retries: 3,
             remaining_ms: 30_000.0,
-            now_unix_ms: 1_700_000_000_000.0,
+            now_ms: 1_700_000_000_000.0,
             operating_reset_at: None,
             can_refresh: false,
             random: 0.5,
@@ -278,17 +283,17 @@ mod tests {
     fn operating_limit_waits_for_the_reset_when_it_fits() {
         let error = Error::api("OPERATION_TIME_LIMIT", "", 429);
         let near = Attempt {
-            operating_reset_at: Some(1_700_000_005.0),
+            operating_reset_at: Some(1_700_000_005.0 * 1000.0),
             ..attempt()
         };
         assert_eq!(decide(&error, near), Decision::RetryAfter(5_250.0));
         let far = Attempt {
-            operating_reset_at: Some(1_700_000_100.0),
+            operating_reset_at: Some(1_700_000_100.0 * 1000.0),
             ..attempt()
         };
         assert_eq!(decide(&error, far), Decision::Fail);
         let past = Attempt {
-            operating_reset_at: Some(1_699_999_000.0),
+            operating_reset_at: Some(1_699_999_000.0 * 1000.0),
             ..attempt()
         };
         assert_eq!(decide(&error, past), Decision::RetryAfter(250.0));

@@ -5,8 +5,8 @@
 //! body, JSON of another shape) is `BAD_RESPONSE` with the status kept — never a success.
 //!
 //! The readers work on any [`Json`] value: in the browser a value from the engine's own
-//! `JSON.parse` (no JSON parser in the wasm: see `src/bindings.rs`), natively our strict reader
-//! ([`crate::json`], used by `cargo test`).
+//! `JSON.parse` (no JSON parser in the wasm: see `src/bindings/env.rs`), under `cargo test` a
+//! `serde_json` value (`src/testing.rs`).
 
 use crate::error::Error;
 
@@ -26,7 +26,8 @@ pub trait Json: Sized {
 }
 
 /// The members the readers look up. In the browser a key crosses to JS as its number (runtime.js's
-/// `KEYS` lists the names in this order), not as a string to decode on every answer.
+/// `KEYS` lists the names in this order; a test in [`crate::protocol`] compares the two), not as
+/// a string to decode on every answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Key {
     /// `result`
@@ -43,11 +44,13 @@ pub enum Key {
     ResultError,
     /// `result_time`
     ResultTime,
+    /// `finish`
+    Finish,
 }
 
 impl Key {
     /// Every key, in the order of runtime.js's `KEYS`.
-    pub const ALL: [Key; 7] = [
+    pub const ALL: [Key; 8] = [
         Key::Result,
         Key::Time,
         Key::Error,
@@ -55,6 +58,7 @@ impl Key {
         Key::OperatingResetAt,
         Key::ResultError,
         Key::ResultTime,
+        Key::Finish,
     ];
 
     /// The member's name in the portal's JSON.
@@ -67,27 +71,55 @@ impl Key {
             Key::OperatingResetAt => "operating_reset_at",
             Key::ResultError => "result_error",
             Key::ResultTime => "result_time",
+            Key::Finish => "finish",
         }
     }
 }
 
-/// The kinds of JSON value.
+/// The kinds of JSON value. In the browser a kind crosses from JS as its number (runtime.js's
+/// `JSON_KIND` names them; a test in [`crate::protocol`] compares the two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `null`
-    Null,
+    Null = 0,
     /// `true`
-    True,
+    True = 1,
     /// `false`
-    False,
+    False = 2,
     /// A number.
-    Number,
+    Number = 3,
     /// A string.
-    Str,
+    Str = 4,
     /// An array.
-    Array,
+    Array = 5,
     /// An object.
-    Object,
+    Object = 6,
+}
+
+impl Kind {
+    /// Every kind with its name in runtime.js's `JSON_KIND`.
+    pub const ALL: [(Kind, &'static str); 7] = [
+        (Kind::Null, "NULL"),
+        (Kind::True, "TRUE"),
+        (Kind::False, "FALSE"),
+        (Kind::Number, "NUMBER"),
+        (Kind::Str, "STRING"),
+        (Kind::Array, "ARRAY"),
+        (Kind::Object, "OBJECT"),
+    ];
+
+    /// The kind runtime.js's `jsonKind` answered (an object for any other number).
+    pub fn from_js(number: u32) -> Kind {
+        match number {
+            0 => Kind::Null,
+            1 => Kind::True,
+            2 => Kind::False,
+            3 => Kind::Number,
+            4 => Kind::Str,
+            5 => Kind::Array,
+            _ => Kind::Object,
+        }
+    }
 }
 
 /// An answer's body as the transport classified it.
@@ -103,27 +135,15 @@ pub enum Body<J> {
     Invalid,
 }
 
-impl<'a> Body<crate::json::Value<'a>> {
-    /// Classifies a body's text with the crate's own JSON reader (the native transport's
-    /// way; runtime.js does the same with `JSON.parse`).
-    pub fn parse(text: &'a str) -> Self {
-        if text.trim_ascii().is_empty() {
-            return Body::Empty;
-        }
-        match crate::json::parse(text) {
-            Some(value) => Body::Json(value),
-            None if text.trim_ascii_start().starts_with('<') => Body::Html,
-            None => Body::Invalid,
-        }
-    }
-}
-
-/// What the library uses of an answer's `time` object: only the operating-limit reset (JS hands
-/// the whole object to the caller; reading `operating` too cost 183 B gzip of wasm).
+/// What the library uses of an answer's `time` object: the operating-limit reset and the
+/// portal's clock at the answer (JS hands the whole object to the caller).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestTime {
     /// `operating_reset_at`: Unix time (s) when part of the method's budget is released.
     pub operating_reset_at: Option<f64>,
+    /// `finish`: Unix time (s, the portal's clock) when the portal finished the request; read
+    /// only with an `operating_reset_at`, to place it.
+    pub finish: Option<f64>,
 }
 
 impl RequestTime {
@@ -131,8 +151,25 @@ impl RequestTime {
         if value.kind() != Kind::Object {
             return None;
         }
+        let operating_reset_at = value.get(Key::OperatingResetAt).and_then(|v| v.as_f64());
         Some(RequestTime {
-            operating_reset_at: value.get(Key::OperatingResetAt).and_then(|v| v.as_f64()),
+            operating_reset_at,
+            // Only a reset needs placing.
+            finish: operating_reset_at
+                .and_then(|_| value.get(Key::Finish))
+                .and_then(|v| v.as_f64()),
+        })
+    }
+
+    /// How long after this answer's arrival its `operating_reset_at` falls, in ms. Measured on
+    /// the portal's own clock (against its `finish`), so a client clock set wrong does not
+    /// matter; only an answer without `finish` is placed against `wall_ms` (the client's Unix
+    /// time in ms, asked for only then).
+    pub fn until_reset_ms(&self, wall_ms: impl FnOnce() -> f64) -> Option<f64> {
+        let reset_at = self.operating_reset_at?;
+        Some(match self.finish {
+            Some(finish) => (reset_at - finish) * 1000.0,
+            None => reset_at * 1000.0 - wall_ms(),
         })
     }
 }
@@ -189,15 +226,14 @@ pub enum CommandOutcome {
 }
 
 /// A successful `batch` answer: one outcome per command key `k0..k{n-1}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BatchAnswer {
     /// Outcomes by command index.
     pub outcomes: Vec<CommandOutcome>,
-    /// The batch's own `time`.
-    pub time: Option<RequestTime>,
-    /// The latest `operating_reset_at` (Unix seconds) of the commands refused with
-    /// `OPERATION_TIME_LIMIT`, from their `result_time`: when they can be sent again.
-    pub limit_reset_at: Option<f64>,
+    /// The `result_time` with the latest `operating_reset_at` of the commands refused with
+    /// `OPERATION_TIME_LIMIT` (its `finish`, when missing, the batch's own): when they can be
+    /// sent again.
+    pub limit_reset: Option<RequestTime>,
 }
 
 /// Reads an answer to a `batch` of `commands` commands keyed `k0..`, sent with `halt: 1` when
@@ -236,9 +272,9 @@ pub(crate) fn batch_answer<J: Json>(
     let times = result.get(Key::ResultTime);
     let command = |container: &Option<J>, i: usize| container.as_ref().and_then(|c| c.command(i));
     // Pushed one by one: `vec![NotRun; n]` would fill by cloning, which drags in the outcome's
-    // (and the error's) `Clone` there (−205 B gzip).
+    // (and the error's) `Clone` there.
     let mut outcomes = Vec::with_capacity(commands);
-    let mut limit_reset_at: Option<f64> = None;
+    let mut limit_reset: Option<RequestTime> = None;
     // Whether a command failed: only a halted batch leaves commands out, and only after one of
     // them failed.
     let mut any_failed = false;
@@ -252,13 +288,15 @@ pub(crate) fn batch_answer<J: Json>(
                 },
             };
             if error.is_api("OPERATION_TIME_LIMIT") {
-                if let Some(at) = command(&times, i)
+                if let Some(mut reset) = command(&times, i)
                     .and_then(RequestTime::read)
-                    .and_then(|t| t.operating_reset_at)
+                    .filter(|t| t.operating_reset_at.is_some())
                 {
                     // The latest (`None` is below any `Some`).
-                    if limit_reset_at < Some(at) {
-                        limit_reset_at = Some(at);
+                    let latest = limit_reset.as_ref().and_then(|t| t.operating_reset_at);
+                    if latest < reset.operating_reset_at {
+                        reset.finish = reset.finish.or(time.as_ref().and_then(|t| t.finish));
+                        limit_reset = Some(reset);
                     }
                 }
             }
@@ -286,8 +324,7 @@ pub(crate) fn batch_answer<J: Json>(
     }
     Ok(BatchAnswer {
         outcomes,
-        time,
-        limit_reset_at,
+        limit_reset,
     })
 }
 
@@ -328,7 +365,7 @@ fn error_code(value: &impl Json) -> Option<String> {
 }
 
 /// The portal's error `code` with the envelope's `error_description` (empty when missing).
-/// Both strings move into the error, not copied by `Error::api` (−40 B gzip).
+/// Both strings move into the error, not copied by `Error::api`.
 fn api_error(value: &impl Json, code: String, status: u16) -> Error {
     let description = value.get(Key::ErrorDescription).and_then(|v| v.as_str());
     Error::Api {
@@ -338,7 +375,7 @@ fn api_error(value: &impl Json, code: String, status: u16) -> Error {
     }
 }
 
-/// A `BAD_RESPONSE` failure. One copy for its six callers (−31 B gzip).
+/// A `BAD_RESPONSE` failure. One copy for its six callers.
 #[inline(never)]
 fn bad(status: u16, reason: &'static str) -> Failure {
     Failure {
@@ -353,11 +390,11 @@ mod tests {
 
     /// The readers on a body's text, through the crate's own JSON reader.
     fn delete(status: u16, text: &str) -> Result<Deleted, Failure> {
-        read_delete(status, Body::parse(text))
+        read_delete(status, crate::testing::body(text))
     }
 
     fn batch(status: u16, text: &str, commands: usize) -> Result<BatchAnswer, Failure> {
-        read_batch(status, Body::parse(text), commands, true)
+        read_batch(status, crate::testing::body(text), commands, true)
     }
 
     const SUCCESS: &str = r#"{"result": [], "time": {"start":1721657688.755373,"finish":1721657689.65017,"duration":0.8947970867156982,"processing":0.6092040538787842,"date_start":"2024-07-22T16:14:48+02:00","date_finish":"2024-07-22T16:14:49+02:00","operating":0}}"#;
@@ -448,7 +485,7 @@ mod tests {
             ]
         );
         // Sent without halt, a command the answer leaves out is a malformed answer, not "not run".
-        let unhalted = read_batch(200, Body::parse(body), 4, false).unwrap();
+        let unhalted = read_batch(200, crate::testing::body(body), 4, false).unwrap();
         let silent = Error::BadResponse {
             status: 200,
             reason: "the batch answer says nothing of this command",
@@ -486,21 +523,6 @@ mod tests {
             batch(200, r#"{"result":[]}"#, 1).unwrap_err().error.code(),
             "BAD_RESPONSE"
         );
-    }
-
-    #[test]
-    fn runtime_js_lists_the_keys_in_order() {
-        let runtime = include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/pkg-template/runtime.js"
-        ));
-        let start = runtime.find("const KEYS = [").expect("runtime.js has KEYS") + 14;
-        let list = &runtime[start..start + runtime[start..].find(']').unwrap()];
-        let names: Vec<&str> = list
-            .split(',')
-            .map(|n| n.trim().trim_matches('\''))
-            .collect();
-        assert_eq!(names, Key::ALL.map(Key::name));
     }
 
     proptest::proptest! {

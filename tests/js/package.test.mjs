@@ -377,12 +377,15 @@ test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) na
     [{ webhookUrl: hook, rateLimit: true }, 'rateLimit must be false or { burst, perSecond }'],
     [{ webhookUrl: hook, rateLimit: { burst: 5 } }, 'rateLimit must be false or { burst, perSecond }'],
     [{ webhookUrl: hook, rateLimit: { burst: '5', perSecond: 1 } }, 'rateLimit must be false or { burst, perSecond }'],
+    [{ webhookUrl: hook, operatingLimit: true }, 'operatingLimit must be false or a number'],
+    [{ webhookUrl: hook, operatingLimit: '420' }, 'operatingLimit must be false or a number'],
     // The first wrong field is the one named, in the documented order.
     [{ webhookUrl: 1, timeoutMs: 'x' }, 'webhookUrl must be a string'],
     [{ onTokenExpired: 1, webhookUrl: 1 }, 'onTokenExpired must be a function'],
     // Given types are fine, then the core checks the values.
     [{ webhookUrl: hook, rateLimit: { burst: 0, perSecond: 1 } },
       'rateLimit must be false or { burst: integer >= 1, perSecond: number > 0 }'],
+    [{ webhookUrl: hook, operatingLimit: 0 }, 'operatingLimit must be false or a number of seconds above 0, at most 600'],
   ];
   const results = await page.evaluate(async ([cases, id]) => {
     const out = [];
