@@ -41,9 +41,12 @@ const argv = process.argv.slice(2);
 const keep = argv.includes('--keep');
 const only = argv.filter((a) => !a.startsWith('--'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-packaging-'));
-const servers = new Set(); // long-lived children (dev and preview servers), killed on any exit
+// Long-lived servers (dev and preview servers), each in its own process group (`nuxt preview` and
+// `nuxt dev` start servers of their own): the groups are killed on any exit.
+const servers = new Set();
+const killGroup = (child, signal) => { try { process.kill(-child.pid, signal); } catch {} };
 process.once('exit', () => {
-  for (const child of servers) child.kill('SIGKILL');
+  for (const child of servers) killGroup(child, 'SIGKILL');
   if (!keep) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -291,9 +294,10 @@ function originalOf(map, js, needle) {
 async function serve(dir, script, args, log, use, { env } = {}) {
   const port = await freePort();
   const argv = [path.join(dir, script), ...args(port)];
-  const server = spawn(process.execPath, argv, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = spawn(process.execPath, argv, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   servers.add(server);
-  server.once('exit', () => servers.delete(server));
+  // Done when its output ends: every process of the group has gone (or closed it).
+  const ended = new Promise((r) => server.stdout.once('close', r));
   let out = '';
   server.stdout.on('data', (d) => { out += d; });
   server.stderr.on('data', (d) => { out += d; });
@@ -309,8 +313,11 @@ async function serve(dir, script, args, log, use, { env } = {}) {
     }
     return await use(pageUrl, () => out);
   } finally {
-    server.kill('SIGTERM');
-    await new Promise((r) => (server.exitCode === null ? server.once('exit', r) : r()));
+    killGroup(server, 'SIGTERM');
+    const hard = setTimeout(() => killGroup(server, 'SIGKILL'), 10_000);
+    await ended;
+    clearTimeout(hard);
+    servers.delete(server);
     fs.appendFileSync(log, `$ node ${argv.join(' ')}   (in ${dir}, a server)\n${out}\n`);
   }
 }
@@ -428,7 +435,32 @@ const NUXT_ENV = { NUXT_TELEMETRY_DISABLED: '1', CI: '1' };
 async function nuxtPage(dir, pageUrl, what) {
   const html = await (await fetch(pageUrl)).text();
   check(html.includes('rendered by the server, inside Bitrix24: false'), `${what}: the page was not rendered by the server with the package:\n${html.slice(0, 500)}`);
-  return `nuxt ${installedVersion(dir, 'nuxt')} (${what}): the server render imported it; ${await browserEnv(null, { pageUrl })}`;
+  const visits = await untilStable(pageUrl);
+  const s = await browserEnv(null, { pageUrl });
+  return `nuxt ${installedVersion(dir, 'nuxt')} (${what}): the server render imported it; ${s}${visits > 1 ? ` (after ${visits - 1} visit(s) on which the dev server reloaded the page)` : ''}`;
+}
+
+/**
+ * Visits `pageUrl` until a visit is not reloaded within 3 s of the page being ready: a Vite dev
+ * server that finds a dependency on the first visit optimizes it and reloads the page once.
+ * Resolves the number of visits.
+ */
+async function untilStable(pageUrl) {
+  for (let visit = 1; visit <= 3; visit++) {
+    const context = await (await getBrowser()).newContext();
+    try {
+      const page = await context.newPage();
+      let navigations = 0;
+      page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations++; });
+      await page.goto(pageUrl);
+      await page.waitForFunction(() => window.ready === true, null, { timeout: 60_000 });
+      await new Promise((r) => setTimeout(r, 3000));
+      if (navigations === 1) return visit;
+    } finally {
+      await context.close().catch(() => {});
+    }
+  }
+  throw new Failure(`${pageUrl} kept reloading`);
 }
 
 /**
@@ -642,7 +674,7 @@ const environments = {
     // `webpack serve` (webpack-dev-server), the page's index.html served from the project folder.
     const dir = await scratch('webpack', packed.tarball, log, 'webpack-dev');
     const bin = path.join('node_modules', 'webpack-cli', 'bin', 'cli.js');
-    return serve(dir, bin, (port) => ['serve', '--mode', 'development', '--static', '.', '--host', '127.0.0.1', '--port', String(port), '--no-open'], log,
+    return serve(dir, bin, (port) => ['serve', '--mode', 'development', '--static', '.', '--host', 'localhost', '--port', String(port), '--no-open'], log,
       async (pageUrl, out) => {
         check(/compiled successfully/.test(out()), `webpack serve did not compile cleanly:\n${tail(out())}`);
         return `webpack-dev-server ${installedVersion(dir, 'webpack-dev-server')}: ${await browserEnv(null, { pageUrl })}`;
