@@ -96,9 +96,16 @@ function tail(text, lines = 25) {
 
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=warn'];
 
+/** The scratch copy of fixtures/<name>, made once per run (environments of one fixture share it). */
+const projects = new Map();
+function project(name, log) {
+  if (!projects.has(name)) projects.set(name, scratch(name, packed.tarball, log));
+  return projects.get(name);
+}
+
 /** A scratch copy of fixtures/<name> (without node_modules/dist), `npm ci`, the tarball on top. */
-async function scratch(name, tarball, log, as = name) {
-  const dir = path.join(tmp, as);
+async function scratch(name, tarball, log) {
+  const dir = path.join(tmp, name);
   fs.cpSync(path.join(fixturesDir, name), dir, {
     recursive: true,
     filter: (src) => !/[\\/](node_modules|dist|dist-dev|\.nuxt|\.output)$/.test(src),
@@ -450,12 +457,12 @@ async function untilStable(pageUrl) {
     const context = await (await getBrowser()).newContext();
     try {
       const page = await context.newPage();
-      let navigations = 0;
-      page.on('framenavigated', (frame) => { if (frame === page.mainFrame()) navigations++; });
+      let documents = 0; // (a router's replaceState is a navigation too, but no new document)
+      page.on('domcontentloaded', () => { documents++; });
       await page.goto(pageUrl);
       await page.waitForFunction(() => window.ready === true, null, { timeout: 60_000 });
       await new Promise((r) => setTimeout(r, 3000));
-      if (navigations === 1) return visit;
+      if (documents === 1) return visit;
     } finally {
       await context.close().catch(() => {});
     }
@@ -522,7 +529,7 @@ const environments = {
   async types(log) {
     // The same checks with every TypeScript the fixture pins: typescript (5.x, JS) and
     // typescript7 (npm:typescript@7, the native compiler), under `tsc --strict`.
-    const dir = await scratch('types', packed.tarball, log);
+    const dir = await project('types', log);
     // ok.ts must use every export of index.d.ts (so a new export gets a consumer here too).
     const dts = fs.readFileSync(path.join(dir, 'node_modules', NAME, 'index.d.ts'), 'utf8');
     const exported = [...new Set([...dts.matchAll(/^export\s+(?:declare\s+)?(?:function|class|interface|type|const|let|enum)\s+(\w+)/gm)].map((m) => m[1]))];
@@ -579,7 +586,7 @@ const environments = {
   },
 
   async node(log) {
-    const dir = await scratch('node', packed.tarball, log);
+    const dir = await project('node', log);
     const emu = await startEmulator(['--no-limits']);
     try {
       const ids = (await emu.control.state()).items[SPA].slice(0, 6);
@@ -608,14 +615,14 @@ const environments = {
   },
 
   async plain(log) {
-    const dir = await scratch('plain', packed.tarball, log);
+    const dir = await project('plain', log);
     return browserEnv(dir, { entry: `localhost/node_modules/${NAME}/index.js` });
   },
 
   async cdn(log) {
     // The plain fixture's cdn.html: the package's files under /npm/NAME@VERSION/ on another origin
     // (127.0.0.1, the page being on localhost), imported by absolute URL, as from unpkg or jsDelivr.
-    const dir = await scratch('plain', packed.tarball, log, 'cdn');
+    const dir = await project('plain', log);
     const at = `/npm/${NAME}@${packed.version}`;
     return browserEnv(dir, {
       page: 'cdn.html',
@@ -629,7 +636,7 @@ const environments = {
     // Where WebAssembly cannot be compiled, every call rejects WASM_UNAVAILABLE before any request,
     // naming the cause and the fix: a meta CSP whose script-src lacks 'wasm-unsafe-eval', and an
     // engine without WebAssembly (deleted before the import). With the fix the page works.
-    const dir = await scratch('plain', packed.tarball, log, 'csp');
+    const dir = await project('plain', log);
     const policy = await wasmUnavailable(dir, 'csp.html', /the page's Content-Security-Policy .*add 'wasm-unsafe-eval' to its script-src/);
     const missing = await wasmUnavailable(dir, 'no-wasm.html', /has no WebAssembly/);
     const fixed = await browserEnv(dir, { page: 'csp-allowed.html' });
@@ -637,7 +644,7 @@ const environments = {
   },
 
   async vite(log) {
-    const dir = await scratch('vite', packed.tarball, log);
+    const dir = await project('vite', log);
     const out = await must('npm', ['run', 'build'], { cwd: dir, log });
     const warnings = out.split('\n').filter((l) => /\(!\)|warn/i.test(l) && !/install-scripts/.test(l));
     check(warnings.length === 0, `vite build warns:\n${warnings.join('\n')}`);
@@ -648,7 +655,7 @@ const environments = {
 
   async 'vite-dev'(log) {
     // `vite` (the dev server), no config: it pre-bundles the package into node_modules/.vite/deps/.
-    const dir = await scratch('vite', packed.tarball, log, 'vite-dev');
+    const dir = await project('vite', log);
     const bin = path.join('node_modules', 'vite', 'bin', 'vite.js');
     return serve(dir, bin, (port) => ['--host', '127.0.0.1', '--port', String(port), '--strictPort'], log,
       async (pageUrl, out) => {
@@ -658,7 +665,7 @@ const environments = {
   },
 
   async webpack(log) {
-    const dir = await scratch('webpack', packed.tarball, log);
+    const dir = await project('webpack', log);
     const out = await must('npm', ['run', 'build'], { cwd: dir, log });
     check(/compiled successfully/.test(out), `webpack did not compile cleanly:\n${tail(out)}`);
     const version = out.match(/webpack (5\.\S+) compiled/)?.[1];
@@ -672,7 +679,7 @@ const environments = {
 
   async 'webpack-dev'(log) {
     // `webpack serve` (webpack-dev-server), the page's index.html served from the project folder.
-    const dir = await scratch('webpack', packed.tarball, log, 'webpack-dev');
+    const dir = await project('webpack', log);
     const bin = path.join('node_modules', 'webpack-cli', 'bin', 'cli.js');
     return serve(dir, bin, (port) => ['serve', '--mode', 'development', '--static', '.', '--host', 'localhost', '--port', String(port), '--no-open'], log,
       async (pageUrl, out) => {
@@ -683,7 +690,7 @@ const environments = {
 
   async 'nuxt-dev'(log) {
     // `nuxt dev`: the server render imports the package in Node (vite-node), the browser calls it.
-    const dir = await scratch('nuxt', packed.tarball, log, 'nuxt-dev');
+    const dir = await project('nuxt', log);
     return serve(dir, NUXT, (port) => ['dev', '--host', '127.0.0.1', '--port', String(port)], log,
       (pageUrl) => nuxtPage(dir, pageUrl, 'nuxt dev'), { env: NUXT_ENV });
   },
@@ -691,7 +698,7 @@ const environments = {
   async nuxt(log) {
     // `nuxt build`, then `nuxt preview` (node .output/server/index.mjs): the server render imports
     // the package from .output/server/node_modules, in Node.
-    const dir = await scratch('nuxt', packed.tarball, log);
+    const dir = await project('nuxt', log);
     const out = await must(process.execPath, [NUXT, 'build'], { cwd: dir, log, env: NUXT_ENV });
     check(/Build complete/.test(out), `nuxt build:\n${tail(out)}`);
     check(fs.existsSync(path.join(dir, '.output', 'server', 'node_modules', NAME, 'index.js')), `the server build does not hold ${NAME}`);
