@@ -187,7 +187,10 @@ fn bundle(pkg: &Path, dev: bool, wasm: &[u8]) -> Result {
         fs::remove_file(f).map_err(|e| format!("remove {}: {e}", f.display()))?;
     }
     fs::write(pkg.join("index.js"), js).map_err(|e| e.to_string())?;
-    let (whole, wasm_alone) = (gzip_size(&pkg.join("index.js"))?, gzip_size(&inlined_wasm_path())?);
+    let (whole, wasm_alone) = (
+        gzip_size(&pkg.join("index.js"))?,
+        gzip_size(&inlined_wasm_path())?,
+    );
     println!(
         "build: the wasm inlined: index.js {whole} B gzip = its JS alone {js_alone} B + the wasm \
          alone {wasm_alone} B {:+} B",
@@ -285,11 +288,19 @@ fn wasm_literal(wasm: &[u8]) -> String {
 /// difference. esbuild puts the import first, where the bytes gzip best (a few hundred bytes less
 /// than at the end or the middle).
 fn inline_wasm(js: &str, map: &str, wasm: &[u8]) -> Result<(String, String)> {
-    let bad = || format!("the bundle does not import wasmText from {WASM_MODULE} once, as expected");
-    let from: Vec<_> = [format!("from\"{WASM_MODULE}\""), format!("from \"{WASM_MODULE}\"")]
-        .iter()
-        .flat_map(|f| js.match_indices(f.as_str()).map(|(at, f)| at + f.len()).collect::<Vec<_>>())
-        .collect();
+    let bad =
+        || format!("the bundle does not import wasmText from {WASM_MODULE} once, as expected");
+    let from: Vec<_> = [
+        format!("from\"{WASM_MODULE}\""),
+        format!("from \"{WASM_MODULE}\""),
+    ]
+    .iter()
+    .flat_map(|f| {
+        js.match_indices(f.as_str())
+            .map(|(at, f)| at + f.len())
+            .collect::<Vec<_>>()
+    })
+    .collect();
     let [end] = from[..] else { return Err(bad()) };
     let end = end + usize::from(js[end..].starts_with(';'));
     let at = js[..end].rfind("import").ok_or_else(bad)?;
@@ -307,7 +318,10 @@ fn inline_wasm(js: &str, map: &str, wasm: &[u8]) -> Result<(String, String)> {
     let delta = statement.encode_utf16().count() as i64 - js[at..end].encode_utf16().count() as i64;
     let key = "\"mappings\":\"";
     let start = map.find(key).ok_or("the source map has no mappings")? + key.len();
-    let stop = start + map[start..].find('"').ok_or("the source map's mappings do not end")?;
+    let stop = start
+        + map[start..]
+            .find('"')
+            .ok_or("the source map's mappings do not end")?;
     let mappings = shift_columns(&map[start..stop], line, column, delta)?;
     let js = format!("{}{statement}{}", &js[..at], &js[end..]);
     Ok((js, format!("{}{mappings}{}", &map[..start], &map[stop..])))
@@ -344,7 +358,11 @@ fn vlq_decode(s: &str) -> Option<(i64, usize)> {
         let digit = BASE64.iter().position(|&d| d == c)? as i64;
         value += (digit & 31) << shift;
         if digit & 32 == 0 {
-            let n = if value & 1 == 1 { -(value >> 1) } else { value >> 1 };
+            let n = if value & 1 == 1 {
+                -(value >> 1)
+            } else {
+                value >> 1
+            };
             return Some((n, i + 1));
         }
         shift += 5;
@@ -358,7 +376,9 @@ fn vlq_encode(n: i64) -> String {
     loop {
         let digit = v & 31;
         v >>= 5;
-        out.push(char::from(BASE64[(digit | if v > 0 { 32 } else { 0 }) as usize]));
+        out.push(char::from(
+            BASE64[(digit | if v > 0 { 32 } else { 0 }) as usize],
+        ));
         if v == 0 {
             return out;
         }
@@ -1134,6 +1154,81 @@ mod tests {
         );
         assert!(!out.contains("__wbg_now_5c5f"));
         assert!(rename_in_glue("no glue here", &names).is_err());
+    }
+
+    /// The absolute generated columns of each line's segments.
+    fn columns(mappings: &str) -> Vec<Vec<i64>> {
+        mappings
+            .split(';')
+            .map(|line| {
+                let mut col = 0;
+                line.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        col += vlq_decode(s).unwrap().0;
+                        col
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_wasm_goes_in_and_the_source_map_follows() {
+        let js = "//# hint\nimport{wasmText as t}from\"./wasm.js\";let a=t;fetch(a)\n//# end";
+        let line = js.lines().nth(1).unwrap();
+        let (a, fetch) = (
+            line.find("let").unwrap() as i64,
+            line.find("fetch").unwrap() as i64,
+        );
+        // Line 1: segments at the import, `let` and `fetch` (with source fields after the column).
+        let mappings = format!(";AAAA,{}AACA,{}AACA", vlq_encode(a), vlq_encode(fetch - a));
+        let map = format!("{{\"version\":3,\"mappings\":\"{mappings}\",\"names\":[]}}");
+        let wasm = b"\0asm\x01'\\\n\r\xff";
+        let (out, out_map) = inline_wasm(js, &map, wasm).unwrap();
+        let line = out.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("const t='\0asm\x01\\'\\\\\\n\\r\u{ff}';let a=t;"),
+            "{line}"
+        );
+        let new_fetch = line.encode_utf16().count() as i64 - "fetch(a)".len() as i64;
+        let start = out_map.find("\"mappings\":\"").unwrap() + 12;
+        let end = start + out_map[start..].find('"').unwrap();
+        let cols = columns(&out_map[start..end]);
+        let new_a = new_fetch - (fetch - a);
+        assert_eq!(cols[1], [0, new_a, new_fetch]);
+        assert!(
+            out_map[start..end].ends_with("AACA"),
+            "the other fields are kept"
+        );
+        // No import, or two, is an error.
+        assert!(inline_wasm("let a=1", &map, wasm).is_err());
+        let twice = format!("{js};import{{wasmText}}from\"./wasm.js\"");
+        assert!(inline_wasm(&twice, &map, wasm).is_err());
+    }
+
+    #[test]
+    fn every_byte_survives_the_literal() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let literal = wasm_literal(&bytes);
+        let inner = &literal[1..literal.len() - 1];
+        let (mut back, mut chars) = (Vec::new(), inner.chars());
+        while let Some(c) = chars.next() {
+            let c = match c {
+                '\\' => match chars.next().unwrap() {
+                    'n' => '\n',
+                    'r' => '\r',
+                    other => other,
+                },
+                '\n' | '\r' | '\'' => panic!("unescaped {c:?}"),
+                c => c,
+            };
+            back.push(u8::try_from(u32::from(c)).unwrap());
+        }
+        assert_eq!(back, bytes);
+        for n in [-1000, -1, 0, 1, 15, 16, 31, 32, 1 << 20] {
+            assert_eq!(vlq_decode(&vlq_encode(n)).map(|(v, _)| v), Some(n));
+        }
     }
 
     #[test]
