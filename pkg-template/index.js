@@ -31,7 +31,7 @@ function load() {
     } catch (cause) {
       throw unavailable(refusedByPolicy(cause)
         ? "the page's Content-Security-Policy does not allow WebAssembly: add 'wasm-unsafe-eval' to its script-src"
-        : `could not compile the WebAssembly module: ${cause?.message ?? cause}`, cause);
+        : `could not compile or instantiate the WebAssembly module: ${cause?.message ?? cause}`, cause);
     }
   })().catch((error) => {
     loading = undefined;

@@ -639,8 +639,10 @@ const environments = {
     const dir = await project('plain', log);
     const policy = await wasmUnavailable(dir, 'csp.html', /the page's Content-Security-Policy .*add 'wasm-unsafe-eval' to its script-src/);
     const missing = await wasmUnavailable(dir, 'no-wasm.html', /has no WebAssembly/);
+    // Any other failure is not taken for a policy: it says what the engine said.
+    const other = await wasmUnavailable(dir, 'wasm-fails.html', /^could not compile or instantiate the WebAssembly module: Out of memory/);
     const fixed = await browserEnv(dir, { page: 'csp-allowed.html' });
-    return `script-src 'self': ${policy}; no WebAssembly: ${missing}; script-src 'self' 'wasm-unsafe-eval': ${fixed}`;
+    return `script-src 'self': ${policy}; no WebAssembly: ${missing}; instantiate rejects otherwise: ${other}; script-src 'self' 'wasm-unsafe-eval': ${fixed}`;
   },
 
   async vite(log) {
