@@ -285,8 +285,8 @@ fn wasm_literal(wasm: &[u8]) -> String {
 
 /// Replaces the bundle's `import { wasmText as NAME } from "./wasm.js"` (exactly one) with
 /// `const NAME = '<the wasm>';` and moves the source map's later columns on that line by the
-/// difference. esbuild puts the import first, where the bytes gzip best (a few hundred bytes less
-/// than at the end or the middle).
+/// difference. esbuild puts the import first, where the bytes gzip best (docs/size.md has the
+/// measurements).
 fn inline_wasm(js: &str, map: &str, wasm: &[u8]) -> Result<(String, String)> {
     let bad =
         || format!("the bundle does not import wasmText from {WASM_MODULE} once, as expected");
