@@ -80,7 +80,7 @@ export interface BulkReport {
 }
 
 /** The library's own error codes; any other code is the portal's `error`, verbatim. */
-export type LibraryErrorCode = 'INVALID_ARGUMENT' | 'NOT_CONFIGURED' | 'NETWORK_ERROR' | 'TIMEOUT' | 'ABORTED' | 'BAD_RESPONSE';
+export type LibraryErrorCode = 'INVALID_ARGUMENT' | 'NOT_CONFIGURED' | 'NETWORK_ERROR' | 'TIMEOUT' | 'ABORTED' | 'BAD_RESPONSE' | 'WASM_UNAVAILABLE';
 
 /** Every rejection of this library. */
 export class B24Error extends Error {
@@ -123,7 +123,12 @@ export function deleteItems(entityTypeId: Id, ids: Iterable<Id>, options?: BulkO
 /** `true` inside a Bitrix24 frame: `window.name` is `DOMAIN|PROTOCOL|APP_SID` and `BX24` is loaded. */
 export function isInsideBitrix24(): boolean;
 
-/** Loads the WebAssembly module ahead of the first call (optional). Rejects with a `B24Error` (`NETWORK_ERROR`) when it cannot; a later call tries again. */
+/**
+ * Compiles the WebAssembly module (inside this package) ahead of the first call (optional; calling
+ * it again, or while calls run, is harmless). Rejects with a `B24Error` `WASM_UNAVAILABLE` where
+ * WebAssembly cannot run (a Content-Security-Policy whose `script-src` lacks `'wasm-unsafe-eval'`,
+ * an engine without WebAssembly); a later call tries again.
+ */
 export function init(): Promise<void>;
 
 /** A client with its own configuration, pacing bucket and token. */

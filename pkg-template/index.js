@@ -1,54 +1,58 @@
-// b24-crm-item: delete Bitrix24 CRM items. No init call is needed: the first call loads the
-// WebAssembly module (found next to this file via import.meta.url) and later calls reuse it.
+// b24-crm-item: delete Bitrix24 CRM items. No init call is needed: the first call compiles the
+// WebAssembly module, which is inside this file (nothing to fetch), and later calls reuse it.
+// The module's bytes, one character per byte (`cargo xtask build` writes them in; first in the
+// bundle, where they gzip best).
+import { wasmText } from './wasm.js';
 import { B24Error } from './runtime.js';
-// The glue (plain JS, no side effects) loads with this module, in parallel with runtime.js; only the
-// wasm waits for the first call.
-import { initSync, newClient, dropClient, clientDeleteItem, clientDeleteItems, wake } from './b24_crm_item.js';
+// The glue (plain JS, no side effects): the wasm's imports object, and what it does with an instance.
+import { imports, finalize, newClient, dropClient, clientDeleteItem, clientDeleteItems, wake } from './b24_crm_item.js';
 import { install } from './runtime.js';
 
 export { B24Error };
 
 let loading;
 
-/** Loads and compiles the WebAssembly module; calls do this by themselves. */
+/** Compiles the WebAssembly module ahead of the first call; calls do this by themselves. */
 export function init() {
   return load();
 }
 
-// A failed load rejects with a B24Error (NETWORK_ERROR) and is not kept: the next call tries again.
+// Compiled and instantiated asynchronously (some WebViews refuse a synchronous compile of more than
+// 4 KB). A failure rejects with WASM_UNAVAILABLE and is not kept: the next call tries again.
 function load() {
   return (loading ??= (async () => {
-    const url = new URL('./b24_crm_item_bg.wasm', import.meta.url);
+    if (typeof WebAssembly !== 'object') {
+      throw unavailable("this JavaScript engine has no WebAssembly (turned off, as by Safari's Lockdown Mode or Node's --jitless): run the library where WebAssembly is on");
+    }
     try {
-      initSync(await compile(url));
+      const { instance, module } = await WebAssembly.instantiate(bytes(wasmText), imports());
+      finalize(instance, module);
       install(wake);
     } catch (cause) {
-      loading = undefined;
-      // Vite's dev server pre-bundles dependencies into .vite/deps/, away from the wasm file.
-      const hint = url.pathname.includes('/.vite/deps/') ? "; with Vite, set optimizeDeps: { exclude: ['b24-crm-item'] }" : '';
-      throw new B24Error('NETWORK_ERROR', `could not load the WebAssembly module ${url.href}: ${cause?.message ?? cause}${hint}`,
-        { kind: 'network', retryable: true, cause });
+      throw unavailable(refusedByPolicy(cause)
+        ? "the page's Content-Security-Policy does not allow WebAssembly: add 'wasm-unsafe-eval' to its script-src"
+        : `could not compile or instantiate the WebAssembly module: ${cause?.message ?? cause}`, cause);
     }
-  })());
+  })().catch((error) => {
+    loading = undefined;
+    throw error;
+  }));
 }
 
-// Compiled here (streaming where the server says application/wasm) and instantiated by the glue's
-// initSync: the glue's own loader, with its fallbacks and warnings, stays out of the bundle. initSync
-// gets the WebAssembly.Module itself: the build strips its argument checks (xtask trim_glue).
-async function compile(url) {
-  if (url.protocol === 'file:') {
-    // Node's fetch cannot read file: URLs; read the bytes instead.
-    const fs = 'node:fs/promises';
-    const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ fs);
-    return WebAssembly.compile(await readFile(url));
-  }
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`HTTP ${response.status}`);
-  // Streaming compilation refuses a Content-Type with parameters (`; charset=utf-8`): stream only
-  // for the plain `application/wasm`, compile the bytes otherwise.
-  return response.headers.get('Content-Type') === 'application/wasm'
-    ? WebAssembly.compileStreaming(response)
-    : WebAssembly.compile(await response.arrayBuffer());
+const unavailable = (description, cause) =>
+  new B24Error('WASM_UNAVAILABLE', description, { kind: 'config', retryable: false, ...(cause && { cause }) });
+
+// A script-src without 'wasm-unsafe-eval': Chromium and Firefox reject with a CompileError naming
+// the policy, Safari with an EvalError.
+const refusedByPolicy = (e) => e?.name === 'EvalError' || /wasm-unsafe-eval|Content.Security.Policy|\bCSP\b/i.test(e?.message);
+
+// Text → bytes: natively where Uint8Array.fromBase64 exists (btoa takes each character as a byte),
+// else one character at a time (Node 20, browsers before 2025).
+function bytes(text) {
+  if (Uint8Array.fromBase64) return Uint8Array.fromBase64(btoa(text));
+  const out = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i);
+  return out;
 }
 
 // A Client that is garbage-collected frees its wasm side.

@@ -9,7 +9,6 @@
 
 import { test, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -414,41 +413,38 @@ test('a config field of the wrong type rejects INVALID_ARGUMENT (kind config) na
   assert.equal(restRequests.length, 0);
 });
 
-test('the wasm: a failed load rejects NETWORK_ERROR naming the file, the next call loads it again; any MIME type works', async () => {
-  const { page, context, restRequests } = await h.openPage();
-  const wasm = fs.readFileSync(path.join(pkgDir, 'b24_crm_item_bg.wasm'));
-  const served = [];
-  // First a 404, then the real bytes as application/octet-stream (a server that does not know
-  // .wasm): the package must compile them without streaming.
-  await context.route('**/b24_crm_item_bg.wasm', (route) => {
-    served.push(route.request().url());
-    return served.length === 1
-      ? route.fulfill({ status: 404, contentType: 'text/plain', body: 'not here' })
-      : route.fulfill({ status: 200, contentType: 'application/octet-stream', body: wasm });
+test('the wasm is inside index.js: nothing else is fetched; init() twice and concurrently with calls compiles it once', async () => {
+  const context = await h.newContext();
+  // Counts the compiles before the page's scripts run (every way to compile goes through these).
+  await context.addInitScript(() => {
+    window.compiles = 0;
+    for (const name of ['compile', 'instantiate', 'compileStreaming', 'instantiateStreaming']) {
+      const original = WebAssembly[name];
+      WebAssembly[name] = function (...args) { window.compiles++; return original.apply(this, args); };
+    }
   });
-  const id = (await itemsOf())[0];
-  const failed = await configureAndDelete(page, { webhookUrl: h.emu.webhook }, SPA, id);
-  const e = assertRejected(failed, {
-    code: 'NETWORK_ERROR', kind: 'network', retryable: true, method: METHOD, status: 0, attempts: 0,
-  }, 'the wasm answers 404');
-  assert.match(e.description, /could not load the WebAssembly module http:\/\/localhost:\d+\/pkg\/b24_crm_item_bg\.wasm: HTTP 404/);
-  assert.equal(restRequests.length, 0, 'nothing was sent');
-
-  const r = await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
-  assert.equal(r.ok, true, `after the failed load: ${JSON.stringify(r.error)}`);
-  assert.equal(served.length, 2, 'the failed load was not kept: the second call fetched the wasm again');
-  assert.ok(!(await itemsOf()).includes(id), 'the item is gone');
-  // Loaded once: later calls do not fetch it again.
-  await page.evaluate(([t, id]) => window.settle(window.lib.deleteItem(t, id)), [SPA, id]);
-  assert.equal(served.length, 2);
-
-  // application/wasm with a parameter (streaming compilation refuses it): compiled from the bytes.
-  for (const contentType of ['application/wasm; charset=utf-8', 'Application/WASM']) {
-    const other = await h.openPage();
-    await other.context.route('**/b24_crm_item_bg.wasm', (route) => route.fulfill({ status: 200, contentType, body: wasm }));
-    const r2 = await configureAndDelete(other.page, { webhookUrl: h.emu.webhook }, SPA, 999996);
-    assertRejected(r2, { code: 'NOT_FOUND', status: 400, method: METHOD }, contentType);
-  }
+  const page = await context.newPage();
+  const fetched = [];
+  page.on('request', (req) => {
+    const { pathname } = new URL(req.url());
+    if (!pathname.startsWith('/rest/')) fetched.push(pathname);
+  });
+  await page.goto(`http://localhost:${h.emu.port}/`);
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
+  assert.equal(await page.evaluate(() => window.compiles), 0, 'nothing is compiled before the first call');
+  const [a, b] = await itemsOf();
+  const r = await page.evaluate(async ([webhookUrl, t, a, b]) => {
+    const { configure, deleteItem, Client, init } = window.lib;
+    configure({ webhookUrl });
+    const all = await Promise.all([init(), deleteItem(t, a).then((x) => x.id), init(), new Client({ webhookUrl }).deleteItem(t, b).then((x) => x.id)]);
+    await init();
+    return { all, compiles: window.compiles };
+  }, [h.emu.webhook, SPA, a, b]);
+  assert.deepEqual(r.all, [undefined, a, undefined, b]);
+  assert.equal(r.compiles, 1, 'compiled once');
+  const left = await itemsOf();
+  assert.ok(!left.includes(a) && !left.includes(b), 'both items are gone');
+  assert.deepEqual(fetched.filter((p) => p.startsWith('/pkg/')), ['/pkg/index.js'], 'the package is one file');
 });
 
 test('unconfigured: deleteItem rejects NOT_CONFIGURED (kind config) without a request', async () => {

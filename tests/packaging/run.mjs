@@ -6,7 +6,7 @@
 // portal emulator. Browsers: headless Chromium through playwright-core (from tests/node_modules).
 //
 //   cargo xtask build && cargo build -p emulator
-//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|cdn|vite|vite-dev|webpack ...]
+//   node tests/packaging/run.mjs [--keep] [pack|types|node|plain|cdn|csp|vite|vite-dev|webpack|webpack-dev|nuxt-dev|nuxt ...]
 //
 // Prints one line per environment, then `N passed, N failed` alone on the last line; exits 1 on
 // any failure. Env: B24_PKG_DIR (default pkg/), B24_EMULATOR_BIN (default target/debug/emulator
@@ -41,9 +41,12 @@ const argv = process.argv.slice(2);
 const keep = argv.includes('--keep');
 const only = argv.filter((a) => !a.startsWith('--'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'b24-packaging-'));
-const servers = new Set(); // long-lived children (vite dev servers), killed on any exit
+// Long-lived servers (dev and preview servers), each in its own process group (`nuxt preview` and
+// `nuxt dev` start servers of their own): the groups are killed on any exit.
+const servers = new Set();
+const killGroup = (child, signal) => { try { process.kill(-child.pid, signal); } catch {} };
 process.once('exit', () => {
-  for (const child of servers) child.kill('SIGKILL');
+  for (const child of servers) killGroup(child, 'SIGKILL');
   if (!keep) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -93,12 +96,19 @@ function tail(text, lines = 25) {
 
 const NPM_FLAGS = ['--no-audit', '--no-fund', '--prefer-offline', '--loglevel=warn'];
 
+/** The scratch copy of fixtures/<name>, made once per run (environments of one fixture share it). */
+const projects = new Map();
+function project(name, log) {
+  if (!projects.has(name)) projects.set(name, scratch(name, packed.tarball, log));
+  return projects.get(name);
+}
+
 /** A scratch copy of fixtures/<name> (without node_modules/dist), `npm ci`, the tarball on top. */
-async function scratch(name, tarball, log, as = name) {
-  const dir = path.join(tmp, as);
+async function scratch(name, tarball, log) {
+  const dir = path.join(tmp, name);
   fs.cpSync(path.join(fixturesDir, name), dir, {
     recursive: true,
-    filter: (src) => !/[\\/](node_modules|dist|dist-dev)$/.test(src),
+    filter: (src) => !/[\\/](node_modules|dist|dist-dev|\.nuxt|\.output)$/.test(src),
   });
   const lock = fs.readFileSync(path.join(dir, 'package-lock.json'), 'utf8');
   await must('npm', ['ci', ...NPM_FLAGS], { cwd: dir, log });
@@ -116,7 +126,7 @@ let packed; // { tarball, version, files, manifest }
 
 async function waitForPkg() {
   // A concurrent `cargo xtask build` swaps pkg/ in; give it a moment to be complete.
-  const need = ['package.json', 'index.js', 'index.js.map', 'b24_crm_item_bg.wasm', 'index.d.ts'];
+  const need = ['package.json', 'index.js', 'index.js.map', 'index.d.ts'];
   for (let i = 0; i < 120 && !need.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
     await new Promise((r) => setTimeout(r, 1000));
   }
@@ -193,7 +203,13 @@ async function checkPack(log) {
   const license = files.filter((f) => /^(licen[cs]e|copying)(\.\w+)?$/i.test(f));
   const expected = [...new Set([...loaded, 'index.js.map', 'index.d.ts', 'README.md', 'package.json', ...license])].sort();
   need(JSON.stringify(files) === JSON.stringify(expected), `npm pack has [${files}], expected exactly [${expected}]`);
-  for (const f of ['index.js', 'b24_crm_item_bg.wasm']) need(loaded.has(f), `the entry does not load ${f}`);
+  // Self-contained: the entry loads nothing beside itself that a bundler, dev server or CDN must find.
+  need(JSON.stringify([...loaded]) === '["index.js"]', `the entry loads [${[...loaded]}], expected only itself`);
+  const entrySource = fs.readFileSync(path.join(snap, 'index.js'), 'utf8');
+  for (const [what, re] of [['import.meta', /\bimport\.meta\b/], ['a dynamic import()', /\bimport\s*\(/], ['fetch of a .wasm', /\.wasm\b/]]) {
+    need(!re.test(entrySource), `index.js has ${what}: something beside it would have to be found`);
+  }
+  need(!files.some((f) => f.endsWith('.wasm')), `the tarball has a .wasm file: [${files}]`);
   const listed = [...(m.files ?? [])].filter((f) => !license.includes(f)).sort();
   const wanted = expected.filter((f) => f !== 'package.json' && !license.includes(f));
   need(Array.isArray(m.files), '`files` allow-list missing');
@@ -278,27 +294,38 @@ function originalOf(map, js, needle) {
   return found;
 }
 
-/** Runs `vite` (the dev server) in `dir` with `args` while `use(pageUrl)` runs. */
-async function viteDev(dir, args, log, use) {
+/**
+ * Runs a server (a dev server, or a build's preview) `node <script> ...args` in `dir` while
+ * `use(pageUrl)` runs: `args(port)` gives its arguments; it is ready when its page answers 200.
+ */
+async function serve(dir, script, args, log, use, { env } = {}) {
   const port = await freePort();
-  const server = spawn(process.execPath, [path.join(dir, 'node_modules', 'vite', 'bin', 'vite.js'), ...args,
-    '--host', '127.0.0.1', '--port', String(port), '--strictPort'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const argv = [path.join(dir, script), ...args(port)];
+  const server = spawn(process.execPath, argv, { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   servers.add(server);
-  server.once('exit', () => servers.delete(server));
+  // Done when its output ends: every process of the group has gone (or closed it).
+  const ended = new Promise((r) => server.stdout.once('close', r));
   let out = '';
   server.stdout.on('data', (d) => { out += d; });
   server.stderr.on('data', (d) => { out += d; });
+  const pageUrl = `http://localhost:${port}/`;
   try {
-    const deadline = Date.now() + 30_000;
-    while (!/ready in/.test(out)) {
-      check(server.exitCode === null, `vite exited ${server.exitCode}:\n${tail(out)}`);
-      check(Date.now() < deadline, `vite did not start:\n${tail(out)}`);
-      await new Promise((r) => setTimeout(r, 100));
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      check(server.exitCode === null, `${script} exited ${server.exitCode}:\n${tail(out)}`);
+      check(Date.now() < deadline, `${script} did not answer at ${pageUrl}:\n${tail(out)}`);
+      const status = await fetch(pageUrl).then((r) => r.status, () => 0);
+      if (status === 200) break;
+      await new Promise((r) => setTimeout(r, 250));
     }
-    return await use(`http://localhost:${port}/`);
+    return await use(pageUrl, () => out);
   } finally {
-    server.kill('SIGTERM');
-    fs.appendFileSync(log, `$ vite ${args.join(' ')} (dev server)\n${out}\n`);
+    killGroup(server, 'SIGTERM');
+    const hard = setTimeout(() => killGroup(server, 'SIGKILL'), 10_000);
+    await ended;
+    clearTimeout(hard);
+    servers.delete(server);
+    fs.appendFileSync(log, `$ node ${argv.join(' ')}   (in ${dir}, a server)\n${out}\n`);
   }
 }
 
@@ -324,15 +351,17 @@ async function getBrowser() {
 
 /**
  * Serves `root` at http://localhost:PORT/ from a fresh emulator (the API is then cross-origin, at
- * 127.0.0.1), opens the page, and drives window.lib (which each page sets from its imports).
+ * 127.0.0.1), or opens `pageUrl`, and drives window.lib (which each page sets from its imports).
+ * `entry`: the URL path the page must load the package's index.js from (no bundler); `statics`:
+ * more emulator mounts; `query`: given the emulator's port, the page's query string.
  */
-async function browserEnv(root, { wasmFrom, pageUrl, page: page_ }) {
-  const emu = await startEmulator(['--no-limits', ...(root ? ['--static', `/=${root}`] : [])]);
+async function browserEnv(root, { pageUrl, page: page_, entry, statics = [], query }) {
+  const emu = await startEmulator(['--no-limits', ...(root ? ['--static', `/=${root}`] : []), ...statics.flatMap((m) => ['--static', m])]);
   const context = await (await getBrowser()).newContext();
   try {
     const page = await context.newPage();
     const consoleLines = [];
-    const wasm = [];
+    const loaded = [];
     const failed = [];
     page.on('console', (msg) => {
       // (HTTP errors are checked below from the responses: a NOT_FOUND answer is a 400.)
@@ -343,14 +372,14 @@ async function browserEnv(root, { wasmFrom, pageUrl, page: page_ }) {
     page.on('pageerror', (err) => consoleLines.push(`pageerror: ${err.message}`));
     page.on('requestfailed', (req) => failed.push(`${req.url()}: ${req.failure()?.errorText}`));
     page.on('response', (res) => {
-      const { pathname } = new URL(res.url());
-      if (res.status() >= 400 && !pathname.startsWith('/rest/') && pathname !== '/favicon.ico') failed.push(`${res.url()}: HTTP ${res.status()}`);
-      if (pathname.endsWith('.wasm')) {
-        wasm.push({ path: pathname, host: new URL(res.url()).hostname, status: res.status(), type: res.headers()['content-type'] });
-      }
+      const url = new URL(res.url());
+      if (url.pathname.startsWith('/rest/')) return;
+      if (res.status() >= 400 && url.pathname !== '/favicon.ico') failed.push(`${res.url()}: HTTP ${res.status()}`);
+      loaded.push(`${url.hostname}${url.pathname}`);
     });
-    await page.goto(pageUrl ?? `http://localhost:${emu.port}/${page_ ?? ''}`);
-    await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 }).catch(() => {
+    const url = pageUrl ?? `http://localhost:${emu.port}/${page_ ?? ''}${query ? `?${query(emu.port)}` : ''}`;
+    await page.goto(url);
+    await page.waitForFunction(() => window.ready === true, null, { timeout: 60_000 }).catch(() => {
       throw new Failure(`the page did not load the package: ${[...consoleLines, ...failed].join('; ') || 'no error shown'}`);
     });
     const [a, b, c] = (await emu.control.state()).items[SPA];
@@ -381,13 +410,13 @@ async function browserEnv(root, { wasmFrom, pageUrl, page: page_ }) {
     const left = (await emu.control.state()).items[SPA];
     check(![a, b, c].some((id) => left.includes(id)), `the portal still has some of ${[a, b, c]}`);
 
-    check(wasm.length === 1, `expected one wasm fetch, saw ${JSON.stringify(wasm)}`);
-    const [w] = wasm;
-    check(w.status === 200 && w.type === 'application/wasm', `wasm ${w.path}: HTTP ${w.status}, ${w.type}`);
-    wasmFrom(w.path, w.host);
+    // Self-contained: no wasm (or anything else of the package's) fetched beside the module.
+    const wasm = loaded.filter((p) => p.endsWith('.wasm'));
+    check(wasm.length === 0, `the page fetched ${wasm}`);
+    if (entry) check(loaded.includes(entry), `the package's index.js was not loaded from ${entry}: [${loaded}]`);
     check(failed.length === 0, `failed requests: ${failed.join('; ')}`);
     check(consoleLines.length === 0, `console: ${consoleLines.join('; ')}`);
-    return `deleteItem, NOT_FOUND instanceof B24Error, deleteItems; wasm ${w.host === 'localhost' ? '' : `//${w.host}`}${w.path}`;
+    return `deleteItem, NOT_FOUND instanceof B24Error, deleteItems${entry ? `; the package from ${entry}` : ''}; no wasm fetched`;
   } finally {
     await context.close().catch(() => {});
     await emu.stop();
@@ -401,11 +430,92 @@ function gzipOfDist(dist) {
   return `${(bytes / 1024).toFixed(1)} KiB gzip in ${files.length} files`;
 }
 
-/** The wasm a bundler emitted into dist/ (exactly one). */
-function emittedWasm(dist) {
-  const all = fs.readdirSync(dist, { recursive: true }).map(String).filter((f) => f.endsWith('.wasm'));
-  check(all.length === 1, `dist/ should hold one .wasm, has [${all}]`);
-  return '/' + all[0].split(path.sep).join('/');
+/** The version of `dep` installed in `dir`. */
+function installedVersion(dir, dep) {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'node_modules', dep, 'package.json'), 'utf8')).version;
+}
+
+const NUXT = path.join('node_modules', 'nuxt', 'bin', 'nuxt.mjs');
+const NUXT_ENV = { NUXT_TELEMETRY_DISABLED: '1', CI: '1' };
+
+/** A Nuxt page: its server-rendered HTML says the server imported the package, then the browser deletes. */
+async function nuxtPage(dir, pageUrl, what) {
+  const html = await (await fetch(pageUrl)).text();
+  check(html.includes('rendered by the server, inside Bitrix24: false'), `${what}: the page was not rendered by the server with the package:\n${html.slice(0, 500)}`);
+  const visits = await untilStable(pageUrl);
+  const s = await browserEnv(null, { pageUrl });
+  return `nuxt ${installedVersion(dir, 'nuxt')} (${what}): the server render imported it; ${s}${visits > 1 ? ` (after ${visits - 1} visit(s) on which the dev server reloaded the page)` : ''}`;
+}
+
+/**
+ * Visits `pageUrl` until a visit is not reloaded within 3 s of the page being ready: a Vite dev
+ * server that finds a dependency on the first visit optimizes it and reloads the page once.
+ * Resolves the number of visits.
+ */
+async function untilStable(pageUrl) {
+  for (let visit = 1; visit <= 3; visit++) {
+    const context = await (await getBrowser()).newContext();
+    try {
+      const page = await context.newPage();
+      let documents = 0; // (a router's replaceState is a navigation too, but no new document)
+      page.on('domcontentloaded', () => { documents++; });
+      await page.goto(pageUrl);
+      await page.waitForFunction(() => window.ready === true, null, { timeout: 60_000 });
+      await new Promise((r) => setTimeout(r, 3000));
+      if (documents === 1) return visit;
+    } finally {
+      await context.close().catch(() => {});
+    }
+  }
+  throw new Failure(`${pageUrl} kept reloading`);
+}
+
+/**
+ * A page of `dir` where the package loads but WebAssembly cannot be compiled: every call (the
+ * module's functions, a Client's, init(), a second call) must reject WASM_UNAVAILABLE (config,
+ * status 0, not retryable, no attempt) with a description matching `reason`, and nothing is sent.
+ */
+async function wasmUnavailable(dir, pageName, reason) {
+  const emu = await startEmulator(['--no-limits', '--static', `/=${dir}`]);
+  const context = await (await getBrowser()).newContext();
+  try {
+    const page = await context.newPage();
+    const sent = [];
+    page.on('request', (req) => { if (new URL(req.url()).pathname.startsWith('/rest/')) sent.push(req.url()); });
+    await page.goto(`http://localhost:${emu.port}/${pageName}`);
+    await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 });
+    const before = (await emu.control.state()).requests.total;
+    const [id] = (await emu.control.state()).items[SPA];
+    const calls = await page.evaluate(async ([webhookUrl, t, id]) => {
+      const { configure, deleteItem, deleteItems, Client, B24Error, init } = window.lib;
+      const plain = (e) => ({ isB24Error: e instanceof B24Error, code: e.code, kind: e.kind, status: e.status, retryable: e.retryable,
+        attempts: e.attempts, method: e.method, description: e.description, cause: String(e.cause) });
+      configure({ webhookUrl });
+      const settle = (p) => p.then(() => 'resolved', plain);
+      return {
+        deleteItem: await settle(deleteItem(t, id)),
+        deleteItems: await settle(deleteItems(t, [id])),
+        client: await settle(new Client({ webhookUrl }).deleteItem(t, id)),
+        init: await settle(init()),
+        again: await settle(deleteItem(t, id)),
+      };
+    }, [emu.webhook, SPA, id]);
+    const methods = { deleteItem: 'crm.item.delete', deleteItems: 'batch', client: 'crm.item.delete', init: '', again: 'crm.item.delete' };
+    for (const [call, e] of Object.entries(calls)) {
+      check(e !== 'resolved', `${pageName}: ${call} resolved`);
+      const { description, cause, ...rest } = e;
+      same(rest, { isB24Error: true, code: 'WASM_UNAVAILABLE', kind: 'config', status: 0, retryable: false, attempts: 0, method: methods[call] }, `${pageName}: ${call}`);
+      check(reason.test(description), `${pageName}: ${call}: the description ${JSON.stringify(description)} does not match ${reason}`);
+    }
+    same((await emu.control.state()).requests.total, before, `${pageName}: requests the emulator saw`);
+    check(sent.length === 0, `${pageName}: requests sent: ${sent}`);
+    check((await emu.control.state()).items[SPA].includes(id), `${pageName}: item ${id} was deleted`);
+    const cause = calls.deleteItem.cause === 'undefined' ? '' : ` (the cause: a ${calls.deleteItem.cause.split(':')[0]})`;
+    return `${Object.keys(calls).length} calls rejected WASM_UNAVAILABLE, nothing sent${cause}`;
+  } finally {
+    await context.close().catch(() => {});
+    await emu.stop();
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +529,7 @@ const environments = {
   async types(log) {
     // The same checks with every TypeScript the fixture pins: typescript (5.x, JS) and
     // typescript7 (npm:typescript@7, the native compiler), under `tsc --strict`.
-    const dir = await scratch('types', packed.tarball, log);
+    const dir = await project('types', log);
     // ok.ts must use every export of index.d.ts (so a new export gets a consumer here too).
     const dts = fs.readFileSync(path.join(dir, 'node_modules', NAME, 'index.d.ts'), 'utf8');
     const exported = [...new Set([...dts.matchAll(/^export\s+(?:declare\s+)?(?:function|class|interface|type|const|let|enum)\s+(\w+)/gm)].map((m) => m[1]))];
@@ -476,7 +586,7 @@ const environments = {
   },
 
   async node(log) {
-    const dir = await scratch('node', packed.tarball, log);
+    const dir = await project('node', log);
     const emu = await startEmulator(['--no-limits']);
     try {
       const ids = (await emu.control.state()).items[SPA].slice(0, 6);
@@ -505,81 +615,99 @@ const environments = {
   },
 
   async plain(log) {
-    const dir = await scratch('plain', packed.tarball, log);
-    return browserEnv(dir, {
-      wasmFrom: (p) => same(p, `/node_modules/${NAME}/b24_crm_item_bg.wasm`, 'wasm URL'),
-    });
+    const dir = await project('plain', log);
+    return browserEnv(dir, { entry: `localhost/node_modules/${NAME}/index.js` });
   },
 
   async cdn(log) {
-    // The plain fixture's cdn.html: the package from another origin, as from unpkg or jsDelivr.
-    const dir = await scratch('plain', packed.tarball, log, 'cdn');
+    // The plain fixture's cdn.html: the package's files under /npm/NAME@VERSION/ on another origin
+    // (127.0.0.1, the page being on localhost), imported by absolute URL, as from unpkg or jsDelivr.
+    const dir = await project('plain', log);
+    const at = `/npm/${NAME}@${packed.version}`;
     return browserEnv(dir, {
       page: 'cdn.html',
-      wasmFrom: (p, host) => same([host, p], ['127.0.0.1', `/node_modules/${NAME}/b24_crm_item_bg.wasm`], 'wasm host and path'),
+      statics: [`${at}=${path.join(dir, 'node_modules', NAME)}`],
+      query: (port) => `from=${encodeURIComponent(`http://127.0.0.1:${port}${at}/index.js`)}`,
+      entry: `127.0.0.1${at}/index.js`,
     });
+  },
+
+  async csp(log) {
+    // Where WebAssembly cannot be compiled, every call rejects WASM_UNAVAILABLE before any request,
+    // naming the cause and the fix: a meta CSP whose script-src lacks 'wasm-unsafe-eval', and an
+    // engine without WebAssembly (deleted before the import). With the fix the page works.
+    const dir = await project('plain', log);
+    const policy = await wasmUnavailable(dir, 'csp.html', /the page's Content-Security-Policy .*add 'wasm-unsafe-eval' to its script-src/);
+    const missing = await wasmUnavailable(dir, 'no-wasm.html', /has no WebAssembly/);
+    // Any other failure is not taken for a policy: it says what the engine said.
+    const other = await wasmUnavailable(dir, 'wasm-fails.html', /^could not compile or instantiate the WebAssembly module: Out of memory/);
+    const fixed = await browserEnv(dir, { page: 'csp-allowed.html' });
+    return `script-src 'self': ${policy}; no WebAssembly: ${missing}; instantiate rejects otherwise: ${other}; script-src 'self' 'wasm-unsafe-eval': ${fixed}`;
   },
 
   async vite(log) {
-    const dir = await scratch('vite', packed.tarball, log);
+    const dir = await project('vite', log);
     const out = await must('npm', ['run', 'build'], { cwd: dir, log });
     const warnings = out.split('\n').filter((l) => /\(!\)|warn/i.test(l) && !/install-scripts/.test(l));
     check(warnings.length === 0, `vite build warns:\n${warnings.join('\n')}`);
-    const wasm = emittedWasm(path.join(dir, 'dist'));
     const version = out.match(/vite v(\S+)/)?.[1];
-    const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
-    return `vite ${version} build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}`;
+    const s = await browserEnv(path.join(dir, 'dist'), {});
+    return `vite ${version} build, no config, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}`;
   },
 
   async 'vite-dev'(log) {
-    // `vite` (the dev server). Out of the box it pre-bundles the package into .vite/deps/, away from
-    // its wasm: the call must then reject with a B24Error that says what to do. With the one line of
-    // config that says (fixtures/vite/vite.config.dev.js), everything must work.
-    const dir = await scratch('vite', packed.tarball, log, 'vite-dev');
-    const bare = await viteDev(dir, [], log, async (pageUrl) => {
-      const emu = await startEmulator(['--no-limits']);
-      const context = await (await getBrowser()).newContext();
-      try {
-        const page = await context.newPage();
-        await page.goto(pageUrl);
-        await page.waitForFunction(() => window.ready === true, null, { timeout: 15_000 });
-        const e = await page.evaluate(async (webhookUrl) => {
-          window.lib.configure({ webhookUrl });
-          return window.lib.deleteItem(1268, 1).then(() => null, (e) => ({
-            isB24Error: e instanceof window.lib.B24Error, code: e.code, kind: e.kind, method: e.method, description: e.description,
-          }));
-        }, emu.webhook);
-        check(e, 'deleteItem resolved through the pre-bundled package');
-        check(e.isB24Error && e.code === 'NETWORK_ERROR' && e.kind === 'network' && e.method === 'crm.item.delete',
-          `a wasm that cannot load must reject with a B24Error NETWORK_ERROR, got ${JSON.stringify(e)}`);
-        check(e.description.includes('optimizeDeps'), `the error does not say how to fix it: ${e.description}`);
-        return 'pre-bundled: B24Error NETWORK_ERROR naming optimizeDeps.exclude';
-      } finally {
-        await context.close().catch(() => {});
-        await emu.stop();
-      }
-    });
-    const fixed = await viteDev(dir, ['--config', 'vite.config.dev.js'], log, (pageUrl) => browserEnv(null, {
-      pageUrl,
-      wasmFrom: (p) => same(p, `/node_modules/${NAME}/b24_crm_item_bg.wasm`, 'wasm URL'),
-    }));
-    return `${bare}; with optimizeDeps.exclude: ${fixed}`;
+    // `vite` (the dev server), no config: it pre-bundles the package into node_modules/.vite/deps/.
+    const dir = await project('vite', log);
+    const bin = path.join('node_modules', 'vite', 'bin', 'vite.js');
+    return serve(dir, bin, (port) => ['--host', '127.0.0.1', '--port', String(port), '--strictPort'], log,
+      async (pageUrl, out) => {
+        const s = await browserEnv(null, { pageUrl });
+        return `vite ${out().match(/VITE v(\S+)/)?.[1]} dev server, no config: ${s}`;
+      });
   },
 
   async webpack(log) {
-    const dir = await scratch('webpack', packed.tarball, log);
+    const dir = await project('webpack', log);
     const out = await must('npm', ['run', 'build'], { cwd: dir, log });
     check(/compiled successfully/.test(out), `webpack did not compile cleanly:\n${tail(out)}`);
-    const wasm = emittedWasm(path.join(dir, 'dist'));
     const version = out.match(/webpack (5\.\S+) compiled/)?.[1];
-    const s = await browserEnv(path.join(dir, 'dist'), { wasmFrom: (p) => same(p, wasm, 'wasm URL') });
+    const s = await browserEnv(path.join(dir, 'dist'), {});
     // The development build too (eval source maps, unminified, named chunks).
     const devOut = await must('npm', ['run', 'build:dev'], { cwd: dir, log });
     check(/compiled successfully/.test(devOut), `webpack --mode development did not compile cleanly:\n${tail(devOut)}`);
-    const devWasm = emittedWasm(path.join(dir, 'dist-dev'));
-    await browserEnv(path.join(dir, 'dist-dev'), { wasmFrom: (p) => same(p, devWasm, 'wasm URL (development build)') });
+    await browserEnv(path.join(dir, 'dist-dev'), {});
     return `webpack ${version} production build, no warnings, ${gzipOfDist(path.join(dir, 'dist'))}; ${s}; the development build too`;
   },
+
+  async 'webpack-dev'(log) {
+    // `webpack serve` (webpack-dev-server), the page's index.html served from the project folder.
+    const dir = await project('webpack', log);
+    const bin = path.join('node_modules', 'webpack-cli', 'bin', 'cli.js');
+    return serve(dir, bin, (port) => ['serve', '--mode', 'development', '--static', '.', '--host', 'localhost', '--port', String(port), '--no-open'], log,
+      async (pageUrl, out) => {
+        check(/compiled successfully/.test(out()), `webpack serve did not compile cleanly:\n${tail(out())}`);
+        return `webpack-dev-server ${installedVersion(dir, 'webpack-dev-server')}: ${await browserEnv(null, { pageUrl })}`;
+      });
+  },
+
+  async 'nuxt-dev'(log) {
+    // `nuxt dev`: the server render imports the package in Node (vite-node), the browser calls it.
+    const dir = await project('nuxt', log);
+    return serve(dir, NUXT, (port) => ['dev', '--host', '127.0.0.1', '--port', String(port)], log,
+      (pageUrl) => nuxtPage(dir, pageUrl, 'nuxt dev'), { env: NUXT_ENV });
+  },
+
+  async nuxt(log) {
+    // `nuxt build`, then `nuxt preview` (node .output/server/index.mjs): the server render imports
+    // the package from .output/server/node_modules, in Node.
+    const dir = await project('nuxt', log);
+    const out = await must(process.execPath, [NUXT, 'build'], { cwd: dir, log, env: NUXT_ENV });
+    check(/Build complete/.test(out), `nuxt build:\n${tail(out)}`);
+    check(fs.existsSync(path.join(dir, '.output', 'server', 'node_modules', NAME, 'index.js')), `the server build does not hold ${NAME}`);
+    return serve(dir, NUXT, (port) => ['preview', '--port', String(port)], log,
+      (pageUrl) => nuxtPage(dir, pageUrl, 'nuxt build + preview'), { env: { ...NUXT_ENV, HOST: '127.0.0.1' } });
+  },
+
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! `cargo xtask build`: wasm → wasm-bindgen → snippet flattening → wasm-opt → pkg/ → one
-//! bundled, minified ES module (esbuild).
+//! bundled, minified ES module (esbuild, terser) with the wasm inside it.
 
 use crate::setup::find_tool;
 use crate::toolchain::{self, TARGET};
@@ -92,7 +92,7 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
 
     // 3. Snippets: `#[wasm_bindgen(module = "/pkg-template/X")]` → `./X` (pkg-template is copied in).
     flatten_snippets(pkg)?;
-    // 3b. The glue's code that cannot run here goes.
+    // 3b. The glue's loaders give way to what index.js needs, and code that cannot run here goes.
     trim_glue(&pkg.join(format!("{LIB}.js")))?;
 
     // 4. wasm-opt -Oz, import and export names minified (the glue is told the new names).
@@ -111,22 +111,42 @@ fn assemble(bindgen: &Path, wasm: &Path, pkg: &Path, dev: bool) -> Result {
         );
     }
 
-    // 5. The package files.
+    // 5. The package files; the wasm leaves pkg/ (it goes inside index.js).
     copy_template(&root().join("pkg-template"), pkg)?;
+    let wasm_bytes = fs::read(&bg).map_err(|e| format!("{}: {e}", bg.display()))?;
+    keep_wasm_copy(&bg)?;
+    fs::remove_file(&bg).map_err(|e| e.to_string())?;
 
-    // 6. index.js, runtime.js and the glue become one module: one request and one gzip stream
-    //    instead of three, and minified (unless --dev).
-    bundle(pkg, dev)?;
+    // 6. index.js, runtime.js and the glue become one module: one request and one gzip
+    //    stream, and minified (unless --dev); then the wasm's bytes go in.
+    bundle(pkg, dev, &wasm_bytes)?;
     check_files_allow_list(pkg)
 }
+
+/// The wasm as it was inlined, for tools that read a module (twiggy): not part of the package.
+pub fn inlined_wasm_path() -> PathBuf {
+    root().join(format!("target/pkg-wasm/{LIB}_bg.wasm"))
+}
+
+fn keep_wasm_copy(bg: &Path) -> Result {
+    let to = inlined_wasm_path();
+    fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
+    fs::copy(bg, &to).map_err(|e| format!("copy {} to {}: {e}", bg.display(), to.display()))?;
+    Ok(())
+}
+
+/// The module that index.js imports the wasm's text from: esbuild and terser leave the import as
+/// it is (external), and [`inline_wasm`] replaces it with the text itself. So the minifiers never
+/// see the bytes (nor fold anything about them), and the source map's sources do not hold them.
+const WASM_MODULE: &str = "./wasm.js";
 
 pub fn esbuild_path() -> PathBuf {
     root().join("tests/node_modules/.bin/esbuild")
 }
 
 /// Bundles `pkg/index.js` and what it imports into `pkg/index.js` (+ `index.js.map`), and
-/// removes the inputs. Dynamic imports keep the comments that tell bundlers to leave them alone.
-fn bundle(pkg: &Path, dev: bool) -> Result {
+/// removes the inputs; then puts the wasm's bytes in ([`inline_wasm`]).
+fn bundle(pkg: &Path, dev: bool, wasm: &[u8]) -> Result {
     let exe = esbuild_path();
     if !exe.exists() {
         return Err(format!(
@@ -148,6 +168,7 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
             // value): harmless, and not ours to fix.
             "--log-override:duplicate-object-key=silent",
         ])
+        .arg(format!("--external:{WASM_MODULE}"))
         .arg(format!("--outfile={}", out_dir.join("index.js").display()));
     if !dev {
         cmd.arg("--minify");
@@ -157,13 +178,25 @@ fn bundle(pkg: &Path, dev: bool) -> Result {
         terser(&out_dir)?;
     }
     let js = fs::read_to_string(out_dir.join("index.js")).map_err(|e| e.to_string())?;
-    let js = keep_dynamic_imports_unbundled(&js)?;
+    let map = fs::read_to_string(out_dir.join("index.js.map")).map_err(|e| e.to_string())?;
+    // What the inlining costs: gzip of the bundle before and after, against the wasm's own.
+    fs::write(out_dir.join("index.js"), &js).map_err(|e| e.to_string())?;
+    let js_alone = gzip_size(&out_dir.join("index.js"))?;
+    let (js, map) = inline_wasm(&js, &map, wasm)?;
     for f in &inputs {
         fs::remove_file(f).map_err(|e| format!("remove {}: {e}", f.display()))?;
     }
     fs::write(pkg.join("index.js"), js).map_err(|e| e.to_string())?;
-    fs::rename(out_dir.join("index.js.map"), pkg.join("index.js.map"))
-        .map_err(|e| e.to_string())?;
+    let (whole, wasm_alone) = (
+        gzip_size(&pkg.join("index.js"))?,
+        gzip_size(&inlined_wasm_path())?,
+    );
+    println!(
+        "build: the wasm inlined: index.js {whole} B gzip = its JS alone {js_alone} B + the wasm \
+         alone {wasm_alone} B {:+} B",
+        whole as i64 - (js_alone + wasm_alone) as i64
+    );
+    fs::write(pkg.join("index.js.map"), map).map_err(|e| e.to_string())?;
     fs::remove_dir_all(&out_dir).map_err(|e| e.to_string())?;
     let names: Vec<_> = inputs
         .iter()
@@ -230,63 +263,138 @@ pub fn terser_path() -> PathBuf {
     root().join("tests/node_modules/terser/bin/terser")
 }
 
-/// esbuild drops comments when it minifies, among them the ones that stop Vite and webpack from
-/// trying to resolve the Node-only `import(fs)`: put them back. Every `import(variable)` gets them
-/// (an unminified bundle has kept them, on lines of their own); there must be one.
-fn keep_dynamic_imports_unbundled(js: &str) -> Result<String> {
-    const HINT: &str = "/* webpackIgnore: true */ /* @vite-ignore */ ";
-    let mut out = String::with_capacity(js.len() + HINT.len());
-    let mut rest = js;
-    let mut found = 0;
-    while let Some(at) = rest.find("import(") {
-        let (head, tail) = rest.split_at(at + "import(".len());
-        out.push_str(head);
-        let arg_is_variable = tail
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$');
-        let kept = tail
-            .trim_start()
-            .strip_prefix("/* webpackIgnore: true */")
-            .is_some_and(|t| t.trim_start().starts_with("/* @vite-ignore */"));
-        if arg_is_variable {
-            out.push_str(HINT);
+/// The wasm as a JS string literal, one character per byte: bytes 0x80–0xFF become U+0080–U+00FF
+/// (two bytes of UTF-8), the rest stay themselves but for the escaped quote, backslash and line
+/// breaks. Of the encodings measured (docs/size.md), the one that gzips closest to
+/// the wasm itself; `Uint8Array.fromBase64(btoa(text))` decodes it natively.
+fn wasm_literal(wasm: &[u8]) -> String {
+    let mut out = String::with_capacity(wasm.len() * 2);
+    out.push('\'');
+    for &b in wasm {
+        match b {
+            b'\'' => out.push_str("\\'"),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            _ => out.push(char::from(b)),
         }
-        found += usize::from(arg_is_variable || kept);
-        rest = tail;
     }
-    out.push_str(rest);
-    if found != 1 {
-        return Err(format!(
-            "the bundle has {found} `import(variable)` expressions, expected 1 (the Node fs import)"
-        ));
-    }
-    Ok(out)
+    out.push('\'');
+    out
 }
 
-/// Parts of the glue that cannot run in this package, cut by `trim_glue`: (what, exact text, its
-/// replacement). Each text must be in the glue exactly once, or the build fails.
-const GLUE_TRIMS: &[(&str, &str, &str)] = &[
-    // index.js always hands initSync a compiled `WebAssembly.Module`, so neither the unwrapping
-    // of `{ module }` (with its warning about deprecated parameters) nor the compiling of bytes
-    // can run (−0.1 KB gzip).
-    (
-        "initSync's argument checks",
-        "
-    if (module !== undefined) {
-        if (Object.getPrototypeOf(module) === Object.prototype) {
-            ({module} = module)
-        } else {
-            console.warn('using deprecated parameters for `initSync()`; pass a single object instead')
+/// Replaces the bundle's `import { wasmText as NAME } from "./wasm.js"` (exactly one) with
+/// `const NAME = '<the wasm>';` and moves the source map's later columns on that line by the
+/// difference. esbuild puts the import first, where the bytes gzip best (docs/size.md has the
+/// measurements).
+fn inline_wasm(js: &str, map: &str, wasm: &[u8]) -> Result<(String, String)> {
+    let bad =
+        || format!("the bundle does not import wasmText from {WASM_MODULE} once, as expected");
+    let from: Vec<_> = [
+        format!("from\"{WASM_MODULE}\""),
+        format!("from \"{WASM_MODULE}\""),
+    ]
+    .iter()
+    .flat_map(|f| {
+        js.match_indices(f.as_str())
+            .map(|(at, f)| at + f.len())
+            .collect::<Vec<_>>()
+    })
+    .collect();
+    let [end] = from[..] else { return Err(bad()) };
+    let end = end + usize::from(js[end..].starts_with(';'));
+    let at = js[..end].rfind("import").ok_or_else(bad)?;
+    let names = js[at..end].split(['{', '}']).nth(1).ok_or_else(bad)?;
+    let name = match names.split_whitespace().collect::<Vec<_>>()[..] {
+        ["wasmText"] => "wasmText",
+        ["wasmText", "as", name] => name,
+        _ => return Err(bad()),
+    };
+    let statement = format!("const {name}={};", wasm_literal(wasm));
+    let line = js[..at].matches('\n').count();
+    let line_start = js[..at].rfind('\n').map_or(0, |i| i + 1);
+    // Source map columns count UTF-16 units.
+    let column = js[line_start..at].encode_utf16().count() as i64;
+    let delta = statement.encode_utf16().count() as i64 - js[at..end].encode_utf16().count() as i64;
+    let key = "\"mappings\":\"";
+    let start = map.find(key).ok_or("the source map has no mappings")? + key.len();
+    let stop = start
+        + map[start..]
+            .find('"')
+            .ok_or("the source map's mappings do not end")?;
+    let mappings = shift_columns(&map[start..stop], line, column, delta)?;
+    let js = format!("{}{statement}{}", &js[..at], &js[end..]);
+    Ok((js, format!("{}{mappings}{}", &map[..start], &map[stop..])))
+}
+
+/// Source map `mappings` with every segment of generated line `line` that starts after `column`
+/// moved right by `delta`. Columns are relative within a line, so only the first such segment
+/// changes.
+fn shift_columns(mappings: &str, line: usize, column: i64, delta: i64) -> Result<String> {
+    let mut lines: Vec<String> = mappings.split(';').map(str::to_string).collect();
+    let Some(text) = lines.get_mut(line) else {
+        return Ok(mappings.to_string());
+    };
+    let mut segments: Vec<String> = text.split(',').map(str::to_string).collect();
+    let mut col = 0;
+    for segment in segments.iter_mut().filter(|s| !s.is_empty()) {
+        let (first, used) = vlq_decode(segment).ok_or("a malformed source map segment")?;
+        col += first;
+        if col > column {
+            *segment = format!("{}{}", vlq_encode(first + delta), &segment[used..]);
+            break;
         }
     }
+    *text = segments.join(",");
+    Ok(lines.join(";"))
+}
 
-    const imports = __wbg_get_imports();
-    if (!(module instanceof WebAssembly.Module)) {
-        module = new WebAssembly.Module(module);
+const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// The first base64 VLQ number of `s`, and how many characters it took.
+fn vlq_decode(s: &str) -> Option<(i64, usize)> {
+    let (mut value, mut shift) = (0i64, 0);
+    for (i, c) in s.bytes().enumerate() {
+        let digit = BASE64.iter().position(|&d| d == c)? as i64;
+        value += (digit & 31) << shift;
+        if digit & 32 == 0 {
+            let n = if value & 1 == 1 {
+                -(value >> 1)
+            } else {
+                value >> 1
+            };
+            return Some((n, i + 1));
+        }
+        shift += 5;
     }
-",
-        "\n    const imports = __wbg_get_imports();\n",
+    None
+}
+
+fn vlq_encode(n: i64) -> String {
+    let mut v = if n < 0 { (-n << 1) | 1 } else { n << 1 };
+    let mut out = String::new();
+    loop {
+        let digit = v & 31;
+        v >>= 5;
+        out.push(char::from(
+            BASE64[(digit | if v > 0 { 32 } else { 0 }) as usize],
+        ));
+        if v == 0 {
+            return out;
+        }
+    }
+}
+
+/// Parts of the glue that this package does without, cut by `trim_glue`: (what, exact text, its
+/// replacement). Each text must be in the glue exactly once, or the build fails.
+const GLUE_TRIMS: &[(&str, &str, &str)] = &[
+    // index.js instantiates the inlined bytes itself (asynchronously) with the glue's imports
+    // object, then hands the instance to the glue: the glue's loaders (`initSync`, and the default
+    // export that fetches a URL) are not exported, and the bundler leaves them out.
+    (
+        "the glue's exports of its loaders",
+        "export { initSync, __wbg_init as default };",
+        "export { __wbg_get_imports as imports, __wbg_finalize_init as finalize };",
     ),
     // Memory views made at each use instead of cached ones (the caches' checks for a grown
     // memory go with them): the glue reads each view at once (−0.19 KB gzip, with the next two).
@@ -916,32 +1024,27 @@ pub struct Sizes {
 }
 
 pub fn measure(pkg: &Path) -> Result<Sizes> {
-    let wasm = pkg.join(format!("{LIB}_bg.wasm"));
-    if !wasm.exists() {
+    if !pkg.join("index.js").exists() {
         return Err(format!(
             "{} missing: run `cargo xtask build`",
-            wasm.display()
+            pkg.join("index.js").display()
         ));
     }
     let mut rows = Vec::new();
-    let mut all = vec![wasm.clone()];
     let mut js: Vec<PathBuf> = fs::read_dir(pkg)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "js"))
         .collect();
     js.sort();
-    all.extend(js);
-    for p in &all {
+    for p in &js {
         let raw = fs::metadata(p).map_err(|e| e.to_string())?.len();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         rows.push((name, raw, gzip_size(p)?));
     }
-    let mut loaded = entry_files(pkg);
-    loaded.push(wasm);
     let mut total_gzip = 0;
     let mut total_files = Vec::new();
-    for p in &loaded {
+    for p in &entry_files(pkg) {
         total_gzip += gzip_size(p)?;
         total_files.push(p.file_name().unwrap().to_string_lossy().into_owned());
     }
@@ -1053,18 +1156,79 @@ mod tests {
         assert!(rename_in_glue("no glue here", &names).is_err());
     }
 
+    /// The absolute generated columns of each line's segments.
+    fn columns(mappings: &str) -> Vec<Vec<i64>> {
+        mappings
+            .split(';')
+            .map(|line| {
+                let mut col = 0;
+                line.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        col += vlq_decode(s).unwrap().0;
+                        col
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     #[test]
-    fn dynamic_imports_keep_their_bundler_comments() {
-        let js = "let a=await import(e);import(\"./x.js\");";
-        assert_eq!(
-            keep_dynamic_imports_unbundled(js).unwrap(),
-            "let a=await import(/* webpackIgnore: true */ /* @vite-ignore */ e);import(\"./x.js\");"
+    fn the_wasm_goes_in_and_the_source_map_follows() {
+        let js = "//# hint\nimport{wasmText as t}from\"./wasm.js\";let a=t;fetch(a)\n//# end";
+        let line = js.lines().nth(1).unwrap();
+        let (a, fetch) = (
+            line.find("let").unwrap() as i64,
+            line.find("fetch").unwrap() as i64,
         );
-        // esbuild without --minify keeps them.
-        let dev = "await import(\n  /* webpackIgnore: true */\n  /* @vite-ignore */\n  e\n);";
-        assert_eq!(keep_dynamic_imports_unbundled(dev).unwrap(), dev);
-        assert!(keep_dynamic_imports_unbundled("import(\"./x.js\")").is_err());
-        assert!(keep_dynamic_imports_unbundled("import(a);import(b)").is_err());
+        // Line 1: segments at the import, `let` and `fetch` (with source fields after the column).
+        let mappings = format!(";AAAA,{}AACA,{}AACA", vlq_encode(a), vlq_encode(fetch - a));
+        let map = format!("{{\"version\":3,\"mappings\":\"{mappings}\",\"names\":[]}}");
+        let wasm = b"\0asm\x01'\\\n\r\xff";
+        let (out, out_map) = inline_wasm(js, &map, wasm).unwrap();
+        let line = out.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("const t='\0asm\x01\\'\\\\\\n\\r\u{ff}';let a=t;"),
+            "{line}"
+        );
+        let new_fetch = line.encode_utf16().count() as i64 - "fetch(a)".len() as i64;
+        let start = out_map.find("\"mappings\":\"").unwrap() + 12;
+        let end = start + out_map[start..].find('"').unwrap();
+        let cols = columns(&out_map[start..end]);
+        let new_a = new_fetch - (fetch - a);
+        assert_eq!(cols[1], [0, new_a, new_fetch]);
+        assert!(
+            out_map[start..end].ends_with("AACA"),
+            "the other fields are kept"
+        );
+        // No import, or two, is an error.
+        assert!(inline_wasm("let a=1", &map, wasm).is_err());
+        let twice = format!("{js};import{{wasmText}}from\"./wasm.js\"");
+        assert!(inline_wasm(&twice, &map, wasm).is_err());
+    }
+
+    #[test]
+    fn every_byte_survives_the_literal() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let literal = wasm_literal(&bytes);
+        let inner = &literal[1..literal.len() - 1];
+        let (mut back, mut chars) = (Vec::new(), inner.chars());
+        while let Some(c) = chars.next() {
+            let c = match c {
+                '\\' => match chars.next().unwrap() {
+                    'n' => '\n',
+                    'r' => '\r',
+                    other => other,
+                },
+                '\n' | '\r' | '\'' => panic!("unescaped {c:?}"),
+                c => c,
+            };
+            back.push(u8::try_from(u32::from(c)).unwrap());
+        }
+        assert_eq!(back, bytes);
+        for n in [-1000, -1, 0, 1, 15, 16, 31, 32, 1 << 20] {
+            assert_eq!(vlq_decode(&vlq_encode(n)).map(|(v, _)| v), Some(n));
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ process.once('exit', () => fs.rmSync(pkgDir, { recursive: true, force: true }));
 
 /** Fills `pkgDir` from pkg/, waiting (up to 2 min) for a build in progress to finish. */
 export async function copyBuiltPackage() {
-  const files = ['index.js', 'b24_crm_item_bg.wasm'];
+  const files = ['index.js'];
   for (let i = 0; i < 120 && !files.every((f) => fs.existsSync(path.join(builtPkgDir, f))); i++) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
