@@ -35,7 +35,6 @@ const HTTPS_CALLS = env('BENCH_HTTPS_CALLS', 1000);
 // The size budget in bytes gzip: `cargo xtask bench` passes xtask's BUDGET_GZIP.
 const BUDGET = env('B24_BUDGET_GZIP', 24 * 1024);
 const ENTITY = 1268;
-const BUDGET = 24576; // bytes gzip, everything a page loads (issue 18)
 const BURST = 50, DRAIN = 20;
 
 const { startEmulator } = await import(pathToFileURL(path.join(repo, 'tests/js/support/emulator.mjs')).href);
