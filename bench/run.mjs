@@ -154,6 +154,9 @@ const BULK_CONTENDERS = (process.env.BENCH_BULK_CONTENDERS || 'ours,sdk,fast').s
 const FAST_VERSION = (fs.readFileSync(path.join(here, 'requirements.txt'), 'utf8').match(/^fast_bitrix24==(\S+)/m) || [])[1] || '?';
 const BULK_NAMES = { ours: NAMES.ours, sdk: NAMES.sdk, fast: `fast_bitrix24 ${FAST_VERSION} (Python)` };
 
+/** A message fit for a table cell. */
+const clip = (t, n) => (t.length > n ? `${t.slice(0, n)}…` : t).replace(/\|/g, '/').replace(/\s+/g, ' ');
+
 /** F = 600·⌊S/L⌋ + (S mod L) portal seconds, S = items × cost. */
 function bulkFloor(items, cost) {
   const S = Math.round(items * cost * 1e6) / 1e6;
@@ -246,7 +249,7 @@ async function bulk() {
       console.log('');
       table(['contender', 'time (portal s)', 'vs F', '429s', 'bans', '503s', '504s', 'ids failed (its report)', 'deleted (emulator)', 'report = state', 'ended'],
         [...rows.map((r) => (r.error ? [BULK_NAMES[r.c], '—', '—', '—', '—', '—', '—', '—', '—', '—', `not measured: ${r.error}`]
-          : [BULK_NAMES[r.c], r.stopped ? `> ${Math.round(r.portal)}` : r.report ? `**${Math.round(r.portal)}**` : '—', r.stopped ? `> ${BULK_BOUND}×` : r.report ? ratio(r.portal, F) : '—',
+          : [BULK_NAMES[r.c], r.stopped ? `> ${Math.round(r.portal)}` : r.report ? `**${Math.round(r.portal)}**` : '—', r.stopped ? `> ${BULK_BOUND}×` : !r.report ? '—' : r.deleted < items ? `${ratio(r.portal, F)} (gave up)` : ratio(r.portal, F),
             String(r.r429), String(r.bans), String(r.r503), String(r.r504), r.failed, `${r.deleted} / ${items}`, r.match, r.ended])),
         ['floor F', String(F), '1.00×', '0', '0', '0', '0', '0', `${items} / ${items}`, '—', '—']]);
       const ours = rows.find((r) => r.c === 'ours' && !r.error);
@@ -261,7 +264,7 @@ async function bulk() {
         const sdk = rows.find((r) => r.c === 'sdk' && !r.error);
         const cell = (r) => (!r ? '—' : r.stopped ? `stopped at ${BULK_BOUND}× F, ${r.r429} × 429`
           : `${ratio(r.portal, F)}, ${r.r429} × 429, ${r.failed} failed`);
-        summary.push([`bulk ${label} (vs F, 429s, failed)`, cell(ours), cell(sdk), '—', `${cell(ours).split(',')[0]} of F`,
+        summary.push([`bulk ${label} (vs F, 429s, failed)`, cell(ours), cell(sdk), '—', ours.stopped ? `> ${BULK_BOUND}× F` : `${ratio(ours.portal, F)} F`,
           '≤ 1.1× F, 0 × 429, 0 failed, report = state', verdict(checks.every(([, ok]) => ok))]);
       }
     }
@@ -293,9 +296,9 @@ async function bulkRun(c, { items, cost, F, boundMs, tmp }) {
     const codes = report ? Object.entries(report.failedCodes || {}).map(([k, n]) => `${n} ${k}`).join(', ') : '';
     const failed = run.stopped ? 'stopped' : !report ? 'no report' : `${report.failedCount}${codes ? ` (${codes})` : ''}`;
     const ended = run.stopped ? `stopped at ${BULK_BOUND}× F`
-      : !report ? `exited ${run.code ?? run.signal} without a report${run.stderr ? `: ${run.stderr.split('\n').pop().slice(0, 160)}` : ''}`
-      : report.threw ? `threw: ${report.threw.replace(/\|/g, '/').slice(0, 160)}`
-      : report.errorSample && report.errorSample.length ? `returned, ${report.errors} error(s), e.g. ${report.errorSample[0].replace(/\|/g, '/').slice(0, 120)}`
+      : !report ? `exited ${run.code ?? run.signal} without a report${run.stderr ? `: ${clip(run.stderr.split('\n').pop(), 160)}` : ''}`
+      : report.threw ? `threw: ${clip(report.threw, 110)}`
+      : report.errorSample && report.errorSample.length ? `returned, ${report.errors} error(s), e.g. ${clip(report.errorSample[0], 110)}`
       : 'returned';
     const row = { c, portal, stopped: run.stopped, report, failed, ended,
       r429: (st.rejected || {}).OPERATION_TIME_LIMIT || 0, bans: st.bans || 0, r503: (st.rejected || {}).QUERY_LIMIT_EXCEEDED || 0,
