@@ -235,8 +235,8 @@ async function bulk() {
       const label = `${items.toLocaleString('en')} × ${cost} s`;
       console.log(`\n### ${label}: S = ${S} s, F = ${F} portal s (${(F / BULK_SCALE).toFixed(1)} s real), stopped at ${BULK_BOUND}× F\n`);
       const rows = [];
-      const order = BULK_CONTENDERS.slice(k % BULK_CONTENDERS.length).concat(BULK_CONTENDERS.slice(0, k % BULK_CONTENDERS.length));
-      for (const c of order) {
+      const turn = BULK_CONTENDERS.slice(k % BULK_CONTENDERS.length).concat(BULK_CONTENDERS.slice(0, k % BULK_CONTENDERS.length));
+      for (const c of turn) {
         let row;
         try {
           row = await bulkRun(c, { items, cost, F, boundMs, tmp });
