@@ -1,6 +1,7 @@
 // A loopback HTTPS server with a self-signed certificate made at bench time (openssl).
 // Either it proxies every request to the emulator (`target`), or it answers `crm.item.delete`
-// itself like a portal would (`target` unset). Either way it counts CORS preflights.
+// itself like a portal would (`target` unset). Either way it counts CORS preflights, and the
+// proxy counts the statuses it passed on (`stats.status`, e.g. the emulator's HTML 504 pages).
 import https from 'node:https';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
@@ -38,9 +39,9 @@ function timeBlock() {
   return { start: now, finish: now, duration: 0.0001, processing: 0, date_start: iso, date_finish: iso, operating: 0 };
 }
 
-/** Start on 127.0.0.1:0. Returns { url, port, stats: {options, posts, total}, resetStats(), close() }. */
+/** Start on 127.0.0.1:0. Returns { url, port, stats: {options, posts, total, status}, resetStats(), close() }. */
 export async function startTls({ target } = {}) {
-  const stats = { options: 0, posts: 0, total: 0 };
+  const stats = { options: 0, posts: 0, total: 0, status: {} };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const server = https.createServer(selfSignedCert(), (req, res) => {
     stats.total++;
@@ -48,6 +49,7 @@ export async function startTls({ target } = {}) {
     if (req.method === 'POST') stats.posts++;
     if (target) {
       const up = http.request(target + req.url, { method: req.method, headers: { ...req.headers, host: new URL(target).host }, agent }, (ur) => {
+        stats.status[ur.statusCode] = (stats.status[ur.statusCode] || 0) + 1;
         res.writeHead(ur.statusCode, ur.headers);
         ur.pipe(res);
       });
@@ -74,7 +76,7 @@ export async function startTls({ target } = {}) {
     url: `https://127.0.0.1:${port}`,
     port,
     stats,
-    resetStats() { stats.options = 0; stats.posts = 0; stats.total = 0; },
+    resetStats() { stats.options = 0; stats.posts = 0; stats.total = 0; stats.status = {}; },
     close() {
       agent.destroy();
       server.closeAllConnections?.();

@@ -5,23 +5,27 @@
 //!    verdict, not a failing exit: a bench is not a test.
 //! 2. Builds the release emulator (the debug one is ~5× slower), runs `npm ci` in `bench/` when
 //!    its lockfile changed, snapshots `pkg/` into `target/bench/pkg` (another build may swap
-//!    `pkg/` meanwhile), then runs `node bench/run.mjs`: bundle size, bulk delete, per-call
-//!    overhead, cold start, loopback HTTPS — printed as Markdown tables with a summary.
+//!    `pkg/` meanwhile), then runs `node bench/run.mjs`: bundle size, bulk delete at real-portal
+//!    scale, bulk delete against the leaky bucket, per-call overhead, cold start, loopback HTTPS —
+//!    printed as Markdown tables with a summary.
+//! 3. For the bulk section, a Python venv in `target/bench/venv` with fast_bitrix24 (pinned in
+//!    `bench/requirements.txt`, installed by pip from PyPI when that file changes); without
+//!    python3 the section measures the other contenders and says why.
 //!
-//! SECTION: any of `size bulk percall cold https` (default: all). Exits non-zero only when a
-//! step could not run or a section could not be measured; targets not met are printed, not fatal.
+//! SECTION: any of `size bulk bucket percall cold https` (default: all). Exits non-zero only when
+//! a step could not run or a section could not be measured; targets not met are printed, not fatal.
 
 use crate::build;
 use crate::util::{self, kb, root, Result};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// At most 24 KB gzip (24,576 B) for everything the entry loads, the wasm inside it: issue 16's
 /// budget (issue 7 set 20 KB; the history is in docs/size.md).
 pub const BUDGET_GZIP: u64 = 24 * 1024;
 
-const SECTIONS: [&str; 5] = ["size", "bulk", "percall", "cold", "https"];
+const SECTIONS: [&str; 6] = ["size", "bulk", "bucket", "percall", "cold", "https"];
 
 pub fn run(args: &[String]) -> Result {
     let mut sections = Vec::new();
@@ -58,7 +62,16 @@ pub fn run(args: &[String]) -> Result {
         );
     }
 
+    let python = if sections.is_empty() || sections.iter().any(|s| s == "bulk") {
+        python_venv()
+    } else {
+        None
+    };
+
     let mut cmd = Command::new("node");
+    if let Some(python) = python {
+        cmd.env("B24_BENCH_PYTHON", python);
+    }
     cmd.arg(root().join("bench/run.mjs"))
         .args(&sections)
         .env("B24_REPO", root())
@@ -119,6 +132,47 @@ fn snapshot_pkg(from: &Path, to: &Path) -> Result {
     Ok(())
 }
 
+/// The bulk section's Python contender: `target/bench/venv` with `bench/requirements.txt`
+/// installed (pip, PyPI), redone when the requirements change; a copy of them is the stamp.
+/// `None` (printed) when python3 or pip cannot do it: that contender is then not measured.
+fn python_venv() -> Option<PathBuf> {
+    let venv = root().join("target/bench/venv");
+    let python = venv.join("bin/python");
+    let requirements = root().join("bench/requirements.txt");
+    let stamp = venv.join("bench-requirements.txt");
+    let wanted = fs::read_to_string(&requirements).ok()?;
+    if python.exists() && fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        println!("bench: {} is up to date", venv.display());
+        return Some(python);
+    }
+    let made = (|| -> Result {
+        if !python.exists() {
+            util::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        util::run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--quiet",
+                    "-r",
+                ])
+                .arg(&requirements),
+        )?;
+        fs::write(&stamp, &wanted).map_err(|e| format!("{}: {e}", stamp.display()))
+    })();
+    match made {
+        Ok(()) => Some(python),
+        Err(e) => {
+            println!("bench: no Python venv for fast_bitrix24 ({e}); the bulk section skips it");
+            None
+        }
+    }
+}
+
 /// `npm ci` in bench/ when node_modules is missing or older than the lockfile.
 fn npm_ci_if_needed() -> Result {
     let dir = root().join("bench");
@@ -140,4 +194,33 @@ fn npm_ci_if_needed() -> Result {
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
             .current_dir(&dir),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Python contender is pinned: every requirement is `name==version`, fast_bitrix24 among them.
+    #[test]
+    fn bench_requirements_are_pinned() {
+        let text = fs::read_to_string(root().join("bench/requirements.txt")).unwrap();
+        let pins: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        for p in &pins {
+            let (name, version) = p
+                .split_once("==")
+                .unwrap_or_else(|| panic!("`{p}` is not pinned with =="));
+            assert!(
+                !name.is_empty() && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+                "`{p}`"
+            );
+        }
+        assert!(
+            pins.iter().any(|p| p.starts_with("fast_bitrix24==")),
+            "{pins:?}"
+        );
+    }
 }

@@ -41,10 +41,11 @@ Commands:
                      --check: drive the page in headless Chromium instead
                      (tests/js/demo-check.mjs), screenshot to target/demo-check.png.
   bench [SECTION...] Package gzip size vs the 24 KB budget (printed verdict), then
-                     bench/run.mjs against @bitrix24/b24jssdk and a hand-written fetch:
-                     size, bulk, percall, cold, https (default: all); Markdown tables,
-                     also in target/bench/results.md. Non-zero only if a section could
-                     not run.
+                     bench/run.mjs against @bitrix24/b24jssdk and a hand-written fetch
+                     (bulk: also fast_bitrix24, in a venv under target/bench/):
+                     size, bulk, bucket, percall, cold, https (default: all); Markdown
+                     tables, also in target/bench/results.md. Non-zero only if a
+                     section could not run.
   help               This text.
 ";
 
