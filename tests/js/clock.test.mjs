@@ -72,7 +72,8 @@ test('a 429 OPERATION_TIME_LIMIT with a near operating_reset_at is waited for wi
     const label = `wall clock ${skew > 0 ? 'ahead' : 'behind'}`;
     await h.emu.control.reset();
     // Each call costs the whole 1 s budget; the 10-minute window is scaled to 2 s.
-    await h.emu.control.config({ operatingLimit: 1, operatingCost: 1, timeScale: 300 });
+    // Built on the docs' model (a 429 that carries its reset time), as resilience.test.mjs's.
+    await h.emu.control.config({ limiter: 'docs', operatingLimit: 1, operatingCost: 1, timeScale: 300 });
     const { page } = await skewablePage();
     const [spend, limited] = await items(2);
     const r = await page.evaluate(async ([webhookUrl, t, spend, limited, skew]) => {
