@@ -267,12 +267,18 @@ async fn command(
     params: &Map<String, Value>,
     run: &mut Run,
 ) -> Result<(u16, Value), Cut> {
-    let start = clock.now();
+    let arrived = clock.now();
     let (settings, admitted) = {
         let mut p = lock(portal);
         *p.calls_by_method.entry(method.to_string()).or_default() += 1;
-        let admitted = check(&mut p, caller, method, start);
+        let admitted = check(&mut p, caller, method, arrived);
         (p.settings.clone(), admitted)
+    };
+    // The command's `start` is when the run's schedule has it begin: a command that starts late
+    // waits less to keep the run on time, so its own arrival would understate its length.
+    let start = match settings.limiter {
+        Limiter::Server => arrived.min(run.started + settings.real(run.spent)),
+        Limiter::Docs => arrived,
     };
     let spent = match admitted {
         Ok(()) => spend(clock, &settings, run).await?,
