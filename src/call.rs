@@ -946,18 +946,23 @@ pub(crate) mod tests {
 
     #[test]
     fn pacing_spreads_a_burst() {
-        let client = webhook_client(
-            0.0,
-            RateLimitInput::Custom {
-                burst: 5.0,
-                per_second: 2.0,
-            },
-        );
-        let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        let (client, env) = burst_of_five();
         let times = four_deletes(&client, &env);
         // Two at once (10 ms apart, the fake latency; 5 / 2 keeps one slot plus 1 s of drain in
         // reserve), then one per 500 ms.
         assert_eq!(times, vec![0.0, 10.0, 500.0, 1000.0]);
+    }
+
+    /// A client pacing at burst 5 / 2 per s, and a portal answering four deletes.
+    fn burst_of_five() -> (Client, FakeEnv) {
+        let rate_limit = RateLimitInput::Custom {
+            burst: 5.0,
+            per_second: 2.0,
+        };
+        (
+            webhook_client(0.0, rate_limit),
+            FakeEnv::new(vec![ok(SUCCESS); 4]),
+        )
     }
 
     /// Four deletes in a row, each succeeding: when each was sent, from the fake clock's start.
@@ -974,14 +979,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_call_aborted_right_after_pacing_gives_its_slot_back() {
-        let client = webhook_client(
-            0.0,
-            RateLimitInput::Custom {
-                burst: 5.0,
-                per_second: 2.0,
-            },
-        );
-        let env = FakeEnv::new(vec![ok(SUCCESS); 4]);
+        let (client, env) = burst_of_five();
         // Paced with no wait (the burst has room), then found aborted before sending.
         env.aborted.set(true);
         let error =
